@@ -1,0 +1,60 @@
+from fastapi import APIRouter
+from lnbits.task_manager import task_manager
+from loguru import logger
+
+from .crud import db
+from .tasks import (
+    RECOVERY_INTERVAL_SECONDS,
+    listener_status,
+    on_invoice_paid,
+    recovery_loop,
+)
+from .views import satmachineadmin_generic_router
+from .views_api import satmachineadmin_api_router
+
+satmachineadmin_ext: APIRouter = APIRouter(
+    prefix="/satmachineadmin", tags=["satmachineadmin"]
+)
+satmachineadmin_ext.include_router(satmachineadmin_generic_router)
+satmachineadmin_ext.include_router(satmachineadmin_api_router)
+
+satmachineadmin_static_files = [
+    {"path": "/satmachineadmin/static", "name": "satmachineadmin_static"}
+]
+
+scheduled_tasks: list = []
+
+
+def satmachineadmin_stop():
+    for task in scheduled_tasks:
+        try:
+            task_manager.cancel_task(task)
+        except Exception as exc:
+            logger.warning(exc)
+    scheduled_tasks.clear()
+
+
+def satmachineadmin_start():
+    # LNbits calls this without awaiting: only schedule tasks here.
+    from .models import utc_now
+
+    listener_status["started_at"] = utc_now()
+    scheduled_tasks.append(
+        task_manager.register_invoice_listener(on_invoice_paid, "ext_satmachineadmin")
+    )
+    scheduled_tasks.append(
+        task_manager.create_permanent_task(
+            recovery_loop,
+            name="ext_satmachineadmin_recovery",
+            interval=RECOVERY_INTERVAL_SECONDS,
+        )
+    )
+
+
+__all__ = [
+    "db",
+    "satmachineadmin_ext",
+    "satmachineadmin_start",
+    "satmachineadmin_static_files",
+    "satmachineadmin_stop",
+]

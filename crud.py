@@ -1,0 +1,703 @@
+"""Database access for the `satoshimachine` schema. No business rules here:
+the transaction processor decides, this module reads and writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from lnbits.db import Connection, Database, Filters, Page, insert_query, model_to_dict
+from lnbits.helpers import urlsafe_short_hash
+from sqlalchemy import text
+
+from .allocation import ClientBalance, to_fiat
+from .models import (
+    AuditEntry,
+    ClientBalanceSummary,
+    ClientSummary,
+    DcaClient,
+    DcaDeposit,
+    DcaPayment,
+    LamassuConfig,
+    PayoutStatus,
+    PayoutView,
+    Reconciliation,
+    Settlement,
+    utc_now,
+)
+
+db = Database("ext_satoshimachine")
+S = "satoshimachine"
+
+# SQLite has no decimal type and sqlite3 cannot bind Decimal. Bind it as text:
+# SQLite's column affinity stores "7.54" as the number 7.54, and every read goes
+# back through to_fiat(), which quantizes to cents, so no cent is ever lost.
+sqlite3.register_adapter(Decimal, str)
+
+# Payouts whose fiat is spoken for: paid, being paid, or failed and retryable.
+COMMITTED_PAYOUT_STATUSES = ("confirmed", "pending", "failed")
+
+
+def ts(key: str) -> str:
+    """A timestamp parameter that works on both backends."""
+    return db.timestamp_placeholder(key)
+
+
+class Tx:
+    """Several statements committed together (or not at all).
+
+    `Connection.execute` commits after every statement; this runs statements on
+    the underlying SQLAlchemy connection and commits once, so a crash in the
+    middle leaves nothing half-written."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    async def execute(self, query: str, values: dict | None = None) -> Any:
+        params = self.conn.rewrite_values(values) if values else {}
+        return await self.conn.conn.execute(
+            text(self.conn.rewrite_query(query)), params
+        )
+
+    async def insert(self, table: str, model: Any, ignore_conflict: str = "") -> int:
+        query = insert_query(table, model)
+        if ignore_conflict:
+            query += f" ON CONFLICT ({ignore_conflict}) DO NOTHING"
+        result = await self.conn.conn.execute(text(query), model_to_dict(model))
+        return result.rowcount
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[Tx]:
+    async with db.connect() as conn:
+        tx = Tx(conn)
+        try:
+            yield tx
+        except BaseException:
+            await conn.conn.rollback()
+            raise
+        await conn.conn.commit()
+
+
+async def _execute_rowcount(query: str, values: dict) -> int:
+    result = await db.execute(query, values)
+    return result.rowcount
+
+
+# -------------------------------------------------------------------------- config
+
+
+async def get_config() -> LamassuConfig | None:
+    """The active configuration (the old extension allowed several rows and used
+    the newest active one; so do we)."""
+    return await db.fetchone(
+        f"SELECT * FROM {S}.lamassu_config WHERE is_active = :active "
+        "ORDER BY created_at DESC LIMIT 1",
+        {"active": True},
+        LamassuConfig,
+    )
+
+
+async def get_config_by_id(config_id: str) -> LamassuConfig | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.lamassu_config WHERE id = :id",
+        {"id": config_id},
+        LamassuConfig,
+    )
+
+
+async def create_config(fields: dict) -> LamassuConfig:
+    """Insert a new active config, deactivating older ones (only one is active)."""
+    now = utc_now()
+    config = LamassuConfig(id=urlsafe_short_hash(), created_at=now, updated_at=now)
+    config = config.copy(update={k: v for k, v in fields.items() if v is not None})
+    async with transaction() as tx:
+        await tx.execute(
+            f"UPDATE {S}.lamassu_config SET is_active = :inactive",
+            {"inactive": False},
+        )
+        await tx.insert(f"{S}.lamassu_config", config)
+    return config
+
+
+async def update_config(config: LamassuConfig) -> LamassuConfig:
+    config.updated_at = utc_now()
+    await db.update(f"{S}.lamassu_config", config)
+    return config
+
+
+async def delete_config(config_id: str) -> None:
+    await db.execute(f"DELETE FROM {S}.lamassu_config WHERE id = :id", {"id": config_id})
+
+
+async def set_config_timestamps(config_id: str, **fields: datetime | bool) -> None:
+    """Update poll/test bookkeeping columns without touching anything else."""
+    allowed = {
+        "test_connection_last",
+        "test_connection_success",
+        "last_poll_time",
+        "last_successful_poll",
+        "scan_checkpoint",
+    }
+    sets = []
+    values: dict[str, Any] = {"id": config_id}
+    for key, value in fields.items():
+        if key not in allowed:
+            raise ValueError(key)
+        sets.append(f"{key} = {ts(key) if isinstance(value, datetime) else ':' + key}")
+        values[key] = value
+    await db.execute(
+        f"UPDATE {S}.lamassu_config SET {', '.join(sets)} WHERE id = :id", values
+    )
+
+
+# ------------------------------------------------------------------------- clients
+
+
+async def create_client(client: DcaClient) -> DcaClient:
+    await db.insert(f"{S}.dca_clients", client)
+    return client
+
+
+async def get_client(client_id: str) -> DcaClient | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.dca_clients WHERE id = :id", {"id": client_id}, DcaClient
+    )
+
+
+async def get_client_by_wallet(wallet_id: str) -> DcaClient | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.dca_clients WHERE wallet_id = :wallet_id",
+        {"wallet_id": wallet_id},
+        DcaClient,
+    )
+
+
+async def get_clients() -> list[DcaClient]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.dca_clients ORDER BY created_at", model=DcaClient
+    )
+
+
+async def update_client(client: DcaClient) -> DcaClient:
+    client.updated_at = utc_now()
+    await db.update(f"{S}.dca_clients", client)
+    return client
+
+
+_CLIENT_FIGURES = f"""
+    SELECT c.*,
+        d.currency AS currency,
+        COALESCE(d.confirmed, 0) AS confirmed_deposits,
+        COALESCE(d.pending, 0) AS pending_deposits,
+        COALESCE(p.paid_fiat, 0) AS distributed_fiat,
+        COALESCE(p.paid_sats, 0) AS distributed_sats,
+        COALESCE(p.reserved_fiat, 0) AS reserved_fiat
+    FROM {S}.dca_clients c
+    LEFT JOIN (
+        SELECT client_id, MAX(currency) AS currency,
+            SUM(CASE WHEN status = 'confirmed' THEN amount ELSE 0 END) AS confirmed,
+            SUM(CASE WHEN status = 'pending' THEN amount ELSE 0 END) AS pending
+        FROM {S}.dca_deposits GROUP BY client_id
+    ) d ON d.client_id = c.id
+    LEFT JOIN (
+        SELECT client_id,
+            SUM(CASE WHEN status = 'confirmed' THEN amount_fiat ELSE 0 END)
+                AS paid_fiat,
+            SUM(CASE WHEN status = 'confirmed' THEN amount_sats ELSE 0 END)
+                AS paid_sats,
+            SUM(CASE WHEN status IN ('pending', 'failed') THEN amount_fiat ELSE 0 END)
+                AS reserved_fiat
+        FROM {S}.dca_payments GROUP BY client_id
+    ) p ON p.client_id = c.id
+"""
+
+
+def _with_remaining(summary: ClientSummary) -> ClientSummary:
+    summary.confirmed_deposits = to_fiat(summary.confirmed_deposits)
+    summary.pending_deposits = to_fiat(summary.pending_deposits)
+    summary.distributed_fiat = to_fiat(summary.distributed_fiat)
+    summary.reserved_fiat = to_fiat(summary.reserved_fiat)
+    summary.remaining_balance = (
+        summary.confirmed_deposits - summary.distributed_fiat - summary.reserved_fiat
+    )
+    return summary
+
+
+async def get_client_summaries(
+    filters: Filters | None = None,
+) -> Page[ClientSummary]:
+    """Every client with its figures in one query (not one per client)."""
+    page = await db.fetch_page(
+        f"SELECT * FROM ({_CLIENT_FIGURES}) AS figures",
+        filters=filters,
+        model=ClientSummary,
+    )
+    page.data = [_with_remaining(s) for s in page.data]
+    return page
+
+
+async def get_client_summary(client_id: str) -> ClientSummary | None:
+    row = await db.fetchone(
+        f"{_CLIENT_FIGURES} WHERE c.id = :id", {"id": client_id}, ClientSummary
+    )
+    return _with_remaining(row) if row else None
+
+
+async def get_client_balance_summary(client_id: str) -> ClientBalanceSummary | None:
+    summary = await get_client_summary(client_id)
+    if not summary:
+        return None
+    return ClientBalanceSummary(
+        client_id=client_id,
+        total_deposits=summary.confirmed_deposits,
+        total_payments=summary.distributed_fiat,
+        reserved_fiat=summary.reserved_fiat,
+        remaining_balance=summary.remaining_balance,
+        total_sats=summary.distributed_sats,
+        currency=summary.currency or "GTQ",
+    )
+
+
+async def get_flow_balances(
+    conn: Connection | Tx,
+    currency: str,
+    as_of: datetime,
+    exclude_settlement_id: str | None = None,
+) -> list[ClientBalance]:
+    """Remaining balances of the active flow-mode clients in `currency`, as of a
+    settlement time, in one aggregate query.
+
+    Deposits count if confirmed at or before `as_of`. Payouts are subtracted
+    whatever their time, if paid, being paid or failed-and-retryable: fiat
+    already promised to another settlement is never promised twice, even when
+    an earlier settlement is processed after a later one."""
+    query = f"""
+        SELECT c.id AS client_id,
+            d.total AS deposits,
+            COALESCE(p.total, 0) AS spent
+        FROM {S}.dca_clients c
+        JOIN (
+            SELECT client_id, SUM(amount) AS total FROM {S}.dca_deposits
+            WHERE status = 'confirmed' AND currency = :currency
+              AND COALESCE(confirmed_at, created_at) <= {ts("as_of")}
+            GROUP BY client_id
+        ) d ON d.client_id = c.id
+        LEFT JOIN (
+            SELECT client_id, SUM(amount_fiat) AS total FROM {S}.dca_payments
+            WHERE status IN ('confirmed', 'pending', 'failed')
+              AND (settlement_id IS NULL OR settlement_id <> :exclude)
+            GROUP BY client_id
+        ) p ON p.client_id = c.id
+        WHERE c.status = 'active' AND c.dca_mode = 'flow'
+        ORDER BY c.created_at, c.id
+    """
+    values = {"currency": currency, "as_of": as_of, "exclude": exclude_settlement_id or ""}
+    if isinstance(conn, Tx):
+        result = await conn.execute(query, values)
+        rows = result.mappings().all()
+    else:
+        rows = await conn.fetchall(query, values)
+    balances = []
+    for row in rows:
+        remaining = to_fiat(row["deposits"]) - to_fiat(row["spent"])
+        if remaining > 0:
+            balances.append(ClientBalance(row["client_id"], remaining))
+    return balances
+
+
+# ------------------------------------------------------------------------ deposits
+
+
+async def create_deposit(deposit: DcaDeposit) -> DcaDeposit:
+    await db.insert(f"{S}.dca_deposits", deposit)
+    return deposit
+
+
+async def get_deposit(deposit_id: str) -> DcaDeposit | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.dca_deposits WHERE id = :id", {"id": deposit_id}, DcaDeposit
+    )
+
+
+async def get_deposits(
+    filters: Filters | None = None, client_id: str | None = None, status: str | None = None
+) -> Page[DcaDeposit]:
+    where, values = [], {}
+    if client_id:
+        where.append("client_id = :client_id")
+        values["client_id"] = client_id
+    if status:
+        where.append("status = :status")
+        values["status"] = status
+    return await db.fetch_page(
+        f"SELECT * FROM {S}.dca_deposits",
+        where=where,
+        values=values,
+        filters=filters,
+        model=DcaDeposit,
+    )
+
+
+async def update_deposit_if_status(
+    deposit: DcaDeposit, expected_status: str
+) -> bool:
+    """Write the deposit only if its stored status is still `expected_status`:
+    two operators confirming at once cannot both succeed."""
+    values = {
+        "id": deposit.id,
+        "expected": expected_status,
+        "amount": deposit.amount,
+        "currency": deposit.currency,
+        "status": deposit.status,
+        "notes": deposit.notes,
+        "confirmed_at": deposit.confirmed_at,
+    }
+    confirmed = ts("confirmed_at") if deposit.confirmed_at else "NULL"
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.dca_deposits SET amount = :amount, currency = :currency, "
+            f"status = :status, notes = :notes, confirmed_at = {confirmed} "
+            "WHERE id = :id AND status = :expected",
+            values,
+        )
+        == 1
+    )
+
+
+# --------------------------------------------------------------- payments/payouts
+
+
+async def get_payment(payment_id: str) -> DcaPayment | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.dca_payments WHERE id = :id", {"id": payment_id}, DcaPayment
+    )
+
+
+_PAYOUT_VIEW = f"""
+    SELECT p.*, c.username AS username, c.wallet_id AS wallet_id
+    FROM {S}.dca_payments p LEFT JOIN {S}.dca_clients c ON c.id = p.client_id
+"""
+
+
+async def get_payments(
+    filters: Filters | None = None,
+    client_id: str | None = None,
+    status: str | None = None,
+    settlement_id: str | None = None,
+) -> Page[PayoutView]:
+    where, values = [], {}
+    for column, value in (
+        ("client_id", client_id),
+        ("status", status),
+        ("settlement_id", settlement_id),
+    ):
+        if value:
+            where.append(f"{column} = :{column}")
+            values[column] = value
+    return await db.fetch_page(
+        f"SELECT * FROM ({_PAYOUT_VIEW}) AS payouts",
+        where=where,
+        values=values,
+        filters=filters,
+        model=PayoutView,
+    )
+
+
+async def get_settlement_payouts(settlement_id: str) -> list[PayoutView]:
+    return await db.fetchall(
+        f"{_PAYOUT_VIEW} WHERE p.settlement_id = :sid ORDER BY p.created_at, p.id",
+        {"sid": settlement_id},
+        PayoutView,
+    )
+
+
+async def get_payouts_by_status(status: str, limit: int = 1000) -> list[DcaPayment]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.dca_payments WHERE status = :status "
+        "AND settlement_id IS NOT NULL ORDER BY created_at LIMIT :limit",
+        {"status": status, "limit": limit},
+        DcaPayment,
+    )
+
+
+async def set_payout_invoice(payout_id: str, bolt11: str, payment_hash: str) -> bool:
+    """Remember the invoice before paying it. Only the first invoice sticks."""
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.dca_payments SET bolt11 = :bolt11, payment_hash = :hash, "
+            f"updated_at = {ts('now')} WHERE id = :id AND bolt11 IS NULL",
+            {"id": payout_id, "bolt11": bolt11, "hash": payment_hash, "now": utc_now()},
+        )
+        == 1
+    )
+
+
+async def set_payout_status(
+    payout_id: str,
+    status: PayoutStatus,
+    error: str | None = None,
+    expected: Sequence[str] = ("pending", "failed"),
+    count_attempt: bool = False,
+) -> bool:
+    placeholders = ", ".join(f":e{i}" for i in range(len(expected)))
+    values: dict[str, Any] = {
+        "id": payout_id,
+        "status": status.value,
+        "error": error,
+        "now": utc_now(),
+    }
+    values.update({f"e{i}": e for i, e in enumerate(expected)})
+    attempt = ", attempts = attempts + 1" if count_attempt else ""
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.dca_payments SET status = :status, error = :error, "
+            f"updated_at = {ts('now')}{attempt} "
+            f"WHERE id = :id AND status IN ({placeholders})",
+            values,
+        )
+        == 1
+    )
+
+
+# --------------------------------------------------------------------- settlements
+
+
+async def insert_settlement_if_new(settlement: Settlement) -> bool:
+    """The UNIQUE payment hash is the lock: True only for the first caller."""
+    async with transaction() as tx:
+        return (
+            await tx.insert(f"{S}.settlements", settlement, ignore_conflict="payment_hash")
+            == 1
+        )
+
+
+async def get_settlement(settlement_id: str) -> Settlement | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.settlements WHERE id = :id", {"id": settlement_id}, Settlement
+    )
+
+
+async def get_settlement_by_hash(payment_hash: str) -> Settlement | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.settlements WHERE payment_hash = :hash",
+        {"hash": payment_hash},
+        Settlement,
+    )
+
+
+async def get_known_payment_hashes(payment_hashes: Sequence[str]) -> set[str]:
+    if not payment_hashes:
+        return set()
+    values = {f"h{i}": h for i, h in enumerate(payment_hashes)}
+    placeholders = ", ".join(f":{k}" for k in values)
+    rows = await db.fetchall(
+        f"SELECT payment_hash FROM {S}.settlements "
+        f"WHERE payment_hash IN ({placeholders})",
+        values,
+    )
+    return {row["payment_hash"] for row in rows}
+
+
+async def get_settlements(
+    filters: Filters | None = None, status: str | None = None
+) -> Page[Settlement]:
+    where, values = [], {}
+    if status:
+        where.append("status = :status")
+        values["status"] = status
+    return await db.fetch_page(
+        f"SELECT * FROM {S}.settlements",
+        where=where,
+        values=values,
+        filters=filters,
+        model=Settlement,
+    )
+
+
+async def get_settlements_by_status(
+    statuses: Sequence[str], limit: int = 500
+) -> list[Settlement]:
+    values: dict[str, Any] = {f"s{i}": s for i, s in enumerate(statuses)}
+    values["limit"] = limit
+    placeholders = ", ".join(f":s{i}" for i in range(len(statuses)))
+    return await db.fetchall(
+        f"SELECT * FROM {S}.settlements WHERE status IN ({placeholders}) "
+        "ORDER BY paid_at, id LIMIT :limit",
+        values,
+        Settlement,
+    )
+
+
+async def update_settlement(
+    settlement: Settlement, expected_status: str | None = None
+) -> bool:
+    """Write the whole row; with `expected_status`, only if the stored status is
+    still that (compare-and-set)."""
+    settlement.updated_at = utc_now()
+    if expected_status is None:
+        await db.update(f"{S}.settlements", settlement)
+        return True
+    data = model_to_dict(settlement)
+    sets = ", ".join(f'"{k}" = :{k}' for k in data if k != "id")
+    data["expected_status"] = expected_status
+    async with db.connect() as conn:
+        result = await conn.conn.execute(
+            text(
+                f"UPDATE {S}.settlements SET {sets} "
+                "WHERE id = :id AND status = :expected_status"
+            ),
+            data,
+        )
+        await conn.conn.commit()
+    return result.rowcount == 1
+
+
+async def count_settlements_by_status() -> dict[str, int]:
+    rows = await db.fetchall(
+        f"SELECT status, COUNT(*) AS n FROM {S}.settlements GROUP BY status"
+    )
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+# ----------------------------------------------------------------- reconciliations
+
+
+async def get_reconciliation(reconciliation_id: str) -> Reconciliation | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.reconciliations WHERE id = :id",
+        {"id": reconciliation_id},
+        Reconciliation,
+    )
+
+
+async def get_reconciliation_by_settlement(settlement_id: str) -> Reconciliation | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.reconciliations WHERE settlement_id = :sid",
+        {"sid": settlement_id},
+        Reconciliation,
+    )
+
+
+async def get_reconciliations(
+    filters: Filters | None = None, status: str | None = None
+) -> Page[Reconciliation]:
+    where, values = [], {}
+    if status:
+        where.append("status = :status")
+        values["status"] = status
+    return await db.fetch_page(
+        f"SELECT * FROM {S}.reconciliations",
+        where=where,
+        values=values,
+        filters=filters,
+        model=Reconciliation,
+    )
+
+
+async def get_reconciliations_by_status(status: str) -> list[Reconciliation]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.reconciliations WHERE status = :status ORDER BY created_at",
+        {"status": status},
+        Reconciliation,
+    )
+
+
+async def update_reconciliation(
+    reconciliation: Reconciliation, expected_status: str | None = None
+) -> bool:
+    reconciliation.updated_at = utc_now()
+    if expected_status is None:
+        await db.update(f"{S}.reconciliations", reconciliation)
+        return True
+    data = model_to_dict(reconciliation)
+    sets = ", ".join(f'"{k}" = :{k}' for k in data if k != "id")
+    data["expected_status"] = expected_status
+    async with db.connect() as conn:
+        result = await conn.conn.execute(
+            text(
+                f"UPDATE {S}.reconciliations SET {sets} "
+                "WHERE id = :id AND status = :expected_status"
+            ),
+            data,
+        )
+        await conn.conn.commit()
+    return result.rowcount == 1
+
+
+# ---------------------------------------------------------------------- summaries
+
+
+async def get_totals() -> dict[str, Any]:
+    """Headline figures for the overview, in a handful of aggregate queries."""
+    deposits = await db.fetchone(
+        f"SELECT COALESCE(SUM(CASE WHEN status = 'confirmed' THEN amount END), 0) "
+        "AS confirmed, "
+        "COALESCE(SUM(CASE WHEN status = 'pending' THEN amount END), 0) AS pending "
+        f"FROM {S}.dca_deposits"
+    )
+    payouts = await db.fetchone(
+        f"SELECT COALESCE(SUM(amount_fiat), 0) AS fiat, "
+        "COALESCE(SUM(amount_sats), 0) AS sats, COUNT(*) AS n "
+        f"FROM {S}.dca_payments WHERE status = 'confirmed'"
+    )
+    failed = await db.fetchone(
+        f"SELECT COUNT(*) AS n FROM {S}.dca_payments WHERE status = 'failed'"
+    )
+    settlements = await db.fetchone(
+        f"SELECT COALESCE(SUM(amount_sats), 0) AS sats, "
+        "COALESCE(SUM(commission_sats), 0) AS commission, COUNT(*) AS n "
+        f"FROM {S}.settlements WHERE status IN ('distributing', 'completed', "
+        "'payout_failed')"
+    )
+    orphans = await db.fetchone(
+        f"SELECT COALESCE(SUM(orphan_sats), 0) AS sats, "
+        "COALESCE(SUM(orphan_fiat), 0) AS fiat, COUNT(*) AS n "
+        f"FROM {S}.reconciliations WHERE status <> 'resolved'"
+    )
+    return {
+        "deposits_confirmed": to_fiat(deposits["confirmed"]),
+        "deposits_pending": to_fiat(deposits["pending"]),
+        "distributed_fiat": to_fiat(payouts["fiat"]),
+        "distributed_sats": int(payouts["sats"]),
+        "payouts_confirmed": int(payouts["n"]),
+        "payouts_failed": int(failed["n"]),
+        "settled_sats": int(settlements["sats"]),
+        "commission_sats": int(settlements["commission"]),
+        "settlements_processed": int(settlements["n"]),
+        "open_orphan_sats": int(orphans["sats"]),
+        "open_orphan_fiat": to_fiat(orphans["fiat"]),
+        "open_orphans": int(orphans["n"]),
+    }
+
+
+# -------------------------------------------------------------------------- audit
+
+
+async def add_audit(
+    entity: str, entity_id: str, action: str, actor: str | None, details: dict
+) -> None:
+    entry = AuditEntry(
+        id=urlsafe_short_hash(),
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        actor=actor,
+        details=json.dumps(details, default=str),
+        created_at=utc_now(),
+    )
+    await db.insert(f"{S}.audit_log", entry)
+
+
+async def get_audit(entity: str, entity_id: str) -> list[AuditEntry]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.audit_log WHERE entity = :entity AND entity_id = :eid "
+        "ORDER BY created_at, id",
+        {"entity": entity, "eid": entity_id},
+        AuditEntry,
+    )

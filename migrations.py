@@ -1,0 +1,334 @@
+"""Database migrations for the `satoshimachine` schema.
+
+m001 and m002 are the released migrations of the extension this one replaces; they
+are kept verbatim in effect (same tables, same columns) so that an install at
+version 2 simply continues with m003. They use `IF NOT EXISTS` because LNbits'
+"delete extension data" action resets the version without dropping this schema.
+
+Everything new is appended as m003 onwards. Never edit a released migration.
+"""
+
+from lnbits.db import Connection
+
+SCHEMA = "satoshimachine"
+
+
+def _is_postgres(db: Connection) -> bool:
+    return db.type != "SQLITE"
+
+
+async def m001_initial_dca_schema(db: Connection):
+    """The old extension's schema, column for column."""
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_clients (
+            id TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            wallet_id TEXT NOT NULL,
+            username TEXT,
+            dca_mode TEXT NOT NULL DEFAULT 'flow',
+            fixed_mode_daily_limit INTEGER,
+            status TEXT NOT NULL DEFAULT 'active',
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_deposits (
+            id TEXT PRIMARY KEY NOT NULL,
+            client_id TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            currency TEXT NOT NULL DEFAULT 'GTQ',
+            status TEXT NOT NULL DEFAULT 'pending',
+            notes TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            confirmed_at TIMESTAMP
+        );
+        """
+    )
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_payments (
+            id TEXT PRIMARY KEY NOT NULL,
+            client_id TEXT NOT NULL,
+            amount_sats INTEGER NOT NULL,
+            amount_fiat INTEGER NOT NULL,
+            exchange_rate REAL NOT NULL,
+            transaction_type TEXT NOT NULL,
+            lamassu_transaction_id TEXT,
+            payment_hash TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.lamassu_config (
+            id TEXT PRIMARY KEY NOT NULL,
+            host TEXT NOT NULL,
+            port INTEGER NOT NULL DEFAULT 5432,
+            database_name TEXT NOT NULL,
+            username TEXT NOT NULL,
+            password TEXT NOT NULL,
+            source_wallet_id TEXT,
+            commission_wallet_id TEXT,
+            is_active BOOLEAN NOT NULL DEFAULT true,
+            test_connection_last TIMESTAMP,
+            test_connection_success BOOLEAN,
+            last_poll_time TIMESTAMP,
+            last_successful_poll TIMESTAMP,
+            use_ssh_tunnel BOOLEAN NOT NULL DEFAULT false,
+            ssh_host TEXT,
+            ssh_port INTEGER NOT NULL DEFAULT 22,
+            ssh_username TEXT,
+            ssh_password TEXT,
+            ssh_private_key TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.lamassu_transactions (
+            id TEXT PRIMARY KEY NOT NULL,
+            lamassu_transaction_id TEXT NOT NULL UNIQUE,
+            fiat_amount INTEGER NOT NULL,
+            crypto_amount INTEGER NOT NULL,
+            commission_percentage REAL NOT NULL,
+            discount REAL NOT NULL DEFAULT 0.0,
+            effective_commission REAL NOT NULL,
+            commission_amount_sats INTEGER NOT NULL,
+            base_amount_sats INTEGER NOT NULL,
+            exchange_rate REAL NOT NULL,
+            crypto_code TEXT NOT NULL DEFAULT 'BTC',
+            fiat_code TEXT NOT NULL DEFAULT 'GTQ',
+            device_id TEXT,
+            transaction_time TIMESTAMP NOT NULL,
+            processed_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            clients_count INTEGER NOT NULL DEFAULT 0,
+            distributions_total_sats INTEGER NOT NULL DEFAULT 0
+        );
+        """
+    )
+
+
+async def m002_add_transaction_time_to_dca_payments(db: Connection):
+    """The old extension's second migration. Guarded so a re-run after "delete
+    extension data" (which resets the version but keeps the schema) succeeds."""
+    if _is_postgres(db):
+        await db.execute(
+            f"ALTER TABLE {SCHEMA}.dca_payments "
+            "ADD COLUMN IF NOT EXISTS transaction_time TIMESTAMP"
+        )
+        return
+    rows = await db.fetchall(f"PRAGMA {SCHEMA}.table_info(dca_payments)")
+    if "transaction_time" not in {row["name"] for row in rows}:
+        await db.execute(
+            f"ALTER TABLE {SCHEMA}.dca_payments ADD COLUMN transaction_time TIMESTAMP"
+        )
+
+
+async def _add_column(db: Connection, table: str, column: str, ddl: str) -> None:
+    """ADD COLUMN that tolerates a column left by an earlier partial run."""
+    if _is_postgres(db):
+        await db.execute(
+            f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN IF NOT EXISTS {column} {ddl}"
+        )
+        return
+    rows = await db.fetchall(f"PRAGMA {SCHEMA}.table_info({table})")
+    if column not in {row["name"] for row in rows}:
+        await db.execute(f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN {column} {ddl}")
+
+
+async def m003_exact_fiat_columns(db: Connection):
+    """Keep fiat cents and full-precision rates on Postgres.
+
+    The released schema declares fiat as INTEGER and rates as REAL. SQLite's
+    dynamic typing already keeps 7.54 in an INTEGER column (as an 8-byte double,
+    read back and quantized to cents), but Postgres truncates fiat to whole units
+    and REAL is a 4-byte float there. Convert the columns in place; every row is
+    kept, and the companion client extension's SUM() queries keep working.
+    """
+    if not _is_postgres(db):
+        return
+    fiat = "NUMERIC(18, 2)"
+    ratio = "DOUBLE PRECISION"
+    changes = {
+        "dca_deposits": {"amount": fiat},
+        "dca_payments": {
+            "amount_fiat": fiat,
+            "exchange_rate": ratio,
+            "amount_sats": "BIGINT",
+        },
+        "dca_clients": {"fixed_mode_daily_limit": fiat},
+        "lamassu_transactions": {
+            "fiat_amount": fiat,
+            "crypto_amount": "BIGINT",
+            "commission_percentage": ratio,
+            "discount": ratio,
+            "effective_commission": ratio,
+            "commission_amount_sats": "BIGINT",
+            "base_amount_sats": "BIGINT",
+            "exchange_rate": ratio,
+            "distributions_total_sats": "BIGINT",
+        },
+    }
+    for table, columns in changes.items():
+        for column, new_type in columns.items():
+            await db.execute(
+                f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN {column} TYPE {new_type}"
+            )
+
+
+async def m004_settlement_ledger(db: Connection):
+    """One row per incoming ATM settlement payment; its split and its state.
+
+    The UNIQUE payment hash is the lock that makes a duplicate notification, a
+    recovery scan and the listener all agree on a single settlement.
+    """
+    fiat = "NUMERIC(18, 2)"
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.settlements (
+            id TEXT PRIMARY KEY NOT NULL,
+            payment_hash TEXT NOT NULL UNIQUE,
+            wallet_id TEXT NOT NULL,
+            amount_sats {db.big_int} NOT NULL,
+            bolt11 TEXT,
+            memo TEXT,
+            paid_at TIMESTAMP NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            status_detail TEXT,
+            data_source TEXT,
+            fiat_amount {fiat},
+            fiat_code TEXT,
+            principal_sats {db.big_int},
+            commission_sats {db.big_int},
+            orphan_sats {db.big_int},
+            orphan_fiat {fiat},
+            distributed_sats {db.big_int},
+            distributed_fiat {fiat},
+            exchange_rate DOUBLE PRECISION,
+            commission_percentage DOUBLE PRECISION,
+            discount DOUBLE PRECISION,
+            reported_fee_sats {db.big_int},
+            lamassu_transaction_id TEXT,
+            device_id TEXT,
+            atm_txid TEXT,
+            cash_out_time TIMESTAMP,
+            cash_out_data TEXT,
+            commission_wallet_id TEXT,
+            commission_status TEXT,
+            commission_bolt11 TEXT,
+            commission_payment_hash TEXT,
+            commission_error TEXT,
+            lookup_attempts INTEGER NOT NULL DEFAULT 0,
+            last_lookup_at TIMESTAMP,
+            reviewed_by TEXT,
+            review_note TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS settlements_status_idx "
+        f"ON {SCHEMA}.settlements (status)"
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS settlements_paid_at_idx "
+        f"ON {SCHEMA}.settlements (paid_at)"
+    )
+
+
+async def m005_payouts_in_dca_payments(db: Connection):
+    """Client payouts stay in `dca_payments` (the client extension reads them);
+    these columns tie each payout to its settlement and keep the invoice it pays,
+    so a retry after a crash pays the same invoice (an internal invoice can be
+    paid only once) instead of a new one."""
+    await _add_column(db, "dca_payments", "settlement_id", "TEXT")
+    await _add_column(db, "dca_payments", "bolt11", "TEXT")
+    await _add_column(db, "dca_payments", "error", "TEXT")
+    await _add_column(db, "dca_payments", "attempts", "INTEGER NOT NULL DEFAULT 0")
+    await _add_column(db, "dca_payments", "updated_at", "TIMESTAMP")
+    # NULLs are distinct in a UNIQUE index on both backends, so legacy rows
+    # without a settlement never collide.
+    await db.execute(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS dca_payments_settlement_client_type "
+        f"ON {SCHEMA}.dca_payments (settlement_id, client_id, transaction_type)"
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS dca_payments_client_idx "
+        f"ON {SCHEMA}.dca_payments (client_id, status)"
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS dca_deposits_client_idx "
+        f"ON {SCHEMA}.dca_deposits (client_id, status)"
+    )
+
+
+async def m006_reconciliations(db: Connection):
+    """Orphans: settlement sats that no tracked client balance covered."""
+    fiat = "NUMERIC(18, 2)"
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.reconciliations (
+            id TEXT PRIMARY KEY NOT NULL,
+            settlement_id TEXT NOT NULL UNIQUE,
+            orphan_sats {db.big_int} NOT NULL,
+            orphan_fiat {fiat} NOT NULL,
+            fiat_code TEXT NOT NULL,
+            exchange_rate DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open',
+            resolution TEXT,
+            target_wallet_id TEXT,
+            target_client_id TEXT,
+            deposit_id TEXT,
+            bolt11 TEXT,
+            payment_hash TEXT,
+            error TEXT,
+            note TEXT,
+            resolved_by TEXT,
+            resolved_at TIMESTAMP,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS reconciliations_status_idx "
+        f"ON {SCHEMA}.reconciliations (status)"
+    )
+
+
+async def m007_audit_and_settings(db: Connection):
+    """An audit trail for operator actions, and the settings the new features
+    need on the existing config row."""
+    await db.execute(
+        f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.audit_log (
+            id TEXT PRIMARY KEY NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT,
+            details TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """
+    )
+    await db.execute(
+        f"CREATE INDEX IF NOT EXISTS audit_log_entity_idx "
+        f"ON {SCHEMA}.audit_log (entity, entity_id)"
+    )
+    await _add_column(db, "lamassu_config", "ssh_known_hosts", "TEXT")
+    await _add_column(db, "lamassu_config", "max_daily_limit", "NUMERIC(18, 2)")
+    await _add_column(db, "lamassu_config", "limit_currency", "TEXT")
+    await _add_column(
+        db, "lamassu_config", "expected_commission_percentage", "DOUBLE PRECISION"
+    )
+    await _add_column(db, "lamassu_config", "scan_checkpoint", "TIMESTAMP")

@@ -1,0 +1,493 @@
+"""Pydantic (v1) models: rows of the `satoshimachine` schema and API payloads.
+
+Fiat is `Decimal` with cents everywhere; sats are `int`. Rows written by the
+companion client extension are not validated there, so the row models accept
+whatever strings they find (modes, statuses) and never crash on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field, validator
+
+from .allocation import to_fiat
+
+# ISO 4217 codes are three upper-case letters; the deployment uses GTQ.
+CURRENCY_REGEX = r"^[A-Z]{3}$"
+MAX_FIAT = Decimal("1000000000")  # one billion: far above any ATM deposit
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fiat_or_none(value: Any) -> Decimal | None:
+    return None if value is None else to_fiat(value)
+
+
+class FiatAmount(Decimal):
+    """A fiat amount: positive, at most two decimals, bounded."""
+
+    @classmethod
+    def __get_validators__(cls):
+        yield cls.validate
+
+    @classmethod
+    def validate(cls, value: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            amount = Decimal(str(value).strip())
+        except Exception as exc:
+            raise ValueError("must be a number") from exc
+        if not amount.is_finite():
+            raise ValueError("must be a finite number")
+        if amount <= 0:
+            raise ValueError("must be greater than zero")
+        if amount > MAX_FIAT:
+            raise ValueError(f"must be at most {MAX_FIAT}")
+        if amount != amount.quantize(Decimal("0.01")):
+            raise ValueError("must have at most two decimal places")
+        return amount.quantize(Decimal("0.01"))
+
+    @classmethod
+    def __modify_schema__(cls, field_schema: dict) -> None:
+        field_schema.update(type="number", exclusiveMinimum=0, maximum=float(MAX_FIAT))
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class DcaMode(str, Enum):
+    flow = "flow"
+    fixed = "fixed"
+
+
+class ClientStatus(str, Enum):
+    active = "active"
+    inactive = "inactive"
+
+
+class DepositStatus(str, Enum):
+    pending = "pending"
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+
+
+class PayoutStatus(str, Enum):
+    pending = "pending"
+    confirmed = "confirmed"
+    failed = "failed"
+
+
+class SettlementStatus(str, Enum):
+    pending = "pending"  # recorded, cash-out not looked up yet
+    waiting_data = "waiting_data"  # no source explains it yet
+    waiting_dispense = "waiting_dispense"  # cash-out found, cash not out yet
+    flagged = "flagged"  # needs the operator (invalid data, failed dispense)
+    dismissed = "dismissed"  # operator: not an ATM settlement
+    ready = "ready"  # cash-out data known, not yet split
+    distributing = "distributing"  # split recorded, payouts under way
+    completed = "completed"  # every payout and the commission done
+    payout_failed = "payout_failed"  # some payout failed; retryable
+
+
+class ReconciliationStatus(str, Enum):
+    open = "open"
+    resolving = "resolving"
+    resolved = "resolved"
+
+
+class ResolutionAction(str, Enum):
+    operator_funds = "operator_funds"
+    send_to_wallet = "send_to_wallet"
+    attribute_to_client = "attribute_to_client"
+
+
+# ------------------------------------------------------------------------- clients
+
+
+class DcaClient(BaseModel):
+    id: str
+    user_id: str
+    wallet_id: str
+    username: str | None = None
+    dca_mode: str = "flow"
+    fixed_mode_daily_limit: Decimal | None = None
+    status: str = "active"
+    created_at: datetime
+    updated_at: datetime
+
+    _fiat = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
+        _fiat_or_none
+    )
+
+
+class CreateDcaClientData(BaseModel):
+    """Register an existing LNbits wallet as a DCA client (for operators who do
+    not run the companion client extension)."""
+
+    wallet_id: str = Field(..., min_length=1, max_length=64)
+    username: str | None = Field(None, max_length=100)
+    dca_mode: DcaMode = DcaMode.flow
+    fixed_mode_daily_limit: FiatAmount | None = None
+
+
+class UpdateDcaClientData(BaseModel):
+    username: str | None = Field(None, max_length=100)
+    dca_mode: DcaMode | None = None
+    fixed_mode_daily_limit: FiatAmount | None = None
+    status: ClientStatus | None = None
+
+
+class ClientStatusData(BaseModel):
+    status: ClientStatus
+
+
+class ClientBalanceSummary(BaseModel):
+    client_id: str
+    total_deposits: Decimal  # confirmed deposits
+    total_payments: Decimal  # fiat already paid out (confirmed)
+    reserved_fiat: Decimal = Decimal("0")  # pending or failed payouts awaiting retry
+    remaining_balance: Decimal
+    total_sats: int = 0
+    currency: str
+
+
+class ClientSummary(DcaClient):
+    """A client with its figures, for the clients table (one query for all)."""
+
+    currency: str | None = None
+    confirmed_deposits: Decimal = Decimal("0")
+    pending_deposits: Decimal = Decimal("0")
+    distributed_fiat: Decimal = Decimal("0")
+    distributed_sats: int = 0
+    reserved_fiat: Decimal = Decimal("0")
+    remaining_balance: Decimal = Decimal("0")
+    wallet_name: str | None = None
+
+
+# ------------------------------------------------------------------------ deposits
+
+
+class DcaDeposit(BaseModel):
+    id: str
+    client_id: str
+    amount: Decimal
+    currency: str = "GTQ"
+    status: str = "pending"
+    notes: str | None = None
+    created_at: datetime
+    confirmed_at: datetime | None = None
+
+    _fiat = validator("amount", pre=True, allow_reuse=True)(to_fiat)
+
+
+class CreateDepositData(BaseModel):
+    client_id: str = Field(..., min_length=1, max_length=64)
+    amount: FiatAmount
+    currency: str = Field("GTQ", regex=CURRENCY_REGEX)
+    notes: str | None = Field(None, max_length=500)
+
+
+class UpdateDepositData(BaseModel):
+    """Edit a pending deposit."""
+
+    amount: FiatAmount | None = None
+    currency: str | None = Field(None, regex=CURRENCY_REGEX)
+    notes: str | None = Field(None, max_length=500)
+
+
+class UpdateDepositStatusData(BaseModel):
+    status: DepositStatus
+    notes: str | None = Field(None, max_length=500)
+
+
+# ------------------------------------------------------------------------ payments
+
+
+class DcaPayment(BaseModel):
+    id: str
+    client_id: str
+    amount_sats: int
+    amount_fiat: Decimal
+    exchange_rate: float
+    transaction_type: str
+    lamassu_transaction_id: str | None = None
+    payment_hash: str | None = None
+    status: str = "pending"
+    created_at: datetime
+    transaction_time: datetime | None = None
+    settlement_id: str | None = None
+    bolt11: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    updated_at: datetime | None = None
+
+    _fiat = validator("amount_fiat", pre=True, allow_reuse=True)(to_fiat)
+
+
+class PayoutView(DcaPayment):
+    """A payout with who it went to, for settlement detail and CSV export."""
+
+    username: str | None = None
+    wallet_id: str | None = None
+
+
+# --------------------------------------------------------------------- settlements
+
+
+class Settlement(BaseModel):
+    id: str
+    payment_hash: str
+    wallet_id: str
+    amount_sats: int
+    bolt11: str | None = None
+    memo: str | None = None
+    paid_at: datetime
+    status: str = SettlementStatus.pending.value
+    status_detail: str | None = None
+    data_source: str | None = None
+    fiat_amount: Decimal | None = None
+    fiat_code: str | None = None
+    principal_sats: int | None = None
+    commission_sats: int | None = None
+    orphan_sats: int | None = None
+    orphan_fiat: Decimal | None = None
+    distributed_sats: int | None = None
+    distributed_fiat: Decimal | None = None
+    exchange_rate: float | None = None  # sats per fiat unit, for display
+    commission_percentage: float | None = None
+    discount: float | None = None
+    reported_fee_sats: int | None = None
+    lamassu_transaction_id: str | None = None
+    device_id: str | None = None
+    atm_txid: str | None = None
+    cash_out_time: datetime | None = None
+    cash_out_data: str | None = None
+    commission_wallet_id: str | None = None
+    commission_status: str | None = None
+    commission_bolt11: str | None = None
+    commission_payment_hash: str | None = None
+    commission_error: str | None = None
+    lookup_attempts: int = 0
+    last_lookup_at: datetime | None = None
+    reviewed_by: str | None = None
+    review_note: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    _fiat = validator(
+        "fiat_amount", "orphan_fiat", "distributed_fiat", pre=True, allow_reuse=True
+    )(
+        _fiat_or_none
+    )
+
+
+class SettlementDetail(Settlement):
+    payouts: list[PayoutView] = []
+    reconciliation: Reconciliation | None = None
+
+
+class ManualCashOutData(BaseModel):
+    """Cash-out data entered by the operator for a settlement no source explains."""
+
+    fiat_amount: FiatAmount
+    fiat_code: str = Field("GTQ", regex=CURRENCY_REGEX)
+    # Either the ATM's split (principal) or what it is computed from.
+    principal_sats: int | None = Field(None, ge=0)
+    commission_percentage: Decimal | None = Field(None, ge=0, lt=1)
+    discount: Decimal | None = Field(None, ge=0, le=100)
+    raw_ticker_price: Decimal | None = Field(None, gt=0)
+    lamassu_transaction_id: str | None = Field(None, max_length=100)
+    device_id: str | None = Field(None, max_length=200)
+    note: str | None = Field(None, max_length=500)
+
+
+class DismissSettlementData(BaseModel):
+    reason: str = Field(..., min_length=3, max_length=500)
+
+
+class TestTransactionData(BaseModel):
+    """A dry run: show how a settlement would be split, moving nothing."""
+
+    amount_sats: int = Field(..., gt=0, le=2_100_000_000_000_000)
+    fiat_amount: FiatAmount
+    fiat_code: str = Field("GTQ", regex=CURRENCY_REGEX)
+    commission_percentage: Decimal = Field(Decimal("0.055"), ge=0, lt=1)
+    discount: Decimal = Field(Decimal("0"), ge=0, le=100)
+    raw_ticker_price: Decimal | None = Field(None, gt=0)
+
+
+# ----------------------------------------------------------------- reconciliations
+
+
+class Reconciliation(BaseModel):
+    id: str
+    settlement_id: str
+    orphan_sats: int
+    orphan_fiat: Decimal
+    fiat_code: str
+    exchange_rate: float
+    status: str = ReconciliationStatus.open.value
+    resolution: str | None = None
+    target_wallet_id: str | None = None
+    target_client_id: str | None = None
+    deposit_id: str | None = None
+    bolt11: str | None = None
+    payment_hash: str | None = None
+    error: str | None = None
+    note: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    _fiat = validator("orphan_fiat", pre=True, allow_reuse=True)(to_fiat)
+
+
+class ResolveReconciliationData(BaseModel):
+    action: ResolutionAction
+    wallet_id: str | None = Field(None, min_length=1, max_length=64)
+    client_id: str | None = Field(None, min_length=1, max_length=64)
+    note: str | None = Field(None, max_length=500)
+
+
+# -------------------------------------------------------------------------- audit
+
+
+class AuditEntry(BaseModel):
+    id: str
+    entity: str
+    entity_id: str
+    action: str
+    actor: str | None = None
+    details: str | None = None
+    created_at: datetime
+
+
+# ------------------------------------------------------------------------- config
+
+
+class LamassuConfig(BaseModel):
+    """The config row as stored. Contains secrets: never return it from the API."""
+
+    id: str
+    host: str = ""
+    port: int = 5432
+    database_name: str = ""
+    username: str = ""
+    password: str = ""
+    source_wallet_id: str | None = None
+    commission_wallet_id: str | None = None
+    is_active: bool = True
+    test_connection_last: datetime | None = None
+    test_connection_success: bool | None = None
+    last_poll_time: datetime | None = None
+    last_successful_poll: datetime | None = None
+    use_ssh_tunnel: bool = False
+    ssh_host: str | None = None
+    ssh_port: int = 22
+    ssh_username: str | None = None
+    ssh_password: str | None = None
+    ssh_private_key: str | None = None
+    ssh_known_hosts: str | None = None
+    max_daily_limit: Decimal | None = None
+    limit_currency: str | None = None
+    expected_commission_percentage: float | None = None
+    scan_checkpoint: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    _fiat = validator("max_daily_limit", pre=True, allow_reuse=True)(_fiat_or_none)
+
+    @property
+    def lamassu_configured(self) -> bool:
+        return bool(self.host and self.database_name and self.username)
+
+    def public(self) -> PublicLamassuConfig:
+        data = self.dict(
+            exclude={"password", "ssh_password", "ssh_private_key", "scan_checkpoint"}
+        )
+        return PublicLamassuConfig(
+            **data,
+            password_set=bool(self.password),
+            ssh_password_set=bool(self.ssh_password),
+            ssh_private_key_set=bool(self.ssh_private_key),
+            lamassu_configured=self.lamassu_configured,
+        )
+
+
+class PublicLamassuConfig(BaseModel):
+    """The config as the API shows it: secrets are write-only ("set"/"not set")."""
+
+    id: str
+    host: str
+    port: int
+    database_name: str
+    username: str
+    password_set: bool
+    source_wallet_id: str | None
+    commission_wallet_id: str | None
+    is_active: bool
+    test_connection_last: datetime | None
+    test_connection_success: bool | None
+    last_poll_time: datetime | None
+    last_successful_poll: datetime | None
+    use_ssh_tunnel: bool
+    ssh_host: str | None
+    ssh_port: int
+    ssh_username: str | None
+    ssh_password_set: bool
+    ssh_private_key_set: bool
+    ssh_known_hosts: str | None
+    max_daily_limit: Decimal | None
+    limit_currency: str | None
+    expected_commission_percentage: float | None
+    lamassu_configured: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class _ConfigFields(BaseModel):
+    host: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    database_name: str | None = Field(None, max_length=100)
+    username: str | None = Field(None, max_length=100)
+    password: str | None = Field(None, max_length=500)
+    source_wallet_id: str | None = Field(None, max_length=64)
+    commission_wallet_id: str | None = Field(None, max_length=64)
+    use_ssh_tunnel: bool | None = None
+    ssh_host: str | None = Field(None, max_length=255)
+    ssh_port: int | None = Field(None, ge=1, le=65535)
+    ssh_username: str | None = Field(None, max_length=100)
+    ssh_password: str | None = Field(None, max_length=500)
+    ssh_private_key: str | None = Field(None, max_length=20000)
+    ssh_known_hosts: str | None = Field(None, max_length=20000)
+    max_daily_limit: FiatAmount | None = None
+    limit_currency: str | None = Field(None, regex=CURRENCY_REGEX)
+    expected_commission_percentage: float | None = Field(None, ge=0, lt=1)
+
+
+class CreateLamassuConfigData(_ConfigFields):
+    """Create (or replace) the configuration. Everything is optional so an
+    operator without a Lamassu database (e.g. bitSpire) can set wallets only."""
+
+
+class UpdateLamassuConfigData(_ConfigFields):
+    """Partial update. A secret left out (or null) keeps its stored value; an
+    empty string clears it."""
+
+    is_active: bool | None = None
+
+
+class ClientLimits(BaseModel):
+    max_daily_limit_gtq: float
+    currency: str
+
+
+SettlementDetail.update_forward_refs(Reconciliation=Reconciliation)

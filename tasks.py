@@ -1,0 +1,90 @@
+"""Background work: the invoice listener and the recovery loop."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from lnbits.core.crud import get_payments
+from lnbits.core.models import Payment
+from loguru import logger
+
+from .crud import get_config, set_config_timestamps
+from .models import utc_now
+from .transaction_processor import (
+    process_open_settlements,
+    process_settlement,
+    record_payment,
+    resume_resolutions,
+)
+
+# How far back the first scan looks, and how much the scan overlaps the previous
+# one (payments found settled late by LNbits' own polling keep their old time).
+FIRST_SCAN_LOOKBACK = timedelta(days=30)
+SCAN_OVERLAP = timedelta(days=2)
+RECOVERY_INTERVAL_SECONDS = 60
+
+listener_status: dict[str, object] = {"started_at": None, "last_payment_at": None}
+recovery_status: dict[str, object] = {"last_run_at": None, "last_error": None}
+
+
+async def on_invoice_paid(payment: Payment) -> None:
+    """Called for every settled incoming payment on the instance. Never raises:
+    an exception here would drop the payment and pause the listener; the
+    recovery scan would still find it, but later."""
+    try:
+        settlement = await record_payment(payment)
+        if settlement:
+            listener_status["last_payment_at"] = utc_now()
+            await process_settlement(settlement.id)
+    except Exception as exc:
+        logger.error(f"satmachineadmin: handling payment {payment.payment_hash}: {exc}")
+
+
+async def scan_source_wallet() -> int:
+    """Find settled incoming payments of the source wallet that have no
+    settlement yet (missed while down, or settled late) and record them."""
+    config = await get_config()
+    if not config or not config.source_wallet_id:
+        return 0
+    started = utc_now()
+    since = (
+        config.scan_checkpoint - SCAN_OVERLAP
+        if config.scan_checkpoint
+        else started - FIRST_SCAN_LOOKBACK
+    )
+    payments = await get_payments(
+        wallet_id=config.source_wallet_id,
+        incoming=True,
+        complete=True,
+        since=int(since.timestamp()),
+    )
+    found = 0
+    for payment in payments:
+        if await record_payment(payment):
+            found += 1
+    await set_config_timestamps(config.id, scan_checkpoint=started)
+    if found:
+        logger.info(f"satmachineadmin: recovery scan found {found} new settlement(s)")
+    return found
+
+
+async def run_recovery() -> dict:
+    """One pass: scan, then advance every open settlement and resolution."""
+    started = time.monotonic()
+    found = await scan_source_wallet()
+    await process_open_settlements()
+    await resume_resolutions()
+    recovery_status["last_run_at"] = utc_now()
+    recovery_status["last_error"] = None
+    return {"new_settlements": found, "seconds": round(time.monotonic() - started, 3)}
+
+
+async def recovery_loop() -> None:
+    """Run by the task manager every RECOVERY_INTERVAL_SECONDS (first run at
+    start, which resumes anything a crash left half-done)."""
+    try:
+        await run_recovery()
+    except Exception as exc:
+        recovery_status["last_error"] = str(exc)
+        logger.error(f"satmachineadmin: recovery pass failed: {exc}")

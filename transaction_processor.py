@@ -1,0 +1,823 @@
+"""The transaction processor: from an ATM settlement payment to client payouts.
+
+Life of a settlement (statuses in models.SettlementStatus):
+
+    pending ──lookup──> waiting_data / waiting_dispense / flagged ──> ready
+    ready ──plan (one DB transaction)──> distributing ──payouts──> completed
+                                                       └────────> payout_failed
+
+* The settlement row is keyed by the payment hash (UNIQUE), so the listener, a
+  recovery scan and a duplicate notification all land on the same row.
+* The plan (every payout row, the split and the orphan) is written in one
+  transaction before any sat moves, from balances that exclude this
+  settlement's own rows, so a crash either leaves no plan or the whole plan.
+* Each payout stores its invoice before paying it. An internal invoice can be
+  paid once only, so re-running a payout after a crash pays the same invoice,
+  or finds it paid, and never pays twice.
+* Everything that spends client balances runs under one lock, so two
+  settlements never spend the same balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from lnbits.core.crud import get_standalone_payment, get_wallet
+from lnbits.core.crud.payments import is_internal_status_success
+from lnbits.core.models import Payment
+from lnbits.core.services import create_invoice, pay_invoice
+from lnbits.helpers import urlsafe_short_hash
+from loguru import logger
+
+from .allocation import (
+    AllocationError,
+    Distribution,
+    distribute,
+    effective_commission,
+    split_from_commission,
+    split_from_ticker,
+)
+from .cashout import (
+    CashOutData,
+    CashOutSource,
+    Lookup,
+    LookupState,
+    PaymentMetadataSource,
+    manual_cash_out,
+    payment_extra_of,
+)
+from .crud import (
+    add_audit,
+    get_client,
+    get_config,
+    get_flow_balances,
+    get_payouts_by_status,
+    get_reconciliation,
+    get_reconciliation_by_settlement,
+    get_settlement,
+    get_settlement_payouts,
+    get_settlements_by_status,
+    insert_settlement_if_new,
+    set_payout_invoice,
+    set_payout_status,
+    transaction,
+    update_reconciliation,
+    update_settlement,
+)
+from .models import (
+    DcaDeposit,
+    DcaPayment,
+    DepositStatus,
+    LamassuConfig,
+    ManualCashOutData,
+    PayoutStatus,
+    Reconciliation,
+    ReconciliationStatus,
+    ResolutionAction,
+    Settlement,
+    SettlementStatus,
+    TestTransactionData,
+    utc_now,
+)
+
+EXTENSION_TAG = "satmachineadmin"
+ADMIN_CREDIT_MEMOS = {"Admin credit", "Admin debit"}
+LOOKUP_STATUSES = (
+    SettlementStatus.pending.value,
+    SettlementStatus.waiting_data.value,
+    SettlementStatus.waiting_dispense.value,
+)
+PAYOUT_STATUSES = (
+    SettlementStatus.distributing.value,
+    SettlementStatus.payout_failed.value,
+)
+
+# Serializes everything that spends client balances or moves the source wallet's
+# sats: settlement processing, retries and orphan resolutions.
+processing_lock = asyncio.Lock()
+
+# Cash-out sources in the order they are asked. The Lamassu source is appended
+# by lamassu_source at import, keeping this module free of database drivers.
+cash_out_sources: list[CashOutSource] = [PaymentMetadataSource()]
+
+
+class ProcessingError(Exception):
+    """A request the current state does not allow (the API answers 409)."""
+
+
+# ------------------------------------------------------------------- recording
+
+
+def is_settlement_candidate(payment: Payment, source_wallet_id: str | None) -> bool:
+    """Incoming, settled, into the source wallet, and not something this
+    extension or an admin caused."""
+    if not source_wallet_id or payment.wallet_id != source_wallet_id:
+        return False
+    if payment.amount <= 0 or not payment.success:
+        return False
+    extra = payment.extra or {}
+    if extra.get("tag") == EXTENSION_TAG or payment.tag == EXTENSION_TAG:
+        return False
+    if payment.memo in ADMIN_CREDIT_MEMOS and not extra:
+        return False
+    return True
+
+
+def _as_utc(moment: datetime | None) -> datetime:
+    if moment is None:
+        return utc_now()
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+async def record_payment(payment: Payment) -> Settlement | None:
+    """Record an incoming payment as a settlement, once. Returns the new
+    settlement, or None when it is not one or was recorded before."""
+    config = await get_config()
+    if not is_settlement_candidate(payment, config.source_wallet_id if config else None):
+        return None
+    now = utc_now()
+    settlement = Settlement(
+        id=urlsafe_short_hash(),
+        payment_hash=payment.payment_hash,
+        wallet_id=payment.wallet_id,
+        amount_sats=payment.amount // 1000,
+        bolt11=payment.bolt11,
+        memo=(payment.memo or "")[:500],
+        paid_at=_as_utc(payment.time),
+        cash_out_data=json.dumps({"payment_extra": payment.extra or {}}, default=str),
+        created_at=now,
+        updated_at=now,
+    )
+    if not await insert_settlement_if_new(settlement):
+        return None
+    logger.info(
+        f"satmachineadmin: settlement {settlement.id} recorded for "
+        f"{settlement.amount_sats} sats ({payment.payment_hash})"
+    )
+    return settlement
+
+
+# ------------------------------------------------------------------- processing
+
+
+async def process_settlement(settlement_id: str) -> Settlement | None:
+    """Take a settlement as far as it can go now. Safe to call any number of
+    times, from anywhere: each step checks the stored state first."""
+    async with processing_lock:
+        return await _advance(settlement_id)
+
+
+async def _advance(settlement_id: str) -> Settlement | None:
+    settlement = await get_settlement(settlement_id)
+    if not settlement:
+        return None
+    config = await get_config()
+    if settlement.status in LOOKUP_STATUSES:
+        if not config:
+            return settlement
+        settlement = await _lookup(settlement, config)
+    if settlement.status == SettlementStatus.ready.value:
+        settlement = await _plan(settlement, config)
+    if settlement.status in PAYOUT_STATUSES:
+        settlement = await _pay_all(settlement)
+    return settlement
+
+
+async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
+    extra = payment_extra_of(settlement)
+    result: Lookup | None = None
+    for source in cash_out_sources:
+        try:
+            result = await source.lookup(settlement, extra, config)
+        except Exception as exc:  # a source being down must not lose the settlement
+            logger.warning(f"satmachineadmin: {source.name} lookup failed: {exc}")
+            result = Lookup(LookupState.waiting, f"{source.name} unavailable: {exc}")
+            break
+        if result is not None:
+            break
+    expected = settlement.status
+    settlement.lookup_attempts += 1
+    settlement.last_lookup_at = utc_now()
+    if result is None:
+        settlement.status = SettlementStatus.waiting_data.value
+        settlement.status_detail = "no cash-out data found yet; enter it by hand"
+    elif result.state == LookupState.found and result.data:
+        _apply_cash_out(settlement, result.data)
+    elif result.state == LookupState.waiting:
+        settlement.status = SettlementStatus.waiting_dispense.value
+        settlement.status_detail = result.detail
+    else:
+        settlement.status = SettlementStatus.flagged.value
+        settlement.status_detail = result.detail
+        logger.warning(f"satmachineadmin: settlement {settlement.id}: {result.detail}")
+    await update_settlement(settlement, expected_status=expected)
+    return settlement
+
+
+def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
+    settlement.data_source = data.source
+    settlement.fiat_amount = data.fiat_amount
+    settlement.fiat_code = data.fiat_code
+    settlement.principal_sats = data.split.principal_sats
+    settlement.commission_sats = data.split.commission_sats
+    settlement.commission_percentage = (
+        float(data.commission_percentage)
+        if data.commission_percentage is not None
+        else None
+    )
+    settlement.discount = float(data.discount) if data.discount is not None else None
+    settlement.reported_fee_sats = data.reported_fee_sats
+    settlement.lamassu_transaction_id = data.lamassu_transaction_id
+    settlement.device_id = data.device_id
+    settlement.atm_txid = data.atm_txid
+    settlement.cash_out_time = data.cash_out_time
+    stored = {"payment_extra": payment_extra_of(settlement), "cash_out": data.raw}
+    settlement.cash_out_data = json.dumps(stored, default=str)
+    if data.review_reason:
+        settlement.status = SettlementStatus.flagged.value
+        settlement.status_detail = data.review_reason
+    else:
+        settlement.status = SettlementStatus.ready.value
+        settlement.status_detail = f"cash-out data from {data.source}"
+
+
+async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlement:
+    """Split the settlement and write every payout row, the split and the orphan
+    in one transaction."""
+    assert settlement.fiat_amount is not None and settlement.fiat_code
+    assert settlement.principal_sats is not None and settlement.commission_sats is not None
+    from .allocation import PrincipalSplit
+
+    split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
+    async with transaction() as tx:
+        balances = await get_flow_balances(
+            tx, settlement.fiat_code, settlement.paid_at, settlement.id
+        )
+        plan = distribute(
+            settlement.amount_sats, split, settlement.fiat_amount, balances
+        )
+        commission_wallet = config.commission_wallet_id if config else None
+        if commission_wallet == settlement.wallet_id:
+            commission_wallet = None  # "sending" to itself: it simply stays
+        settlement.exchange_rate = plan.rate_sats_per_fiat()
+        settlement.orphan_sats = plan.orphan_sats
+        settlement.orphan_fiat = plan.orphan_fiat
+        settlement.distributed_sats = plan.distributed_sats
+        settlement.distributed_fiat = plan.distributed_fiat
+        settlement.commission_wallet_id = commission_wallet
+        settlement.commission_status = (
+            "pending" if commission_wallet and plan.commission_sats > 0 else "kept"
+        )
+        settlement.status = SettlementStatus.distributing.value
+        settlement.status_detail = _plan_summary(plan, len(balances))
+        settlement.updated_at = utc_now()
+        from lnbits.db import model_to_dict
+
+        data = model_to_dict(settlement)
+        sets = ", ".join(f'"{k}" = :{k}' for k in data if k != "id")
+        data["expected"] = SettlementStatus.ready.value
+        from sqlalchemy import text
+
+        result = await tx.conn.conn.execute(
+            text(
+                f"UPDATE satoshimachine.settlements SET {sets} "
+                "WHERE id = :id AND status = :expected"
+            ),
+            data,
+        )
+        if result.rowcount != 1:
+            raise ProcessingError("settlement changed while planning")
+        now = utc_now()
+        for allocation in plan.allocations:
+            await tx.insert(
+                "satoshimachine.dca_payments",
+                DcaPayment(
+                    id=urlsafe_short_hash(),
+                    client_id=allocation.client_id,
+                    amount_sats=allocation.sats,
+                    amount_fiat=allocation.fiat,
+                    exchange_rate=plan.rate_sats_per_fiat(),
+                    transaction_type="flow",
+                    lamassu_transaction_id=settlement.lamassu_transaction_id,
+                    status=PayoutStatus.pending.value,
+                    created_at=now,
+                    transaction_time=settlement.cash_out_time or settlement.paid_at,
+                    settlement_id=settlement.id,
+                    updated_at=now,
+                ),
+            )
+        if plan.orphan_sats > 0:
+            await tx.insert(
+                "satoshimachine.reconciliations",
+                Reconciliation(
+                    id=urlsafe_short_hash(),
+                    settlement_id=settlement.id,
+                    orphan_sats=plan.orphan_sats,
+                    orphan_fiat=plan.orphan_fiat,
+                    fiat_code=settlement.fiat_code,
+                    exchange_rate=plan.rate_sats_per_fiat(),
+                    created_at=now,
+                    updated_at=now,
+                ),
+            )
+    if plan.orphan_sats > 0:
+        logger.warning(
+            f"satmachineadmin: settlement {settlement.id}: {plan.orphan_sats} sats "
+            f"({plan.orphan_fiat} {settlement.fiat_code}) not covered by tracked "
+            "client balances; recorded as an orphan for reconciliation"
+        )
+    return settlement
+
+
+def _plan_summary(plan: Distribution, clients: int) -> str:
+    text = (
+        f"{len(plan.allocations)} of {clients} clients paid "
+        f"{plan.distributed_sats} sats, commission {plan.commission_sats} sats"
+    )
+    if plan.orphan_sats:
+        text += f", orphan {plan.orphan_sats} sats"
+    return text
+
+
+# -------------------------------------------------------------------- payments
+
+
+@dataclass
+class TransferResult:
+    ok: bool
+    error: str | None = None
+    payment_hash: str | None = None
+
+
+async def _already_paid(payment_hash: str) -> bool:
+    if await is_internal_status_success(payment_hash):
+        return True
+    outgoing = await get_standalone_payment(f"internal_{payment_hash}")
+    return bool(outgoing and outgoing.success)
+
+
+async def transfer(
+    *,
+    source_wallet_id: str,
+    target_wallet_id: str,
+    sats: int,
+    memo: str,
+    extra: dict[str, Any],
+    stored_bolt11: str | None,
+    stored_hash: str | None,
+    remember,
+) -> TransferResult:
+    """Pay `sats` from the source wallet to a wallet on this LNbits, at most once.
+
+    `remember(bolt11, payment_hash) -> bool` stores the invoice on our row before
+    it is paid; if it returns False another run stored one first, and that one
+    is used instead (the caller reloads)."""
+    extra = {"tag": EXTENSION_TAG, **extra}
+    if stored_bolt11 and stored_hash:
+        if await _already_paid(stored_hash):
+            return TransferResult(True, payment_hash=stored_hash)
+        bolt11, payment_hash = stored_bolt11, stored_hash
+    else:
+        if not await get_wallet(target_wallet_id):
+            return TransferResult(False, f"wallet {target_wallet_id} not found")
+        try:
+            invoice = await create_invoice(
+                wallet_id=target_wallet_id,
+                amount=sats,
+                memo=memo,
+                internal=True,
+                extra=extra,
+                expiry=60 * 60 * 24 * 365,
+            )
+        except Exception as exc:
+            return TransferResult(False, f"invoice failed: {exc}")
+        if not await remember(invoice.bolt11, invoice.payment_hash):
+            return TransferResult(False, "another run holds this payout; retry")
+        bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
+    try:
+        await pay_invoice(
+            wallet_id=source_wallet_id,
+            payment_request=bolt11,
+            extra=extra,
+            description=memo,
+        )
+    except Exception as exc:
+        if await _already_paid(payment_hash):
+            return TransferResult(True, payment_hash=payment_hash)
+        return TransferResult(False, str(exc) or exc.__class__.__name__, payment_hash)
+    return TransferResult(True, payment_hash=payment_hash)
+
+
+def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
+    basis = ""
+    if rate:
+        basis = f" @ {Decimal(10**8) / Decimal(str(rate)):,.2f} {code}/BTC"
+    return f"DCA: {sats:,} sats for {fiat:,.2f} {code}{basis}"
+
+
+async def _pay_all(settlement: Settlement) -> Settlement:
+    payouts = await get_settlement_payouts(settlement.id)
+    for payout in payouts:
+        if payout.status == PayoutStatus.confirmed.value:
+            continue
+        await _pay_payout(settlement, payout)
+    await _pay_commission(settlement)
+    return await _finish(settlement.id)
+
+
+async def _pay_payout(settlement: Settlement, payout: DcaPayment) -> bool:
+    client = await get_client(payout.client_id)
+    if not client:
+        await set_payout_status(
+            payout.id, PayoutStatus.failed, "client not found", count_attempt=True
+        )
+        return False
+
+    async def remember(bolt11: str, payment_hash: str) -> bool:
+        return await set_payout_invoice(payout.id, bolt11, payment_hash)
+
+    result = await transfer(
+        source_wallet_id=settlement.wallet_id,
+        target_wallet_id=client.wallet_id,
+        sats=payout.amount_sats,
+        memo=_memo(
+            payout.amount_sats,
+            payout.amount_fiat,
+            settlement.fiat_code or "",
+            settlement.exchange_rate,
+        ),
+        extra={
+            "settlement_id": settlement.id,
+            "client_id": client.id,
+            "payout_id": payout.id,
+            "fiat_amount": str(payout.amount_fiat),
+            "fiat_code": settlement.fiat_code,
+        },
+        stored_bolt11=payout.bolt11,
+        stored_hash=payout.payment_hash,
+        remember=remember,
+    )
+    if result.ok:
+        await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
+        return True
+    logger.warning(
+        f"satmachineadmin: payout {payout.id} to client {client.id} failed: "
+        f"{result.error}"
+    )
+    await set_payout_status(
+        payout.id, PayoutStatus.failed, (result.error or "")[:500], count_attempt=True
+    )
+    return False
+
+
+async def _pay_commission(settlement: Settlement) -> None:
+    fresh = await get_settlement(settlement.id)
+    if not fresh or fresh.commission_status not in ("pending", "failed"):
+        return
+    if not fresh.commission_wallet_id or not fresh.commission_sats:
+        return
+
+    async def remember(bolt11: str, payment_hash: str) -> bool:
+        current = await get_settlement(fresh.id)
+        if not current or current.commission_bolt11:
+            return False
+        current.commission_bolt11 = bolt11
+        current.commission_payment_hash = payment_hash
+        return await update_settlement(current, expected_status=current.status)
+
+    result = await transfer(
+        source_wallet_id=fresh.wallet_id,
+        target_wallet_id=fresh.commission_wallet_id,
+        sats=fresh.commission_sats,
+        memo=f"ATM commission: {fresh.commission_sats:,} sats ({fresh.id})",
+        extra={"settlement_id": fresh.id, "kind": "commission"},
+        stored_bolt11=fresh.commission_bolt11,
+        stored_hash=fresh.commission_payment_hash,
+        remember=remember,
+    )
+    current = await get_settlement(fresh.id)
+    if not current:
+        return
+    current.commission_status = "confirmed" if result.ok else "failed"
+    current.commission_error = None if result.ok else (result.error or "")[:500]
+    await update_settlement(current, expected_status=current.status)
+
+
+async def _finish(settlement_id: str) -> Settlement:
+    settlement = await get_settlement(settlement_id)
+    assert settlement
+    payouts = await get_settlement_payouts(settlement_id)
+    failed = [p for p in payouts if p.status != PayoutStatus.confirmed.value]
+    commission_failed = settlement.commission_status == "failed"
+    expected = settlement.status
+    if failed or commission_failed:
+        settlement.status = SettlementStatus.payout_failed.value
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} payout(s) failed")
+        if commission_failed:
+            parts.append(f"commission failed: {settlement.commission_error}")
+        settlement.status_detail = "; ".join(parts) + "; retry when fixed"
+    else:
+        settlement.status = SettlementStatus.completed.value
+    await update_settlement(settlement, expected_status=expected)
+    return settlement
+
+
+# ---------------------------------------------------------- operator actions
+
+
+async def enter_cash_out(
+    settlement_id: str, data: ManualCashOutData, actor: str | None
+) -> Settlement:
+    async with processing_lock:
+        settlement = await get_settlement(settlement_id)
+        if not settlement:
+            raise LookupError("settlement not found")
+        allowed = (*LOOKUP_STATUSES, SettlementStatus.flagged.value)
+        if settlement.status not in allowed:
+            raise ProcessingError(
+                f"settlement is {settlement.status}; cash-out data can only be "
+                "entered while it waits or is flagged"
+            )
+        cash_out = manual_cash_out(settlement, data)
+        expected = settlement.status
+        _apply_cash_out(settlement, cash_out)
+        settlement.reviewed_by = actor
+        settlement.review_note = data.note
+        if not await update_settlement(settlement, expected_status=expected):
+            raise ProcessingError("settlement changed meanwhile; reload and retry")
+        await add_audit(
+            "settlement", settlement.id, "cash_out_entered", actor, json.loads(data.json())
+        )
+        return await _advance(settlement_id) or settlement
+
+
+async def dismiss_settlement(settlement_id: str, reason: str, actor: str | None) -> Settlement:
+    async with processing_lock:
+        settlement = await get_settlement(settlement_id)
+        if not settlement:
+            raise LookupError("settlement not found")
+        allowed = (*LOOKUP_STATUSES, SettlementStatus.flagged.value)
+        if settlement.status not in allowed:
+            raise ProcessingError(
+                f"settlement is {settlement.status}; only a waiting or flagged "
+                "settlement can be dismissed"
+            )
+        expected = settlement.status
+        settlement.status = SettlementStatus.dismissed.value
+        settlement.status_detail = f"dismissed: {reason}"
+        settlement.reviewed_by = actor
+        settlement.review_note = reason
+        if not await update_settlement(settlement, expected_status=expected):
+            raise ProcessingError("settlement changed meanwhile; reload and retry")
+        await add_audit("settlement", settlement.id, "dismissed", actor, {"reason": reason})
+        return settlement
+
+
+async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
+    async with processing_lock:
+        settlement = await get_settlement(settlement_id)
+        if not settlement:
+            raise LookupError("settlement not found")
+        if settlement.status not in (*PAYOUT_STATUSES, *LOOKUP_STATUSES):
+            raise ProcessingError(f"settlement is {settlement.status}; nothing to retry")
+        await add_audit("settlement", settlement.id, "retry", actor, {})
+        return await _advance(settlement_id) or settlement
+
+
+async def process_open_settlements() -> int:
+    """Advance every settlement that is not finished: resumes half-done ones
+    (oldest first), re-checks waiting ones, retries failed payouts."""
+    open_ones = await get_settlements_by_status(
+        (*PAYOUT_STATUSES, SettlementStatus.ready.value, *LOOKUP_STATUSES)
+    )
+    for settlement in open_ones:
+        try:
+            await process_settlement(settlement.id)
+        except Exception as exc:
+            logger.error(f"satmachineadmin: settlement {settlement.id}: {exc}")
+    pending = await get_payouts_by_status(PayoutStatus.pending.value)
+    return len(open_ones) + len(pending)
+
+
+# -------------------------------------------------------------- reconciliation
+
+
+async def resolve_reconciliation(
+    reconciliation_id: str,
+    action: ResolutionAction,
+    actor: str | None,
+    wallet_id: str | None = None,
+    client_id: str | None = None,
+    note: str | None = None,
+) -> Reconciliation:
+    """Resolve an orphan once. The row is claimed (open -> resolving) before any
+    money moves; a failed transfer returns it to open with the error."""
+    async with processing_lock:
+        rec = await get_reconciliation(reconciliation_id)
+        if not rec:
+            raise LookupError("reconciliation not found")
+        if rec.status != ReconciliationStatus.open.value:
+            raise ProcessingError(f"reconciliation is already {rec.status}")
+        settlement = await get_settlement(rec.settlement_id)
+        if not settlement:
+            raise LookupError("settlement not found")
+        client = None
+        if action == ResolutionAction.send_to_wallet:
+            if not wallet_id or not await get_wallet(wallet_id):
+                raise ValueError("a valid wallet_id is required")
+            target_wallet = wallet_id
+        elif action == ResolutionAction.attribute_to_client:
+            client = await get_client(client_id) if client_id else None
+            if not client:
+                raise ValueError("a valid client_id is required")
+            target_wallet = client.wallet_id
+        rec.status = ReconciliationStatus.resolving.value
+        rec.resolution = action.value
+        rec.note = note
+        rec.resolved_by = actor
+        rec.target_wallet_id = wallet_id if action == ResolutionAction.send_to_wallet else (
+            client.wallet_id if client else None
+        )
+        rec.target_client_id = client.id if client else None
+        if not await update_reconciliation(rec, expected_status=ReconciliationStatus.open.value):
+            raise ProcessingError("reconciliation changed meanwhile")
+        await add_audit(
+            "reconciliation",
+            rec.id,
+            f"resolve:{action.value}",
+            actor,
+            {"wallet_id": wallet_id, "client_id": client_id, "note": note},
+        )
+        return await _complete_resolution(rec, settlement)
+
+
+async def _complete_resolution(rec: Reconciliation, settlement: Settlement) -> Reconciliation:
+    action = ResolutionAction(rec.resolution)
+    if action == ResolutionAction.operator_funds:
+        return await _mark_resolved(rec)
+    if action == ResolutionAction.attribute_to_client:
+        return await _attribute(rec, settlement)
+
+    async def remember(bolt11: str, payment_hash: str) -> bool:
+        current = await get_reconciliation(rec.id)
+        if not current or current.bolt11:
+            return False
+        current.bolt11, current.payment_hash = bolt11, payment_hash
+        rec.bolt11, rec.payment_hash = bolt11, payment_hash
+        return await update_reconciliation(current, expected_status=current.status)
+
+    assert rec.target_wallet_id
+    result = await transfer(
+        source_wallet_id=settlement.wallet_id,
+        target_wallet_id=rec.target_wallet_id,
+        sats=rec.orphan_sats,
+        memo=f"ATM orphan funds: {rec.orphan_sats:,} sats ({settlement.id})",
+        extra={"settlement_id": settlement.id, "reconciliation_id": rec.id},
+        stored_bolt11=rec.bolt11,
+        stored_hash=rec.payment_hash,
+        remember=remember,
+    )
+    current = await get_reconciliation(rec.id)
+    assert current
+    if result.ok:
+        return await _mark_resolved(current)
+    current.status = ReconciliationStatus.open.value
+    current.error = result.error
+    current.resolution = None
+    await update_reconciliation(current)
+    raise ProcessingError(f"transfer failed: {result.error}")
+
+
+async def _attribute(rec: Reconciliation, settlement: Settlement) -> Reconciliation:
+    """The orphan was a client's untracked cash: record it as a confirmed
+    deposit for that client and pay them the orphan sats against it, in one
+    payout row, so the client's balance is unchanged and every sat they got is
+    one confirmed dca_payments row."""
+    assert rec.target_client_id
+    now = utc_now()
+    payout_id = urlsafe_short_hash()
+    deposit_id = rec.deposit_id or urlsafe_short_hash()
+    if not rec.deposit_id:
+        async with transaction() as tx:
+            await tx.insert(
+                "satoshimachine.dca_deposits",
+                DcaDeposit(
+                    id=deposit_id,
+                    client_id=rec.target_client_id,
+                    amount=rec.orphan_fiat,
+                    currency=rec.fiat_code,
+                    status=DepositStatus.confirmed.value,
+                    notes=f"orphan funds of settlement {settlement.id}",
+                    created_at=now,
+                    confirmed_at=now,
+                ),
+            )
+            await tx.insert(
+                "satoshimachine.dca_payments",
+                DcaPayment(
+                    id=payout_id,
+                    client_id=rec.target_client_id,
+                    amount_sats=rec.orphan_sats,
+                    amount_fiat=rec.orphan_fiat,
+                    exchange_rate=rec.exchange_rate,
+                    transaction_type="orphan",
+                    lamassu_transaction_id=settlement.lamassu_transaction_id,
+                    status=PayoutStatus.pending.value,
+                    created_at=now,
+                    transaction_time=settlement.cash_out_time or settlement.paid_at,
+                    settlement_id=settlement.id,
+                    updated_at=now,
+                ),
+                ignore_conflict="settlement_id, client_id, transaction_type",
+            )
+            rec.deposit_id = deposit_id
+            rec.updated_at = now
+            from sqlalchemy import text
+
+            await tx.conn.conn.execute(
+                text(
+                    "UPDATE satoshimachine.reconciliations SET deposit_id = :d "
+                    "WHERE id = :id"
+                ),
+                {"d": deposit_id, "id": rec.id},
+            )
+    payouts = await get_settlement_payouts(settlement.id)
+    payout = next(
+        p
+        for p in payouts
+        if p.transaction_type == "orphan" and p.client_id == rec.target_client_id
+    )
+    if payout.status != PayoutStatus.confirmed.value and not await _pay_payout(
+        settlement, payout
+    ):
+        current = await get_reconciliation(rec.id)
+        assert current
+        current.error = "payment to the client failed; retry the settlement"
+        await update_reconciliation(current)
+        raise ProcessingError(current.error)
+    current = await get_reconciliation(rec.id)
+    assert current
+    return await _mark_resolved(current)
+
+
+async def _mark_resolved(rec: Reconciliation) -> Reconciliation:
+    rec.status = ReconciliationStatus.resolved.value
+    rec.resolved_at = utc_now()
+    rec.error = None
+    await update_reconciliation(rec)
+    return rec
+
+
+async def resume_resolutions() -> None:
+    """Finish resolutions interrupted by a crash (status 'resolving')."""
+    from .crud import get_reconciliations_by_status
+
+    for rec in await get_reconciliations_by_status(ReconciliationStatus.resolving.value):
+        settlement = await get_settlement(rec.settlement_id)
+        if not settlement:
+            continue
+        async with processing_lock:
+            try:
+                await _complete_resolution(rec, settlement)
+            except Exception as exc:
+                logger.warning(f"satmachineadmin: resolution {rec.id}: {exc}")
+
+
+# ------------------------------------------------------------------- dry run
+
+
+def dry_run(data: TestTransactionData, balances) -> Distribution:
+    """How a settlement with these numbers would be split now. Moves nothing."""
+    if data.raw_ticker_price is not None:
+        split = split_from_ticker(data.amount_sats, data.fiat_amount, data.raw_ticker_price)
+    else:
+        split = split_from_commission(
+            data.amount_sats,
+            effective_commission(data.commission_percentage, data.discount),
+        )
+    return distribute(data.amount_sats, split, data.fiat_amount, balances)
+
+
+__all__ = [
+    "AllocationError",
+    "ProcessingError",
+    "dismiss_settlement",
+    "dry_run",
+    "enter_cash_out",
+    "get_reconciliation_by_settlement",
+    "process_open_settlements",
+    "process_settlement",
+    "record_payment",
+    "resolve_reconciliation",
+    "resume_resolutions",
+    "retry_settlement",
+]

@@ -1,0 +1,775 @@
+"""The operator REST API under /satmachineadmin/api/v1/dca/...
+
+Every endpoint but `client-limits` requires operator access (see auth.py):
+reads accept a super user/admin token, admin key or invoice key; writes need a
+token or an admin key. Bad input answers 4xx and changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from lnbits.core.crud import get_wallet
+from lnbits.db import FilterModel, Filters, Page
+from lnbits.helpers import urlsafe_short_hash
+from pydantic import BaseModel, ValidationError
+
+from .allocation import AllocationError
+from .auth import ReadAccess, WriteAccess
+from .crud import (
+    add_audit,
+    create_client,
+    create_config,
+    create_deposit,
+    delete_config,
+    get_audit,
+    get_client,
+    get_client_balance_summary,
+    get_client_by_wallet,
+    get_client_summaries,
+    get_client_summary,
+    get_config,
+    get_config_by_id,
+    get_deposit,
+    get_deposits,
+    get_flow_balances,
+    get_payments,
+    get_reconciliation,
+    get_reconciliation_by_settlement,
+    get_reconciliations,
+    get_settlement,
+    get_settlement_payouts,
+    get_settlements,
+    get_totals,
+    update_client,
+    update_config,
+    update_deposit_if_status,
+)
+from .models import (
+    AuditEntry,
+    ClientBalanceSummary,
+    ClientLimits,
+    ClientStatusData,
+    ClientSummary,
+    CreateDcaClientData,
+    CreateDepositData,
+    CreateLamassuConfigData,
+    DcaClient,
+    DcaDeposit,
+    DepositStatus,
+    DismissSettlementData,
+    ManualCashOutData,
+    PayoutView,
+    PublicLamassuConfig,
+    Reconciliation,
+    ResolveReconciliationData,
+    Settlement,
+    SettlementDetail,
+    TestTransactionData,
+    UpdateDcaClientData,
+    UpdateDepositData,
+    UpdateDepositStatusData,
+    UpdateLamassuConfigData,
+    utc_now,
+)
+from .transaction_processor import (
+    ProcessingError,
+    dismiss_settlement,
+    dry_run,
+    enter_cash_out,
+    resolve_reconciliation,
+    retry_settlement,
+)
+
+satmachineadmin_api_router = APIRouter(prefix="/api/v1/dca")
+
+DEFAULT_CLIENT_LIMIT = Decimal("2000")
+SECRET_FIELDS = ("password", "ssh_password", "ssh_private_key")
+
+
+# ------------------------------------------------------------------- filters
+
+
+class ClientFilters(FilterModel):
+    __search_fields__ = ["username", "wallet_id", "user_id", "id"]
+    __sort_fields__ = [
+        "username",
+        "created_at",
+        "status",
+        "dca_mode",
+        "confirmed_deposits",
+        "remaining_balance",
+    ]
+    status: str | None
+    dca_mode: str | None
+
+
+class DepositFilters(FilterModel):
+    __search_fields__ = ["notes", "client_id", "id"]
+    __sort_fields__ = ["created_at", "confirmed_at", "amount", "status"]
+    status: str | None
+    client_id: str | None
+    currency: str | None
+
+
+class PayoutFilters(FilterModel):
+    __search_fields__ = ["username", "client_id", "settlement_id", "id"]
+    __sort_fields__ = ["created_at", "amount_sats", "amount_fiat", "status"]
+    status: str | None
+    client_id: str | None
+    settlement_id: str | None
+    transaction_type: str | None
+
+
+class SettlementFilters(FilterModel):
+    __search_fields__ = ["payment_hash", "id", "memo", "lamassu_transaction_id"]
+    __sort_fields__ = ["paid_at", "created_at", "amount_sats", "status"]
+    status: str | None
+    fiat_code: str | None
+
+
+class ReconciliationFilters(FilterModel):
+    __search_fields__ = ["settlement_id", "id", "note"]
+    __sort_fields__ = ["created_at", "orphan_sats", "status"]
+    status: str | None
+
+
+def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
+    """LNbits' parse_filters, with bad sort fields answered by 400 (not 500)
+    and a newest-first default."""
+
+    def dependency(
+        request: Request,
+        limit: int | None = Query(None, ge=0, le=1000),
+        offset: int | None = Query(None, ge=0),
+        sortby: str | None = None,
+        direction: Literal["asc", "desc"] | None = None,
+        search: str | None = Query(None, max_length=200),
+    ) -> Filters:
+        from lnbits.db import Filter
+
+        parsed = []
+        for i, key in enumerate(request.query_params.keys()):
+            if key in {"limit", "offset", "sortby", "direction", "search"}:
+                continue
+            try:
+                parsed.append(
+                    Filter.parse_query(key, request.query_params.getlist(key), model, i)
+                )
+            except (ValueError, ValidationError):
+                continue
+        try:
+            return Filters(
+                filters=parsed,
+                limit=limit if limit is not None else 100,
+                offset=offset,
+                sortby=sortby or default_sort,
+                direction=direction or ("desc" if not sortby else "asc"),
+                search=search,
+                model=model,
+            )
+        except (ValueError, ValidationError) as exc:
+            raise HTTPException(HTTPStatus.BAD_REQUEST, "Invalid sort field.") from exc
+
+    return dependency
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(HTTPStatus.NOT_FOUND, f"{what} not found.")
+
+
+def _conflict(message: str) -> HTTPException:
+    return HTTPException(HTTPStatus.CONFLICT, message)
+
+
+# ---------------------------------------------------------- public endpoint
+
+
+@satmachineadmin_api_router.get("/client-limits", response_model=ClientLimits)
+async def api_client_limits() -> ClientLimits:
+    """The only unauthenticated endpoint: the companion client extension reads
+    the most a client may set as fixed-mode daily limit."""
+    config = await get_config()
+    limit = (config.max_daily_limit if config else None) or DEFAULT_CLIENT_LIMIT
+    currency = (config.limit_currency if config else None) or "GTQ"
+    return ClientLimits(max_daily_limit_gtq=float(limit), currency=currency)
+
+
+# ------------------------------------------------------------------- clients
+
+
+@satmachineadmin_api_router.get("/clients", response_model=list[ClientSummary])
+async def api_get_clients(
+    response: Response,
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(ClientFilters, "created_at")),
+) -> list[ClientSummary]:
+    page = await get_client_summaries(filters)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.data
+
+
+@satmachineadmin_api_router.post(
+    "/clients", status_code=HTTPStatus.CREATED, response_model=DcaClient
+)
+async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaClient:
+    wallet = await get_wallet(data.wallet_id)
+    if not wallet or wallet.deleted:
+        raise _not_found("Wallet")
+    if await get_client_by_wallet(wallet.id):
+        raise _conflict("This wallet is already registered as a DCA client.")
+    now = utc_now()
+    client = DcaClient(
+        id=urlsafe_short_hash(),
+        user_id=wallet.user,
+        wallet_id=wallet.id,
+        username=data.username or wallet.name,
+        dca_mode=data.dca_mode.value,
+        fixed_mode_daily_limit=data.fixed_mode_daily_limit,
+        status="active",
+        created_at=now,
+        updated_at=now,
+    )
+    await create_client(client)
+    await add_audit("client", client.id, "registered", op.user_id, data.dict())
+    return client
+
+
+@satmachineadmin_api_router.get("/clients/{client_id}", response_model=ClientSummary)
+async def api_get_client(client_id: str, _: ReadAccess) -> ClientSummary:
+    summary = await get_client_summary(client_id)
+    if not summary:
+        raise _not_found("Client")
+    return summary
+
+
+@satmachineadmin_api_router.get(
+    "/clients/{client_id}/balance", response_model=ClientBalanceSummary
+)
+async def api_get_client_balance(
+    client_id: str, _: ReadAccess
+) -> ClientBalanceSummary:
+    summary = await get_client_balance_summary(client_id)
+    if not summary:
+        raise _not_found("Client")
+    return summary
+
+
+@satmachineadmin_api_router.put("/clients/{client_id}", response_model=DcaClient)
+async def api_update_client(
+    client_id: str, data: UpdateDcaClientData, op: WriteAccess
+) -> DcaClient:
+    client = await get_client(client_id)
+    if not client:
+        raise _not_found("Client")
+    changes = {k: v for k, v in data.dict(exclude_unset=True).items() if v is not None}
+    for key, value in changes.items():
+        setattr(client, key, getattr(value, "value", value))
+    await update_client(client)
+    await add_audit("client", client.id, "updated", op.user_id, changes)
+    return client
+
+
+@satmachineadmin_api_router.put("/clients/{client_id}/status", response_model=DcaClient)
+async def api_set_client_status(
+    client_id: str, data: ClientStatusData, op: WriteAccess
+) -> DcaClient:
+    client = await get_client(client_id)
+    if not client:
+        raise _not_found("Client")
+    previous = client.status
+    client.status = data.status.value
+    await update_client(client)
+    await add_audit(
+        "client", client.id, "status", op.user_id, {"from": previous, "to": client.status}
+    )
+    return client
+
+
+# ------------------------------------------------------------------ deposits
+
+
+@satmachineadmin_api_router.get("/deposits", response_model=list[DcaDeposit])
+async def api_get_deposits(
+    response: Response,
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(DepositFilters, "created_at")),
+) -> list[DcaDeposit]:
+    page = await get_deposits(filters)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.data
+
+
+@satmachineadmin_api_router.get("/deposits/{deposit_id}", response_model=DcaDeposit)
+async def api_get_deposit(deposit_id: str, _: ReadAccess) -> DcaDeposit:
+    deposit = await get_deposit(deposit_id)
+    if not deposit:
+        raise _not_found("Deposit")
+    return deposit
+
+
+@satmachineadmin_api_router.get(
+    "/deposits/{deposit_id}/history", response_model=list[AuditEntry]
+)
+async def api_get_deposit_history(deposit_id: str, _: ReadAccess) -> list[AuditEntry]:
+    if not await get_deposit(deposit_id):
+        raise _not_found("Deposit")
+    return await get_audit("deposit", deposit_id)
+
+
+@satmachineadmin_api_router.post(
+    "/deposits", status_code=HTTPStatus.CREATED, response_model=DcaDeposit
+)
+async def api_create_deposit(data: CreateDepositData, op: WriteAccess) -> DcaDeposit:
+    if not await get_client(data.client_id):
+        raise _not_found("Client")
+    deposit = DcaDeposit(
+        id=urlsafe_short_hash(),
+        client_id=data.client_id,
+        amount=data.amount,
+        currency=data.currency,
+        status=DepositStatus.pending.value,
+        notes=data.notes,
+        created_at=utc_now(),
+    )
+    await create_deposit(deposit)
+    await add_audit("deposit", deposit.id, "created", op.user_id, data.dict())
+    return deposit
+
+
+@satmachineadmin_api_router.put("/deposits/{deposit_id}", response_model=DcaDeposit)
+async def api_update_deposit(
+    deposit_id: str, data: UpdateDepositData, op: WriteAccess
+) -> DcaDeposit:
+    deposit = await get_deposit(deposit_id)
+    if not deposit:
+        raise _not_found("Deposit")
+    if deposit.status != DepositStatus.pending.value:
+        raise _conflict(f"Only a pending deposit can be edited; this one is {deposit.status}.")
+    before = {"amount": deposit.amount, "currency": deposit.currency, "notes": deposit.notes}
+    changes = data.dict(exclude_unset=True)
+    for key, value in changes.items():
+        if value is not None or key == "notes":
+            setattr(deposit, key, value)
+    if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
+        raise _conflict("The deposit changed meanwhile; reload it.")
+    await add_audit(
+        "deposit", deposit.id, "edited", op.user_id, {"before": before, "changes": changes}
+    )
+    return deposit
+
+
+@satmachineadmin_api_router.put(
+    "/deposits/{deposit_id}/status", response_model=DcaDeposit
+)
+async def api_update_deposit_status(
+    deposit_id: str, data: UpdateDepositStatusData, op: WriteAccess
+) -> DcaDeposit:
+    """Confirm (cash is in the machine) or cancel a pending deposit. A confirmed
+    deposit is final: its fiat may already have been paid out."""
+    deposit = await get_deposit(deposit_id)
+    if not deposit:
+        raise _not_found("Deposit")
+    if data.status.value == deposit.status:
+        raise _conflict(f"The deposit is already {deposit.status}.")
+    if deposit.status != DepositStatus.pending.value:
+        raise _conflict(f"A {deposit.status} deposit cannot change status.")
+    if data.status == DepositStatus.pending:
+        raise _conflict("A deposit cannot go back to pending.")
+    deposit.status = data.status.value
+    if data.notes is not None:
+        deposit.notes = data.notes
+    if data.status == DepositStatus.confirmed:
+        deposit.confirmed_at = utc_now()
+    if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
+        raise _conflict("The deposit changed meanwhile; reload it.")
+    await add_audit(
+        "deposit", deposit.id, deposit.status, op.user_id, {"notes": data.notes}
+    )
+    return deposit
+
+
+# ----------------------------------------------- payouts (old "transactions")
+
+
+@satmachineadmin_api_router.get("/payouts", response_model=Page[PayoutView])
+async def api_get_payouts(
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(PayoutFilters, "created_at")),
+) -> Page[PayoutView]:
+    return await get_payments(filters)
+
+
+@satmachineadmin_api_router.get("/transactions", response_model=list[Settlement])
+async def api_get_transactions(
+    response: Response,
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(SettlementFilters, "paid_at")),
+) -> list[Settlement]:
+    """Parity path: the processed ATM transactions, now settlements."""
+    page = await get_settlements(filters)
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.data
+
+
+@satmachineadmin_api_router.get(
+    "/transactions/{transaction_id}", response_model=Settlement
+)
+async def api_get_transaction(transaction_id: str, _: ReadAccess) -> Settlement:
+    settlement = await get_settlement(transaction_id)
+    if not settlement:
+        raise _not_found("Transaction")
+    return settlement
+
+
+@satmachineadmin_api_router.get(
+    "/transactions/{transaction_id}/distributions", response_model=list[PayoutView]
+)
+async def api_get_transaction_distributions(
+    transaction_id: str, _: ReadAccess
+) -> list[PayoutView]:
+    if not await get_settlement(transaction_id):
+        raise _not_found("Transaction")
+    return await get_settlement_payouts(transaction_id)
+
+
+# --------------------------------------------------------------- settlements
+
+
+@satmachineadmin_api_router.get("/settlements", response_model=Page[Settlement])
+async def api_get_settlements(
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(SettlementFilters, "paid_at")),
+) -> Page[Settlement]:
+    return await get_settlements(filters)
+
+
+@satmachineadmin_api_router.get(
+    "/settlements/{settlement_id}", response_model=SettlementDetail
+)
+async def api_get_settlement(settlement_id: str, _: ReadAccess) -> SettlementDetail:
+    settlement = await get_settlement(settlement_id)
+    if not settlement:
+        raise _not_found("Settlement")
+    return SettlementDetail(
+        **settlement.dict(),
+        payouts=await get_settlement_payouts(settlement_id),
+        reconciliation=await get_reconciliation_by_settlement(settlement_id),
+    )
+
+
+async def _settlement_action(coro) -> Settlement:
+    try:
+        return await coro
+    except LookupError as exc:
+        raise _not_found("Settlement") from exc
+    except ProcessingError as exc:
+        raise _conflict(str(exc)) from exc
+    except AllocationError as exc:
+        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+
+
+@satmachineadmin_api_router.put(
+    "/settlements/{settlement_id}/cash-out", response_model=Settlement
+)
+async def api_enter_cash_out(
+    settlement_id: str, data: ManualCashOutData, op: WriteAccess
+) -> Settlement:
+    """Enter the cash-out data of a settlement that waits or is flagged; it is
+    then distributed at once."""
+    return await _settlement_action(enter_cash_out(settlement_id, data, op.user_id))
+
+
+@satmachineadmin_api_router.put(
+    "/settlements/{settlement_id}/dismiss", response_model=Settlement
+)
+async def api_dismiss_settlement(
+    settlement_id: str, data: DismissSettlementData, op: WriteAccess
+) -> Settlement:
+    """Not an ATM settlement (e.g. a top-up of the source wallet): record who
+    and why, and never distribute it."""
+    return await _settlement_action(
+        dismiss_settlement(settlement_id, data.reason, op.user_id)
+    )
+
+
+@satmachineadmin_api_router.post(
+    "/settlements/{settlement_id}/retry", response_model=Settlement
+)
+async def api_retry_settlement(settlement_id: str, op: WriteAccess) -> Settlement:
+    """Retry failed payouts (and re-check a waiting settlement)."""
+    return await _settlement_action(retry_settlement(settlement_id, op.user_id))
+
+
+# ----------------------------------------------------------- reconciliations
+
+
+@satmachineadmin_api_router.get(
+    "/reconciliations", response_model=Page[Reconciliation]
+)
+async def api_get_reconciliations(
+    _: ReadAccess,
+    filters: Filters = Depends(filters_for(ReconciliationFilters, "created_at")),
+) -> Page[Reconciliation]:
+    return await get_reconciliations(filters)
+
+
+@satmachineadmin_api_router.get(
+    "/reconciliations/{reconciliation_id}", response_model=Reconciliation
+)
+async def api_get_reconciliation(
+    reconciliation_id: str, _: ReadAccess
+) -> Reconciliation:
+    rec = await get_reconciliation(reconciliation_id)
+    if not rec:
+        raise _not_found("Reconciliation")
+    return rec
+
+
+@satmachineadmin_api_router.get(
+    "/reconciliations/{reconciliation_id}/history", response_model=list[AuditEntry]
+)
+async def api_get_reconciliation_history(
+    reconciliation_id: str, _: ReadAccess
+) -> list[AuditEntry]:
+    if not await get_reconciliation(reconciliation_id):
+        raise _not_found("Reconciliation")
+    return await get_audit("reconciliation", reconciliation_id)
+
+
+@satmachineadmin_api_router.post(
+    "/reconciliations/{reconciliation_id}/resolve", response_model=Reconciliation
+)
+async def api_resolve_reconciliation(
+    reconciliation_id: str, data: ResolveReconciliationData, op: WriteAccess
+) -> Reconciliation:
+    try:
+        return await resolve_reconciliation(
+            reconciliation_id,
+            data.action,
+            op.user_id,
+            wallet_id=data.wallet_id,
+            client_id=data.client_id,
+            note=data.note,
+        )
+    except LookupError as exc:
+        raise _not_found("Reconciliation") from exc
+    except ValueError as exc:
+        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+    except ProcessingError as exc:
+        raise _conflict(str(exc)) from exc
+
+
+# -------------------------------------------------------------------- config
+
+
+@satmachineadmin_api_router.get("/config", response_model=PublicLamassuConfig | None)
+async def api_get_config(_: ReadAccess) -> PublicLamassuConfig | None:
+    config = await get_config()
+    return config.public() if config else None
+
+
+async def _check_wallets(fields: dict[str, Any]) -> None:
+    for key in ("source_wallet_id", "commission_wallet_id"):
+        wallet_id = fields.get(key)
+        if wallet_id and not await get_wallet(wallet_id):
+            raise HTTPException(HTTPStatus.BAD_REQUEST, f"{key}: wallet not found.")
+
+
+@satmachineadmin_api_router.post(
+    "/config", status_code=HTTPStatus.CREATED, response_model=PublicLamassuConfig
+)
+async def api_create_config(
+    data: CreateLamassuConfigData, op: WriteAccess
+) -> PublicLamassuConfig:
+    fields = data.dict(exclude_none=True)
+    await _check_wallets(fields)
+    config = await create_config(fields)
+    await add_audit("config", config.id, "created", op.user_id, _redacted(fields))
+    return config.public()
+
+
+@satmachineadmin_api_router.put("/config/{config_id}", response_model=PublicLamassuConfig)
+async def api_update_config(
+    config_id: str, data: UpdateLamassuConfigData, op: WriteAccess
+) -> PublicLamassuConfig:
+    config = await get_config_by_id(config_id)
+    if not config:
+        raise _not_found("Config")
+    # A secret left out or null keeps its value (the page never has it to send).
+    fields = {
+        k: v
+        for k, v in data.dict(exclude_unset=True).items()
+        if v is not None or k not in SECRET_FIELDS
+    }
+    await _check_wallets(fields)
+    for key, value in fields.items():
+        setattr(config, key, value)
+    await update_config(config)
+    await add_audit("config", config.id, "updated", op.user_id, _redacted(fields))
+    return config.public()
+
+
+@satmachineadmin_api_router.delete("/config/{config_id}")
+async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
+    if not await get_config_by_id(config_id):
+        raise _not_found("Config")
+    await delete_config(config_id)
+    await add_audit("config", config_id, "deleted", op.user_id, {})
+    return {"success": True}
+
+
+def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: ("***" if k in SECRET_FIELDS and v else v) for k, v in fields.items()
+    }
+
+
+# ------------------------------------------------------------ dry run, summary
+
+
+class DryRunAllocation(BaseModel):
+    client_id: str
+    username: str | None
+    sats: int
+    fiat: Decimal
+    capped: bool
+
+
+class DryRunResult(BaseModel):
+    settlement_sats: int
+    principal_sats: int
+    commission_sats: int
+    fiat_amount: Decimal
+    fiat_code: str
+    exchange_rate: float
+    capped: bool
+    orphan_sats: int
+    orphan_fiat: Decimal
+    allocations: list[DryRunAllocation]
+    moved_money: bool = False
+
+
+@satmachineadmin_api_router.post("/test-transaction", response_model=DryRunResult)
+async def api_test_transaction(data: TestTransactionData, _: WriteAccess) -> DryRunResult:
+    """A dry run: how a settlement with these numbers would be split among the
+    current balances. Nothing is paid and nothing is recorded."""
+    from .crud import db
+
+    balances = await get_flow_balances(db, data.fiat_code, utc_now())
+    try:
+        plan = dry_run(data, balances)
+    except AllocationError as exc:
+        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+    names = {}
+    for allocation in plan.allocations:
+        client = await get_client(allocation.client_id)
+        names[allocation.client_id] = client.username if client else None
+    return DryRunResult(
+        settlement_sats=plan.settlement_sats,
+        principal_sats=plan.principal_sats,
+        commission_sats=plan.commission_sats,
+        fiat_amount=plan.fiat_amount,
+        fiat_code=data.fiat_code,
+        exchange_rate=plan.rate_sats_per_fiat(),
+        capped=plan.capped,
+        orphan_sats=plan.orphan_sats,
+        orphan_fiat=plan.orphan_fiat,
+        allocations=[
+            DryRunAllocation(
+                client_id=a.client_id,
+                username=names.get(a.client_id),
+                sats=a.sats,
+                fiat=a.fiat,
+                capped=a.capped,
+            )
+            for a in plan.allocations
+        ],
+    )
+
+
+@satmachineadmin_api_router.get("/summary")
+async def api_summary(_: ReadAccess) -> dict:
+    from .crud import count_settlements_by_status
+    from .tasks import listener_status, recovery_status
+
+    config = await get_config()
+    totals = await get_totals()
+    source_balance = None
+    if config and config.source_wallet_id:
+        wallet = await get_wallet(config.source_wallet_id)
+        source_balance = wallet.balance if wallet else None
+    return {
+        **totals,
+        "source_wallet_balance_sats": source_balance,
+        "settlements_by_status": await count_settlements_by_status(),
+        "listener": listener_status,
+        "recovery": recovery_status,
+        "last_poll_time": config.last_poll_time if config else None,
+        "last_successful_poll": config.last_successful_poll if config else None,
+    }
+
+
+@satmachineadmin_api_router.post("/manual-poll")
+async def api_manual_poll(_: WriteAccess) -> dict:
+    """Parity: run the recovery pass now (scan the source wallet for missed
+    payments, advance waiting settlements, retry payouts)."""
+    from .tasks import run_recovery
+
+    return await run_recovery()
+
+
+# ----------------------------------------------------------------- CSV export
+
+
+def _csv_response(rows: list[BaseModel], name: str) -> StreamingResponse:
+    buffer = io.StringIO()
+    if rows:
+        fields = list(rows[0].dict().keys())
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.dict())
+    buffer.seek(0)
+    return StreamingResponse(
+        iter([buffer.getvalue()]),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+@satmachineadmin_api_router.get("/export/payouts.csv")
+async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
+    rows: list[BaseModel] = []
+    offset = 0
+    while True:
+        page = await get_payments(
+            Filters(limit=1000, offset=offset, sortby="created_at", direction="asc")
+        )
+        rows.extend(page.data)
+        offset += 1000
+        if offset >= page.total:
+            break
+    return _csv_response(rows, "payouts")
+
+
+@satmachineadmin_api_router.get("/export/settlements.csv")
+async def api_export_settlements(_: ReadAccess) -> StreamingResponse:
+    rows: list[BaseModel] = []
+    offset = 0
+    while True:
+        page = await get_settlements(
+            Filters(limit=1000, offset=offset, sortby="paid_at", direction="asc")
+        )
+        rows.extend(page.data)
+        offset += 1000
+        if offset >= page.total:
+            break
+    return _csv_response(rows, "settlements")
