@@ -144,6 +144,18 @@ async def _add_column(db: Connection, table: str, column: str, ddl: str) -> None
         await db.execute(f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN {column} {ddl}")
 
 
+async def _create_index(
+    db: Connection, name: str, table: str, columns: str, unique: bool = False
+) -> None:
+    """SQLite wants the schema on the index name, Postgres on the table."""
+    kind = "UNIQUE INDEX" if unique else "INDEX"
+    if _is_postgres(db):
+        target = f"{name} ON {SCHEMA}.{table}"
+    else:
+        target = f"{SCHEMA}.{name} ON {table}"
+    await db.execute(f"CREATE {kind} IF NOT EXISTS {target} ({columns})")
+
+
 async def m003_exact_fiat_columns(db: Connection):
     """Keep fiat cents and full-precision rates on Postgres.
 
@@ -235,14 +247,8 @@ async def m004_settlement_ledger(db: Connection):
         );
         """
     )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS settlements_status_idx "
-        f"ON {SCHEMA}.settlements (status)"
-    )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS settlements_paid_at_idx "
-        f"ON {SCHEMA}.settlements (paid_at)"
-    )
+    await _create_index(db, "settlements_status_idx", "settlements", "status")
+    await _create_index(db, "settlements_paid_at_idx", "settlements", "paid_at")
 
 
 async def m005_payouts_in_dca_payments(db: Connection):
@@ -257,18 +263,9 @@ async def m005_payouts_in_dca_payments(db: Connection):
     await _add_column(db, "dca_payments", "updated_at", "TIMESTAMP")
     # NULLs are distinct in a UNIQUE index on both backends, so legacy rows
     # without a settlement never collide.
-    await db.execute(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS dca_payments_settlement_client_type "
-        f"ON {SCHEMA}.dca_payments (settlement_id, client_id, transaction_type)"
-    )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS dca_payments_client_idx "
-        f"ON {SCHEMA}.dca_payments (client_id, status)"
-    )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS dca_deposits_client_idx "
-        f"ON {SCHEMA}.dca_deposits (client_id, status)"
-    )
+    await _create_index(db, "dca_payments_settlement_client_type", "dca_payments", "settlement_id, client_id, transaction_type", unique=True)
+    await _create_index(db, "dca_payments_client_idx", "dca_payments", "client_id, status")
+    await _create_index(db, "dca_deposits_client_idx", "dca_deposits", "client_id, status")
 
 
 async def m006_reconciliations(db: Connection):
@@ -299,10 +296,7 @@ async def m006_reconciliations(db: Connection):
         );
         """
     )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS reconciliations_status_idx "
-        f"ON {SCHEMA}.reconciliations (status)"
-    )
+    await _create_index(db, "reconciliations_status_idx", "reconciliations", "status")
 
 
 async def m007_audit_and_settings(db: Connection):
@@ -321,10 +315,7 @@ async def m007_audit_and_settings(db: Connection):
         );
         """
     )
-    await db.execute(
-        f"CREATE INDEX IF NOT EXISTS audit_log_entity_idx "
-        f"ON {SCHEMA}.audit_log (entity, entity_id)"
-    )
+    await _create_index(db, "audit_log_entity_idx", "audit_log", "entity, entity_id")
     await _add_column(db, "lamassu_config", "ssh_known_hosts", "TEXT")
     await _add_column(db, "lamassu_config", "max_daily_limit", "NUMERIC(18, 2)")
     await _add_column(db, "lamassu_config", "limit_currency", "TEXT")

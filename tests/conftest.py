@@ -105,7 +105,7 @@ class Env:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def wallet(self, name: str = "wallet", user_id: str | None = None):
-        from lnbits.core.services import create_wallet
+        from lnbits.core.crud import create_wallet
 
         return await create_wallet(user_id=user_id or self.super_user_id, wallet_name=name)
 

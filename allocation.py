@@ -1,0 +1,318 @@
+"""Pure settlement math: principal/commission split and capped allocation.
+
+No LNbits imports and no I/O, so every rule here is easy to read and to test.
+Sats are `int`; fiat is `Decimal` with cents; ratios are exact `Fraction`s.
+
+Rounding rule (the invariants the tests check):
+
+* Each client's fiat share is ``a_i = b_i * min(1, fiat / sum(b))``: proportional
+  to its remaining balance ``b_i`` and never above it.
+* Fiat is apportioned in cents by largest remainder, never above ``b_i``; when
+  the balances do not cover the fiat (the "capped" case), every client's fiat is
+  exactly ``b_i``, so its balance lands on 0.00.
+* Sats: every client first gets ``floor(a_i * r)`` with ``r = P / fiat``; the sats
+  still unassigned are handed out one at a time by largest fractional remainder
+  (ties by input order), never lifting a client above ``floor(b_i * r)``.
+  What nobody may take is the orphan.
+* A client that would get 0 sats gets no payout and no fiat debit; its fiat
+  share stays in the orphan fiat.
+* ``sum(sats_i) + commission + orphan_sats == settlement`` and
+  ``sum(fiat_i) + orphan_fiat == fiat``, exactly, always.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Any
+
+CENT = Decimal("0.01")
+SATS_PER_BTC = 100_000_000
+
+
+class AllocationError(ValueError):
+    """Inputs that cannot describe a settlement."""
+
+
+def to_fiat(value: Any) -> Decimal:
+    """Any number to Decimal cents. Floats go through str() so 7.54 stays 7.54."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    else:
+        number = Decimal(str(value))
+    return number.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def _fraction(value: Decimal | int) -> Fraction:
+    return Fraction(value)
+
+
+def _round_half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
+def effective_commission(
+    commission_percentage: Decimal, discount: Decimal | None
+) -> Decimal:
+    """Lamassu's effective commission: the discount (0-100) waives that share of
+    the commission percentage (a fraction such as 0.055)."""
+    discount = discount or Decimal(0)
+    return commission_percentage * (1 - discount / 100)
+
+
+@dataclass(frozen=True)
+class PrincipalSplit:
+    principal_sats: int
+    commission_sats: int
+
+
+def _check_sats(settlement_sats: int) -> None:
+    if not isinstance(settlement_sats, int) or isinstance(settlement_sats, bool):
+        raise AllocationError("settlement sats must be an integer")
+    if settlement_sats < 0:
+        raise AllocationError("settlement sats must not be negative")
+
+
+def split_from_ticker(
+    settlement_sats: int, fiat: Decimal, raw_ticker_price: Decimal
+) -> PrincipalSplit:
+    """P = min(S, round(fiat * 1e8 / ticker)): the value of the cash at the
+    market price; the rest of what the customer paid is commission."""
+    _check_sats(settlement_sats)
+    if raw_ticker_price <= 0:
+        raise AllocationError("ticker price must be positive")
+    if fiat < 0:
+        raise AllocationError("fiat must not be negative")
+    principal = _round_half_up(
+        _fraction(fiat) * SATS_PER_BTC / _fraction(raw_ticker_price)
+    )
+    principal = min(settlement_sats, principal)
+    return PrincipalSplit(principal, settlement_sats - principal)
+
+
+def split_from_commission(settlement_sats: int, c_eff: Decimal) -> PrincipalSplit:
+    """Without the ticker: Lamassu sells at ticker * (1 - c_eff), so the cash is
+    worth S * (1 - c_eff) at the market price. (The old admin's S / (1 + c)
+    under-counted the commission by about 5% of it.)"""
+    _check_sats(settlement_sats)
+    if c_eff < 0 or c_eff >= 1:
+        raise AllocationError("effective commission must be in [0, 1)")
+    principal = _round_half_up(settlement_sats * (1 - _fraction(c_eff)))
+    principal = max(0, min(settlement_sats, principal))
+    return PrincipalSplit(principal, settlement_sats - principal)
+
+
+def split_reported(
+    settlement_sats: int, principal_sats: int, fee_sats: int
+) -> PrincipalSplit:
+    """The split an ATM reports (bitSpire), checked against the amount paid."""
+    _check_sats(settlement_sats)
+    if principal_sats < 0 or fee_sats < 0:
+        raise AllocationError("principal and fee must not be negative")
+    if principal_sats + fee_sats != settlement_sats:
+        raise AllocationError(
+            f"principal {principal_sats} + fee {fee_sats} != paid {settlement_sats}"
+        )
+    return PrincipalSplit(principal_sats, fee_sats)
+
+
+def lamassu_expected_crypto_atoms(
+    fiat: Decimal,
+    raw_ticker_price: Decimal,
+    c_eff: Decimal,
+    fixed_fee: Decimal | None = None,
+) -> int:
+    """What Lamassu charges for a cash-out: (fiat + fixed fee) at the ticker
+    price less the commission, truncated down to a multiple of 100 sats."""
+    rate = _fraction(raw_ticker_price) * (1 - _fraction(c_eff))
+    if rate <= 0:
+        raise AllocationError("rate must be positive")
+    atoms = (_fraction(fiat) + _fraction(fixed_fee or Decimal(0))) * SATS_PER_BTC
+    return math.floor(atoms / rate / 100) * 100
+
+
+def crypto_atoms_match(
+    paid_sats: int,
+    fiat: Decimal,
+    raw_ticker_price: Decimal,
+    c_eff: Decimal,
+    fixed_fee: Decimal | None = None,
+    tolerance_sats: int = 100,
+) -> bool:
+    """Whether a Lamassu row explains the paid amount. Lamassu versions round
+    the atoms differently (truncation to 100 sats, or none), so one rounding
+    step of slack is allowed."""
+    expected = lamassu_expected_crypto_atoms(fiat, raw_ticker_price, c_eff, fixed_fee)
+    return abs(expected - paid_sats) <= tolerance_sats
+
+
+@dataclass(frozen=True)
+class ClientBalance:
+    client_id: str
+    balance: Decimal
+
+
+@dataclass(frozen=True)
+class ClientAllocation:
+    client_id: str
+    sats: int
+    fiat: Decimal
+    capped: bool
+
+
+@dataclass(frozen=True)
+class Distribution:
+    settlement_sats: int
+    principal_sats: int
+    commission_sats: int
+    fiat_amount: Decimal
+    rate: Fraction  # sats per fiat unit
+    allocations: tuple[ClientAllocation, ...]
+    orphan_sats: int
+    orphan_fiat: Decimal
+    capped: bool
+
+    @property
+    def distributed_sats(self) -> int:
+        return sum(a.sats for a in self.allocations)
+
+    @property
+    def distributed_fiat(self) -> Decimal:
+        return sum((a.fiat for a in self.allocations), Decimal("0.00"))
+
+    def rate_sats_per_fiat(self) -> float:
+        return float(self.rate)
+
+    def cost_basis_fiat_per_btc(self) -> Decimal:
+        if not self.principal_sats:
+            return Decimal("0.00")
+        value = _fraction(self.fiat_amount) * SATS_PER_BTC / self.principal_sats
+        return to_fiat(Decimal(value.numerator) / Decimal(value.denominator))
+
+
+def _largest_remainder(
+    floors: list[int], remainders: list[Fraction], caps: list[int], extra: int
+) -> tuple[list[int], int]:
+    """Hand out `extra` units, one per client per pass, by largest remainder
+    (ties by position), never above a client's cap. Returns what is left."""
+    result = list(floors)
+    order = sorted(range(len(result)), key=lambda i: (-remainders[i], i))
+    while extra > 0:
+        given = 0
+        for i in order:
+            if extra == 0:
+                break
+            if result[i] < caps[i]:
+                result[i] += 1
+                extra -= 1
+                given += 1
+        if given == 0:
+            break
+    return result, extra
+
+
+def distribute(
+    settlement_sats: int,
+    split: PrincipalSplit,
+    fiat_amount: Decimal,
+    balances: Sequence[ClientBalance],
+) -> Distribution:
+    """Split the principal among clients in proportion to their remaining
+    balances, capped at each balance. See the module docstring for the rule."""
+    _check_sats(settlement_sats)
+    if split.principal_sats < 0 or split.commission_sats < 0:
+        raise AllocationError("split amounts must not be negative")
+    if split.principal_sats + split.commission_sats != settlement_sats:
+        raise AllocationError("principal + commission must equal the settlement")
+    fiat_amount = to_fiat(fiat_amount)
+    if fiat_amount < 0:
+        raise AllocationError("fiat must not be negative")
+    ids = [b.client_id for b in balances]
+    if len(set(ids)) != len(ids):
+        raise AllocationError("duplicate client ids")
+
+    principal = split.principal_sats
+    clients = [b for b in balances if to_fiat(b.balance) > 0]
+    total_balance = sum((to_fiat(b.balance) for b in clients), Decimal(0))
+    capped = total_balance < fiat_amount
+
+    def empty(rate: Fraction) -> Distribution:
+        return Distribution(
+            settlement_sats,
+            principal,
+            split.commission_sats,
+            fiat_amount,
+            rate,
+            (),
+            principal,
+            fiat_amount,
+            capped,
+        )
+
+    if fiat_amount == 0 or principal == 0:
+        rate = _fraction(principal) / _fraction(fiat_amount) if fiat_amount else Fraction(0)
+        return empty(rate)
+    rate = Fraction(principal) / _fraction(fiat_amount)
+    if not clients:
+        return empty(rate)
+
+    cents = [int(to_fiat(b.balance) / CENT) for b in clients]
+    fiat_cents = int(fiat_amount / CENT)
+    total_cents = sum(cents)
+    factor = min(Fraction(1), Fraction(fiat_cents, total_cents))
+
+    # Fiat in cents: largest remainder, capped at the balance.
+    ideal_cents = [c * factor for c in cents]
+    floor_cents = [math.floor(x) for x in ideal_cents]
+    target_cents = min(fiat_cents, total_cents)
+    alloc_cents, _ = _largest_remainder(
+        floor_cents,
+        [x - f for x, f in zip(ideal_cents, floor_cents, strict=True)],
+        cents,
+        target_cents - sum(floor_cents),
+    )
+
+    # Sats: the same rule on the ideal sats, capped at floor(balance * rate).
+    cent_rate = rate / 100  # sats per cent
+    ideal_sats = [x * cent_rate for x in ideal_cents]
+    floor_sats = [math.floor(x) for x in ideal_sats]
+    caps = [math.floor(c * cent_rate) for c in cents]
+    alloc_sats, _ = _largest_remainder(
+        floor_sats,
+        [x - f for x, f in zip(ideal_sats, floor_sats, strict=True)],
+        caps,
+        principal - sum(floor_sats),
+    )
+
+    allocations = []
+    for client, sats, fiat_c, balance_c in zip(
+        clients, alloc_sats, alloc_cents, cents, strict=True
+    ):
+        if sats <= 0:
+            continue
+        allocations.append(
+            ClientAllocation(
+                client_id=client.client_id,
+                sats=sats,
+                fiat=(Decimal(fiat_c) * CENT).quantize(CENT),
+                capped=fiat_c == balance_c,
+            )
+        )
+    distributed_sats = sum(a.sats for a in allocations)
+    distributed_fiat = sum((a.fiat for a in allocations), Decimal("0.00"))
+    return Distribution(
+        settlement_sats=settlement_sats,
+        principal_sats=principal,
+        commission_sats=split.commission_sats,
+        fiat_amount=fiat_amount,
+        rate=rate,
+        allocations=tuple(allocations),
+        orphan_sats=principal - distributed_sats,
+        orphan_fiat=(fiat_amount - distributed_fiat).quantize(CENT),
+        capped=capped,
+    )

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# System packages the tests use: a PostgreSQL server (Lamassu's database and
+# LNbits on Postgres). Installed with apt-get when missing and we are root.
+set -euo pipefail
+need=()
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need[*]} (install them, or run as root)" >&2
+  fi
+fi
