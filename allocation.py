@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -255,7 +255,11 @@ def distribute(
         )
 
     if fiat_amount == 0 or principal == 0:
-        rate = _fraction(principal) / _fraction(fiat_amount) if fiat_amount else Fraction(0)
+        rate = (
+            _fraction(principal) / _fraction(fiat_amount)
+            if fiat_amount
+            else Fraction(0)
+        )
         return empty(rate)
     rate = Fraction(principal) / _fraction(fiat_amount)
     if not clients:

@@ -132,7 +132,9 @@ async def update_config(config: LamassuConfig) -> LamassuConfig:
 
 
 async def delete_config(config_id: str) -> None:
-    await db.execute(f"DELETE FROM {S}.lamassu_config WHERE id = :id", {"id": config_id})
+    await db.execute(
+        f"DELETE FROM {S}.lamassu_config WHERE id = :id", {"id": config_id}
+    )
 
 
 async def set_config_timestamps(config_id: str, **fields: datetime | bool) -> None:
@@ -297,7 +299,11 @@ async def get_flow_balances(
         WHERE c.status = 'active' AND c.dca_mode = 'flow'
         ORDER BY c.created_at, c.id
     """
-    values = {"currency": currency, "as_of": as_of, "exclude": exclude_settlement_id or ""}
+    values = {
+        "currency": currency,
+        "as_of": as_of,
+        "exclude": exclude_settlement_id or "",
+    }
     if isinstance(conn, Tx):
         result = await conn.execute(query, values)
         rows = result.mappings().all()
@@ -326,7 +332,9 @@ async def get_deposit(deposit_id: str) -> DcaDeposit | None:
 
 
 async def get_deposits(
-    filters: Filters | None = None, client_id: str | None = None, status: str | None = None
+    filters: Filters | None = None,
+    client_id: str | None = None,
+    status: str | None = None,
 ) -> Page[DcaDeposit]:
     where, values = [], {}
     if client_id:
@@ -344,9 +352,7 @@ async def get_deposits(
     )
 
 
-async def update_deposit_if_status(
-    deposit: DcaDeposit, expected_status: str
-) -> bool:
+async def update_deposit_if_status(deposit: DcaDeposit, expected_status: str) -> bool:
     """Write the deposit only if its stored status is still `expected_status`:
     two operators confirming at once cannot both succeed."""
     values = {
@@ -472,14 +478,18 @@ async def insert_settlement_if_new(settlement: Settlement) -> bool:
     """The UNIQUE payment hash is the lock: True only for the first caller."""
     async with transaction() as tx:
         return (
-            await tx.insert(f"{S}.settlements", settlement, ignore_conflict="payment_hash")
+            await tx.insert(
+                f"{S}.settlements", settlement, ignore_conflict="payment_hash"
+            )
             == 1
         )
 
 
 async def get_settlement(settlement_id: str) -> Settlement | None:
     return await db.fetchone(
-        f"SELECT * FROM {S}.settlements WHERE id = :id", {"id": settlement_id}, Settlement
+        f"SELECT * FROM {S}.settlements WHERE id = :id",
+        {"id": settlement_id},
+        Settlement,
     )
 
 

@@ -19,8 +19,7 @@ def _is_postgres(db: Connection) -> bool:
 
 async def m001_initial_dca_schema(db: Connection):
     """The old extension's schema, column for column."""
-    await db.execute(
-        f"""
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_clients (
             id TEXT PRIMARY KEY NOT NULL,
             user_id TEXT NOT NULL,
@@ -32,10 +31,8 @@ async def m001_initial_dca_schema(db: Connection):
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
             updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
-    await db.execute(
-        f"""
+        """)
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_deposits (
             id TEXT PRIMARY KEY NOT NULL,
             client_id TEXT NOT NULL,
@@ -46,10 +43,8 @@ async def m001_initial_dca_schema(db: Connection):
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
             confirmed_at TIMESTAMP
         );
-        """
-    )
-    await db.execute(
-        f"""
+        """)
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.dca_payments (
             id TEXT PRIMARY KEY NOT NULL,
             client_id TEXT NOT NULL,
@@ -62,10 +57,8 @@ async def m001_initial_dca_schema(db: Connection):
             status TEXT NOT NULL DEFAULT 'pending',
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
-    await db.execute(
-        f"""
+        """)
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.lamassu_config (
             id TEXT PRIMARY KEY NOT NULL,
             host TEXT NOT NULL,
@@ -89,10 +82,8 @@ async def m001_initial_dca_schema(db: Connection):
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
             updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
-    await db.execute(
-        f"""
+        """)
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.lamassu_transactions (
             id TEXT PRIMARY KEY NOT NULL,
             lamassu_transaction_id TEXT NOT NULL UNIQUE,
@@ -112,8 +103,7 @@ async def m001_initial_dca_schema(db: Connection):
             clients_count INTEGER NOT NULL DEFAULT 0,
             distributions_total_sats INTEGER NOT NULL DEFAULT 0
         );
-        """
-    )
+        """)
 
 
 async def m002_add_transaction_time_to_dca_payments(db: Connection):
@@ -203,8 +193,7 @@ async def m004_settlement_ledger(db: Connection):
     recovery scan and the listener all agree on a single settlement.
     """
     fiat = "NUMERIC(18, 2)"
-    await db.execute(
-        f"""
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.settlements (
             id TEXT PRIMARY KEY NOT NULL,
             payment_hash TEXT NOT NULL UNIQUE,
@@ -245,8 +234,7 @@ async def m004_settlement_ledger(db: Connection):
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
             updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
+        """)
     await _create_index(db, "settlements_status_idx", "settlements", "status")
     await _create_index(db, "settlements_paid_at_idx", "settlements", "paid_at")
 
@@ -263,16 +251,25 @@ async def m005_payouts_in_dca_payments(db: Connection):
     await _add_column(db, "dca_payments", "updated_at", "TIMESTAMP")
     # NULLs are distinct in a UNIQUE index on both backends, so legacy rows
     # without a settlement never collide.
-    await _create_index(db, "dca_payments_settlement_client_type", "dca_payments", "settlement_id, client_id, transaction_type", unique=True)
-    await _create_index(db, "dca_payments_client_idx", "dca_payments", "client_id, status")
-    await _create_index(db, "dca_deposits_client_idx", "dca_deposits", "client_id, status")
+    await _create_index(
+        db,
+        "dca_payments_settlement_client_type",
+        "dca_payments",
+        "settlement_id, client_id, transaction_type",
+        unique=True,
+    )
+    await _create_index(
+        db, "dca_payments_client_idx", "dca_payments", "client_id, status"
+    )
+    await _create_index(
+        db, "dca_deposits_client_idx", "dca_deposits", "client_id, status"
+    )
 
 
 async def m006_reconciliations(db: Connection):
     """Orphans: settlement sats that no tracked client balance covered."""
     fiat = "NUMERIC(18, 2)"
-    await db.execute(
-        f"""
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.reconciliations (
             id TEXT PRIMARY KEY NOT NULL,
             settlement_id TEXT NOT NULL UNIQUE,
@@ -294,16 +291,14 @@ async def m006_reconciliations(db: Connection):
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
             updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
+        """)
     await _create_index(db, "reconciliations_status_idx", "reconciliations", "status")
 
 
 async def m007_audit_and_settings(db: Connection):
     """An audit trail for operator actions, and the settings the new features
     need on the existing config row."""
-    await db.execute(
-        f"""
+    await db.execute(f"""
         CREATE TABLE IF NOT EXISTS {SCHEMA}.audit_log (
             id TEXT PRIMARY KEY NOT NULL,
             entity TEXT NOT NULL,
@@ -313,8 +308,7 @@ async def m007_audit_and_settings(db: Connection):
             details TEXT,
             created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
         );
-        """
-    )
+        """)
     await _create_index(db, "audit_log_entity_idx", "audit_log", "entity, entity_id")
     await _add_column(db, "lamassu_config", "ssh_known_hosts", "TEXT")
     await _add_column(db, "lamassu_config", "max_daily_limit", "NUMERIC(18, 2)")

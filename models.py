@@ -283,9 +283,7 @@ class Settlement(BaseModel):
 
     _fiat = validator(
         "fiat_amount", "orphan_fiat", "distributed_fiat", pre=True, allow_reuse=True
-    )(
-        _fiat_or_none
-    )
+    )(_fiat_or_none)
 
 
 class SettlementDetail(Settlement):

@@ -31,12 +31,15 @@ from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.crud.payments import is_internal_status_success
 from lnbits.core.models import Payment
 from lnbits.core.services import create_invoice, pay_invoice
+from lnbits.db import model_to_dict
 from lnbits.helpers import urlsafe_short_hash
 from loguru import logger
+from sqlalchemy import text
 
 from .allocation import (
     AllocationError,
     Distribution,
+    PrincipalSplit,
     distribute,
     effective_commission,
     split_from_commission,
@@ -59,6 +62,7 @@ from .crud import (
     get_payouts_by_status,
     get_reconciliation,
     get_reconciliation_by_settlement,
+    get_reconciliations_by_status,
     get_settlement,
     get_settlement_payouts,
     get_settlements_by_status,
@@ -140,7 +144,9 @@ async def record_payment(payment: Payment) -> Settlement | None:
     """Record an incoming payment as a settlement, once. Returns the new
     settlement, or None when it is not one or was recorded before."""
     config = await get_config()
-    if not is_settlement_candidate(payment, config.source_wallet_id if config else None):
+    if not is_settlement_candidate(
+        payment, config.source_wallet_id if config else None
+    ):
         return None
     now = utc_now()
     settlement = Settlement(
@@ -252,9 +258,9 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     """Split the settlement and write every payout row, the split and the orphan
     in one transaction."""
     assert settlement.fiat_amount is not None and settlement.fiat_code
-    assert settlement.principal_sats is not None and settlement.commission_sats is not None
-    from .allocation import PrincipalSplit
-
+    assert (
+        settlement.principal_sats is not None and settlement.commission_sats is not None
+    )
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
     async with transaction() as tx:
         balances = await get_flow_balances(
@@ -278,13 +284,9 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
         settlement.status = SettlementStatus.distributing.value
         settlement.status_detail = _plan_summary(plan, len(balances))
         settlement.updated_at = utc_now()
-        from lnbits.db import model_to_dict
-
         data = model_to_dict(settlement)
         sets = ", ".join(f'"{k}" = :{k}' for k in data if k != "id")
         data["expected"] = SettlementStatus.ready.value
-        from sqlalchemy import text
-
         result = await tx.conn.conn.execute(
             text(
                 f"UPDATE satoshimachine.settlements SET {sets} "
@@ -555,12 +557,18 @@ async def enter_cash_out(
         if not await update_settlement(settlement, expected_status=expected):
             raise ProcessingError("settlement changed meanwhile; reload and retry")
         await add_audit(
-            "settlement", settlement.id, "cash_out_entered", actor, json.loads(data.json())
+            "settlement",
+            settlement.id,
+            "cash_out_entered",
+            actor,
+            json.loads(data.json()),
         )
         return await _advance(settlement_id) or settlement
 
 
-async def dismiss_settlement(settlement_id: str, reason: str, actor: str | None) -> Settlement:
+async def dismiss_settlement(
+    settlement_id: str, reason: str, actor: str | None
+) -> Settlement:
     async with processing_lock:
         settlement = await get_settlement(settlement_id)
         if not settlement:
@@ -578,7 +586,9 @@ async def dismiss_settlement(settlement_id: str, reason: str, actor: str | None)
         settlement.review_note = reason
         if not await update_settlement(settlement, expected_status=expected):
             raise ProcessingError("settlement changed meanwhile; reload and retry")
-        await add_audit("settlement", settlement.id, "dismissed", actor, {"reason": reason})
+        await add_audit(
+            "settlement", settlement.id, "dismissed", actor, {"reason": reason}
+        )
         return settlement
 
 
@@ -588,7 +598,9 @@ async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
         if not settlement:
             raise LookupError("settlement not found")
         if settlement.status not in (*PAYOUT_STATUSES, *LOOKUP_STATUSES):
-            raise ProcessingError(f"settlement is {settlement.status}; nothing to retry")
+            raise ProcessingError(
+                f"settlement is {settlement.status}; nothing to retry"
+            )
         await add_audit("settlement", settlement.id, "retry", actor, {})
         return await _advance(settlement_id) or settlement
 
@@ -631,6 +643,7 @@ async def resolve_reconciliation(
         if not settlement:
             raise LookupError("settlement not found")
         client = None
+        target_wallet = None
         if action == ResolutionAction.send_to_wallet:
             if not wallet_id or not await get_wallet(wallet_id):
                 raise ValueError("a valid wallet_id is required")
@@ -644,11 +657,11 @@ async def resolve_reconciliation(
         rec.resolution = action.value
         rec.note = note
         rec.resolved_by = actor
-        rec.target_wallet_id = wallet_id if action == ResolutionAction.send_to_wallet else (
-            client.wallet_id if client else None
-        )
+        rec.target_wallet_id = target_wallet
         rec.target_client_id = client.id if client else None
-        if not await update_reconciliation(rec, expected_status=ReconciliationStatus.open.value):
+        if not await update_reconciliation(
+            rec, expected_status=ReconciliationStatus.open.value
+        ):
             raise ProcessingError("reconciliation changed meanwhile")
         await add_audit(
             "reconciliation",
@@ -660,7 +673,9 @@ async def resolve_reconciliation(
         return await _complete_resolution(rec, settlement)
 
 
-async def _complete_resolution(rec: Reconciliation, settlement: Settlement) -> Reconciliation:
+async def _complete_resolution(
+    rec: Reconciliation, settlement: Settlement
+) -> Reconciliation:
     action = ResolutionAction(rec.resolution)
     if action == ResolutionAction.operator_funds:
         return await _mark_resolved(rec)
@@ -741,8 +756,6 @@ async def _attribute(rec: Reconciliation, settlement: Settlement) -> Reconciliat
             )
             rec.deposit_id = deposit_id
             rec.updated_at = now
-            from sqlalchemy import text
-
             await tx.conn.conn.execute(
                 text(
                     "UPDATE satoshimachine.reconciliations SET deposit_id = :d "
@@ -779,9 +792,9 @@ async def _mark_resolved(rec: Reconciliation) -> Reconciliation:
 
 async def resume_resolutions() -> None:
     """Finish resolutions interrupted by a crash (status 'resolving')."""
-    from .crud import get_reconciliations_by_status
-
-    for rec in await get_reconciliations_by_status(ReconciliationStatus.resolving.value):
+    for rec in await get_reconciliations_by_status(
+        ReconciliationStatus.resolving.value
+    ):
         settlement = await get_settlement(rec.settlement_id)
         if not settlement:
             continue
@@ -798,7 +811,9 @@ async def resume_resolutions() -> None:
 def dry_run(data: TestTransactionData, balances) -> Distribution:
     """How a settlement with these numbers would be split now. Moves nothing."""
     if data.raw_ticker_price is not None:
-        split = split_from_ticker(data.amount_sats, data.fiat_amount, data.raw_ticker_price)
+        split = split_from_ticker(
+            data.amount_sats, data.fiat_amount, data.raw_ticker_price
+        )
     else:
         split = split_from_commission(
             data.amount_sats,

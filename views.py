@@ -18,7 +18,8 @@ def satmachineadmin_renderer():
 async def index(request: Request, user: User = Depends(check_user_exists)):
     if not settings.is_admin_user(user.id):
         raise HTTPException(
-            HTTPStatus.FORBIDDEN, "The DCA admin is for the LNbits super user or admins."
+            HTTPStatus.FORBIDDEN,
+            "The DCA admin is for the LNbits super user or admins.",
         )
     return satmachineadmin_renderer().TemplateResponse(
         "satmachineadmin/index.html", {"request": request, "user": user.json()}

@@ -107,7 +107,9 @@ class Env:
     async def wallet(self, name: str = "wallet", user_id: str | None = None):
         from lnbits.core.crud import create_wallet
 
-        return await create_wallet(user_id=user_id or self.super_user_id, wallet_name=name)
+        return await create_wallet(
+            user_id=user_id or self.super_user_id, wallet_name=name
+        )
 
     async def user_with_wallet(self, name: str):
         from lnbits.core.services import create_user_account

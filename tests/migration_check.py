@@ -89,7 +89,13 @@ async def build_old_install() -> bool:
                 "INSERT INTO satoshimachine.dca_clients (id, user_id, wallet_id, "
                 "username, dca_mode, fixed_mode_daily_limit, status, created_at, "
                 "updated_at) VALUES (:id, :u, :w, :n, 'flow', NULL, 'active', :t, :t)",
-                {"id": f"cl{i}", "u": f"user{i}", "w": f"wallet{i}", "n": f"c{i}", "t": now},
+                {
+                    "id": f"cl{i}",
+                    "u": f"user{i}",
+                    "w": f"wallet{i}",
+                    "n": f"c{i}",
+                    "t": now,
+                },
             )
         for dep_id, client, amount, status in OLD_DEPOSITS:
             await conn.execute(

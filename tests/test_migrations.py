@@ -22,7 +22,9 @@ def _run_check(database_url: str | None) -> None:
             args, capture_output=True, text=True, timeout=300, env=env
         )
         output = result.stdout + result.stderr
-        assert result.returncode == 0 and "MIGRATION OK" in result.stdout, output[-4000:]
+        assert result.returncode == 0 and "MIGRATION OK" in result.stdout, output[
+            -4000:
+        ]
 
 
 def test_old_install_upgrades_in_place():
