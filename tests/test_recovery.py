@@ -3,6 +3,8 @@ are resolved once."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from test_settlement_flow import _deactivate_all_clients, _setup
 
@@ -15,16 +17,6 @@ EXTRA = {
     "exchange_rate": "950000",
     "currency": "GTQ",
 }
-
-
-async def _record_without_processing(env, source, payer, sats, extra):
-    """Pay the source wallet while the listener's processing is held back, then
-    record and plan the settlement by hand: a state a crash can leave."""
-    from satmachineadmin import transaction_processor as tp
-
-    async with tp.processing_lock:
-        payment_hash = await env.pay(payer.id, source.id, sats, extra=extra)
-    return payment_hash
 
 
 async def test_resume_after_interrupted_payouts_pays_nobody_twice(env):
@@ -46,8 +38,6 @@ async def test_resume_after_interrupted_payouts_pays_nobody_twice(env):
             settlement = await crud.get_settlement_by_hash(payment_hash)
             if settlement:
                 break
-            import asyncio
-
             await asyncio.sleep(0.05)
         assert settlement and settlement.status == SettlementStatus.pending.value
         # Simulate a crash mid-distribution: look up and plan, pay only the
@@ -121,7 +111,7 @@ async def test_orphan_resolutions_apply_once(env, action):
     from decimal import Decimal
 
     await _deactivate_all_clients(env)
-    source, commission, payer, clients = await _setup(env, ["10"])
+    source, _commission, payer, clients = await _setup(env, ["10"])
     await env.fund(payer.id, 20_000)
     # 100 GTQ dispensed, 10 GTQ tracked: 90 GTQ worth of sats is an orphan.
     payment_hash = await env.pay(
