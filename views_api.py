@@ -253,9 +253,7 @@ async def api_get_client(client_id: str, _: ReadAccess) -> ClientSummary:
 @satmachineadmin_api_router.get(
     "/clients/{client_id}/balance", response_model=ClientBalanceSummary
 )
-async def api_get_client_balance(
-    client_id: str, _: ReadAccess
-) -> ClientBalanceSummary:
+async def api_get_client_balance(client_id: str, _: ReadAccess) -> ClientBalanceSummary:
     summary = await get_client_balance_summary(client_id)
     if not summary:
         raise _not_found("Client")
@@ -288,7 +286,11 @@ async def api_set_client_status(
     client.status = data.status.value
     await update_client(client)
     await add_audit(
-        "client", client.id, "status", op.user_id, {"from": previous, "to": client.status}
+        "client",
+        client.id,
+        "status",
+        op.user_id,
+        {"from": previous, "to": client.status},
     )
     return client
 
@@ -352,8 +354,14 @@ async def api_update_deposit(
     if not deposit:
         raise _not_found("Deposit")
     if deposit.status != DepositStatus.pending.value:
-        raise _conflict(f"Only a pending deposit can be edited; this one is {deposit.status}.")
-    before = {"amount": deposit.amount, "currency": deposit.currency, "notes": deposit.notes}
+        raise _conflict(
+            f"Only a pending deposit can be edited; this one is {deposit.status}."
+        )
+    before = {
+        "amount": deposit.amount,
+        "currency": deposit.currency,
+        "notes": deposit.notes,
+    }
     changes = data.dict(exclude_unset=True)
     for key, value in changes.items():
         if value is not None or key == "notes":
@@ -361,7 +369,11 @@ async def api_update_deposit(
     if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
         raise _conflict("The deposit changed meanwhile; reload it.")
     await add_audit(
-        "deposit", deposit.id, "edited", op.user_id, {"before": before, "changes": changes}
+        "deposit",
+        deposit.id,
+        "edited",
+        op.user_id,
+        {"before": before, "changes": changes},
     )
     return deposit
 
@@ -511,9 +523,7 @@ async def api_retry_settlement(settlement_id: str, op: WriteAccess) -> Settlemen
 # ----------------------------------------------------------- reconciliations
 
 
-@satmachineadmin_api_router.get(
-    "/reconciliations", response_model=Page[Reconciliation]
-)
+@satmachineadmin_api_router.get("/reconciliations", response_model=Page[Reconciliation])
 async def api_get_reconciliations(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(ReconciliationFilters, "created_at")),
@@ -596,7 +606,9 @@ async def api_create_config(
     return config.public()
 
 
-@satmachineadmin_api_router.put("/config/{config_id}", response_model=PublicLamassuConfig)
+@satmachineadmin_api_router.put(
+    "/config/{config_id}", response_model=PublicLamassuConfig
+)
 async def api_update_config(
     config_id: str, data: UpdateLamassuConfigData, op: WriteAccess
 ) -> PublicLamassuConfig:
@@ -627,9 +639,7 @@ async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
 
 
 def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: ("***" if k in SECRET_FIELDS and v else v) for k, v in fields.items()
-    }
+    return {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in fields.items()}
 
 
 # ------------------------------------------------------------ dry run, summary
@@ -658,7 +668,9 @@ class DryRunResult(BaseModel):
 
 
 @satmachineadmin_api_router.post("/test-transaction", response_model=DryRunResult)
-async def api_test_transaction(data: TestTransactionData, _: WriteAccess) -> DryRunResult:
+async def api_test_transaction(
+    data: TestTransactionData, _: WriteAccess
+) -> DryRunResult:
     """A dry run: how a settlement with these numbers would be split among the
     current balances. Nothing is paid and nothing is recorded."""
     from .crud import db
