@@ -72,7 +72,7 @@ def _load_released_migrations():
     return module
 
 
-async def build_old_install() -> bool:
+async def build_old_install() -> tuple[bool, dict[str, Decimal]]:
     from lnbits.core.crud.db_versions import update_migration_version
     from lnbits.core.helpers import migrate_databases
     from lnbits.db import POSTGRES, Database
@@ -81,6 +81,7 @@ async def build_old_install() -> bool:
     old = _load_released_migrations()
     db = Database("ext_satoshimachine")
     async with db.connect() as conn:
+        t = db.timestamp_placeholder("t")
         await old.m001_initial_dca_schema(conn)
         await old.m002_add_transaction_time_to_dca_payments(conn)
         now = datetime.now()
@@ -88,7 +89,8 @@ async def build_old_install() -> bool:
             await conn.execute(
                 "INSERT INTO satoshimachine.dca_clients (id, user_id, wallet_id, "
                 "username, dca_mode, fixed_mode_daily_limit, status, created_at, "
-                "updated_at) VALUES (:id, :u, :w, :n, 'flow', NULL, 'active', :t, :t)",
+                "updated_at) VALUES (:id, :u, :w, :n, 'flow', NULL, 'active', "
+                f"{t}, {t})",
                 {
                     "id": f"cl{i}",
                     "u": f"user{i}",
@@ -101,7 +103,7 @@ async def build_old_install() -> bool:
             await conn.execute(
                 "INSERT INTO satoshimachine.dca_deposits (id, client_id, amount, "
                 "currency, status, notes, created_at, confirmed_at) VALUES "
-                "(:id, :c, :a, 'GTQ', :s, 'old', :t, :t)",
+                f"(:id, :c, :a, 'GTQ', :s, 'old', {t}, {t})",
                 {"id": dep_id, "c": client, "a": float(amount), "s": status, "t": now},
             )
         await conn.execute(
@@ -109,7 +111,7 @@ async def build_old_install() -> bool:
             "amount_fiat, exchange_rate, transaction_type, lamassu_transaction_id, "
             "payment_hash, status, created_at, transaction_time) VALUES "
             "('pay1', 'cl1', 15000, :f, :r, 'flow', 'ltx1', 'hash1', 'confirmed', "
-            ":t, :t)",
+            f"{t}, {t})",
             {"f": 12.5, "r": 1200.123456, "t": now},
         )
         await conn.execute(
@@ -117,7 +119,7 @@ async def build_old_install() -> bool:
             "username, password, source_wallet_id, commission_wallet_id, is_active, "
             "use_ssh_tunnel, ssh_port, ssh_password, created_at, updated_at) VALUES "
             "('cfg1', 'atm.example', 5432, 'lamassu', 'reader', 'db-secret', NULL, "
-            "NULL, :active, :ssh, 22, 'ssh-secret', :t, :t)",
+            f"NULL, :active, :ssh, 22, 'ssh-secret', {t}, {t})",
             {"active": True, "ssh": False, "t": now},
         )
         await conn.execute(
@@ -127,7 +129,7 @@ async def build_old_install() -> bool:
             "commission_amount_sats, base_amount_sats, exchange_rate, crypto_code, "
             "fiat_code, device_id, transaction_time, processed_at, clients_count, "
             "distributions_total_sats) VALUES ('lt1', 'ltx1', 100, 16000, 0.055, 0, "
-            "0.055, 834, 15166, 151.66, 'LN', 'GTQ', 'dev1', :t, :t, 1, 15000)",
+            f"0.055, 834, 15166, 151.66, 'LN', 'GTQ', 'dev1', {t}, {t}, 1, 15000)",
             {"t": now},
         )
     from lnbits.db import Database as CoreDatabase
@@ -135,10 +137,17 @@ async def build_old_install() -> bool:
     core = CoreDatabase("database")
     async with core.connect() as conn:
         await update_migration_version(conn, "satmachineadmin", 2)
-    return db.type == POSTGRES
+    # What the old install really holds: Postgres INTEGER columns had already
+    # lost the cents before the upgrade (the bug m003 fixes); SQLite kept them.
+    rows = await db.fetchall(
+        "SELECT id, amount FROM satoshimachine.dca_deposits UNION ALL "
+        "SELECT id, amount_fiat AS amount FROM satoshimachine.dca_payments"
+    )
+    held = {row["id"]: Decimal(str(row["amount"])) for row in rows}
+    return db.type == POSTGRES, held
 
 
-async def upgrade_and_check(postgres: bool) -> None:
+async def upgrade_and_check(postgres: bool, held: dict[str, Decimal]) -> None:
     from lnbits.app import create_app
 
     app = create_app()
@@ -154,19 +163,18 @@ async def upgrade_and_check(postgres: bool) -> None:
 
         versions = {v.db: v.version for v in await get_db_versions()}
         assert versions.get("satmachineadmin", 0) >= 7, versions
-        # Postgres INTEGER columns had already rounded cents away before the
-        # upgrade (that is the bug m003 fixes); SQLite kept them.
+        # Every row keeps exactly the value the old install held; on SQLite
+        # that is the cents as entered.
         for dep_id, _, amount, status in OLD_DEPOSITS:
             deposit = await get_deposit(dep_id)
             assert deposit, dep_id
-            expected = Decimal(amount)
-            if postgres:
-                expected = expected.quantize(Decimal("1"))
-            assert deposit.amount == expected, (dep_id, deposit.amount, expected)
+            assert deposit.amount == held[dep_id], (dep_id, deposit.amount, held)
+            if not postgres:
+                assert deposit.amount == Decimal(amount), (dep_id, deposit.amount)
             assert deposit.status == status
         payment = await get_payment("pay1")
         assert payment and payment.amount_sats == 15000
-        assert payment.amount_fiat == (Decimal("13") if postgres else Decimal("12.50"))
+        assert payment.amount_fiat == held["pay1"], (payment.amount_fiat, held)
         config = await get_config()
         assert config and config.password == "db-secret"
         assert "db-secret" not in config.public().json()
@@ -192,8 +200,8 @@ async def upgrade_and_check(postgres: bool) -> None:
 
 
 async def main() -> None:
-    postgres = await build_old_install()
-    await upgrade_and_check(postgres)
+    postgres, held = await build_old_install()
+    await upgrade_and_check(postgres, held)
     print("MIGRATION OK")
 
 
