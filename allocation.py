@@ -10,9 +10,11 @@ Rounding rule (the invariants the tests check):
 * Fiat is apportioned in cents by largest remainder, never above ``b_i``; when
   the balances do not cover the fiat (the "capped" case), every client's fiat is
   exactly ``b_i``, so its balance lands on 0.00.
-* Sats: every client first gets ``floor(a_i * r)`` with ``r = P / fiat``; the sats
+* Sats: every client first gets ``floor(f_i * r)`` with ``r = P / fiat`` and
+  ``f_i`` its fiat in cents (above); the sats
   still unassigned are handed out one at a time by largest fractional remainder
-  (ties by input order), never lifting a client above ``floor(b_i * r)``.
+  (ties by input order), at most one per client, never lifting a client above
+  ``floor(b_i * r)``; so a client gets floor or ceil of what its fiat is worth.
   What nobody may take is the orphan.
 * A client that would get 0 sats gets no payout and no fiat debit; its fiat
   share stays in the orphan fiat.
@@ -198,21 +200,17 @@ class Distribution:
 def _largest_remainder(
     floors: list[int], remainders: list[Fraction], caps: list[int], extra: int
 ) -> tuple[list[int], int]:
-    """Hand out `extra` units, one per client per pass, by largest remainder
-    (ties by position), never above a client's cap. Returns what is left."""
+    """Hand out `extra` units, at most one per client, by largest remainder
+    (ties by position), never above a client's cap. Returns what is left: so
+    nobody gets more than the ceiling of its exact share."""
     result = list(floors)
     order = sorted(range(len(result)), key=lambda i: (-remainders[i], i))
-    while extra > 0:
-        given = 0
-        for i in order:
-            if extra == 0:
-                break
-            if result[i] < caps[i]:
-                result[i] += 1
-                extra -= 1
-                given += 1
-        if given == 0:
+    for i in order:
+        if extra <= 0:
             break
+        if result[i] < caps[i]:
+            result[i] += 1
+            extra -= 1
     return result, extra
 
 
@@ -281,9 +279,11 @@ def distribute(
         target_cents - sum(floor_cents),
     )
 
-    # Sats: the same rule on the ideal sats, capped at floor(balance * rate).
+    # Sats: the same rule on the sats each client's fiat cents are worth, so a
+    # client never gets sats without fiat (or the reverse, beyond rounding),
+    # capped at floor(balance * rate).
     cent_rate = rate / 100  # sats per cent
-    ideal_sats = [x * cent_rate for x in ideal_cents]
+    ideal_sats = [c * cent_rate for c in alloc_cents]
     floor_sats = [math.floor(x) for x in ideal_sats]
     caps = [math.floor(c * cent_rate) for c in cents]
     alloc_sats, _ = _largest_remainder(
