@@ -70,7 +70,7 @@ def check_invariants(dist, balances):
         balance = by_id[a.client_id]
         # Positive, integer, never above what the balance is worth.
         assert isinstance(a.sats, int) and a.sats > 0
-        assert a.fiat > 0 and a.fiat == a.fiat.quantize(CENT)
+        assert a.fiat >= 0 and a.fiat == a.fiat.quantize(CENT)
         assert a.fiat <= balance
         assert a.sats <= math.floor(Fraction(balance) * dist.rate)
         if a.capped:
@@ -141,20 +141,18 @@ def test_invariants(settlement, c, discount, fiat, balances):
             if got is not None:
                 assert got.sats >= worth - 1 or dist.orphan_sats == 0
     else:
-        # Covered: proportional. Each client's fiat is within a cent of its
-        # exact share, and its sats are what that fiat is worth, within a sat.
+        # Covered: proportional. Fiat and sats each within one unit of the
+        # client's exact share.
         factor = Fraction(fiat) / Fraction(total)
         for b in balances:
             got = next(
                 (a for a in dist.allocations if a.client_id == b.client_id), None
             )
-            if got is None:
-                continue  # its share was worth less than a sat
-            assert abs(Fraction(got.fiat) - Fraction(b.balance) * factor) < Fraction(
-                1, 100
-            )
-            worth = Fraction(got.fiat) * rate
-            assert math.floor(worth) <= got.sats <= math.ceil(worth), (worth, got)
+            ideal = Fraction(b.balance) * factor
+            sats = got.sats if got else 0
+            assert math.floor(ideal * rate) <= sats <= math.ceil(ideal * rate)
+            if got is not None:
+                assert abs(Fraction(got.fiat) - ideal) < Fraction(1, 100)
         # Rounding against the caps can leave at most a sat per client.
         assert dist.orphan_sats <= len(balances)
 
