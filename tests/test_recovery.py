@@ -163,3 +163,36 @@ async def test_orphan_resolutions_apply_once(env, action):
         assert await env.balance(clients[0][1].id) == 10_000 - 500
     history = (await env.api("GET", f"/reconciliations/{rec['id']}/history")).json()
     assert len(history) == 1
+
+
+async def test_missed_payment_is_found_by_the_scan(env):
+    """A payment the listener never handed over (here: it arrived before the
+    wallet was the source wallet) is found by the recovery scan, once."""
+    from satmachineadmin import crud
+
+    await _deactivate_all_clients(env)
+    _source, commission, payer, clients = await _setup(env, ["100"])
+    missed_into = await env.wallet("becomes source")
+    await env.fund(payer.id, 20_000)
+    payment_hash = await env.pay(
+        payer.id, missed_into.id, 10_000, extra={**EXTRA, "txid": "missed"}
+    )
+    await env.settle()
+    assert await crud.get_settlement_by_hash(payment_hash) is None
+
+    config = await crud.get_config()
+    assert config
+    response = await env.api(
+        "PUT", f"/config/{config.id}", json={"source_wallet_id": missed_into.id}
+    )
+    assert response.status_code == 200, response.text
+    response = await env.api("POST", "/manual-poll")
+    assert response.status_code == 200, response.text
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement and settlement.status == "completed", settlement
+    assert await env.balance(clients[0][1].id) == 9_500
+    assert await env.balance(commission.id) == 500
+    # A second scan finds nothing new and pays nobody again.
+    response = await env.api("POST", "/manual-poll")
+    assert response.status_code == 200, response.text
+    assert await env.balance(clients[0][1].id) == 9_500
