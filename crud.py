@@ -23,11 +23,13 @@ from .models import (
     DcaClient,
     DcaDeposit,
     DcaPayment,
+    DistributionView,
     LamassuConfig,
     PayoutStatus,
     PayoutView,
     Reconciliation,
     Settlement,
+    TransactionView,
     utc_now,
 )
 
@@ -527,6 +529,67 @@ async def get_settlements(
         values=values,
         filters=filters,
         model=Settlement,
+    )
+
+
+# Settlements and the old extension's processed transactions, in the old
+# `/transactions` shape. The legacy table is never written any more.
+_TRANSACTION_VIEW = f"""
+    SELECT id, lamassu_transaction_id, fiat_amount, crypto_amount,
+        commission_percentage, discount, effective_commission,
+        commission_amount_sats, base_amount_sats, exchange_rate, crypto_code,
+        fiat_code, device_id, transaction_time, processed_at, clients_count,
+        distributions_total_sats, 'legacy' AS source, 'completed' AS status
+    FROM {S}.lamassu_transactions
+    UNION ALL
+    SELECT s.id, COALESCE(s.lamassu_transaction_id, s.atm_txid, s.payment_hash),
+        s.fiat_amount, s.amount_sats, s.commission_percentage, s.discount,
+        s.commission_percentage * (1 - COALESCE(s.discount, 0) / 100),
+        s.commission_sats, s.principal_sats, s.exchange_rate, 'LN', s.fiat_code,
+        s.device_id, COALESCE(s.cash_out_time, s.paid_at), s.updated_at,
+        (SELECT COUNT(*) FROM {S}.dca_payments p
+            WHERE p.settlement_id = s.id AND p.status = 'confirmed'),
+        COALESCE(s.distributed_sats, 0), 'settlement', s.status
+    FROM {S}.settlements s
+"""
+
+
+async def get_transaction_views(
+    filters: Filters | None = None,
+) -> Page[TransactionView]:
+    return await db.fetch_page(
+        f"SELECT * FROM ({_TRANSACTION_VIEW}) AS transactions",
+        filters=filters,
+        model=TransactionView,
+    )
+
+
+async def get_transaction_view(transaction_id: str) -> TransactionView | None:
+    return await db.fetchone(
+        f"SELECT * FROM ({_TRANSACTION_VIEW}) AS transactions WHERE id = :id",
+        {"id": transaction_id},
+        TransactionView,
+    )
+
+
+async def get_transaction_distributions(
+    transaction: TransactionView,
+) -> list[DistributionView]:
+    """A settlement's payouts, or the old extension's payments recorded against
+    a legacy Lamassu transaction id."""
+    if transaction.source == "settlement":
+        where, values = "p.settlement_id = :id", {"id": transaction.id}
+    else:
+        where = "p.lamassu_transaction_id = :lid AND p.settlement_id IS NULL"
+        values = {"lid": transaction.lamassu_transaction_id}
+    return await db.fetchall(
+        "SELECT p.id AS payment_id, p.client_id, c.username AS client_username, "
+        "c.user_id AS client_user_id, p.amount_sats, p.amount_fiat, "
+        f"p.exchange_rate, p.status, p.created_at FROM {S}.dca_payments p "
+        f"LEFT JOIN {S}.dca_clients c ON c.id = p.client_id WHERE {where} "
+        "ORDER BY p.created_at, p.id",
+        values,
+        DistributionView,
     )
 
 

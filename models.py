@@ -291,6 +291,50 @@ class SettlementDetail(Settlement):
     reconciliation: Reconciliation | None = None
 
 
+class TransactionView(BaseModel):
+    """Parity shape of the old `/transactions` rows: the old extension's
+    `lamassu_transactions` (source "legacy") and this one's settlements
+    (source "settlement") in one list, with the old field names."""
+
+    id: str
+    lamassu_transaction_id: str | None = None
+    fiat_amount: Decimal | None = None
+    crypto_amount: int
+    commission_percentage: float | None = None
+    discount: float | None = None
+    effective_commission: float | None = None
+    commission_amount_sats: int | None = None
+    base_amount_sats: int | None = None
+    exchange_rate: float | None = None
+    crypto_code: str | None = None
+    fiat_code: str | None = None
+    device_id: str | None = None
+    transaction_time: datetime
+    processed_at: datetime | None = None
+    clients_count: int = 0
+    distributions_total_sats: int = 0
+    source: str
+    status: str
+
+    _fiat = validator("fiat_amount", pre=True, allow_reuse=True)(_fiat_or_none)
+
+
+class DistributionView(BaseModel):
+    """Parity shape of the old `/transactions/{id}/distributions` items."""
+
+    payment_id: str
+    client_id: str
+    client_username: str | None = None
+    client_user_id: str | None = None
+    amount_sats: int
+    amount_fiat: Decimal
+    exchange_rate: float | None = None
+    status: str
+    created_at: datetime
+
+    _fiat = validator("amount_fiat", pre=True, allow_reuse=True)(to_fiat)
+
+
 class ManualCashOutData(BaseModel):
     """Cash-out data entered by the operator for a settlement no source explains."""
 

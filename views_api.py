@@ -48,6 +48,9 @@ from .crud import (
     get_settlement_payouts,
     get_settlements,
     get_totals,
+    get_transaction_distributions,
+    get_transaction_view,
+    get_transaction_views,
     update_client,
     update_config,
     update_deposit_if_status,
@@ -65,6 +68,7 @@ from .models import (
     DcaDeposit,
     DepositStatus,
     DismissSettlementData,
+    DistributionView,
     ManualCashOutData,
     PayoutView,
     PublicLamassuConfig,
@@ -73,6 +77,7 @@ from .models import (
     Settlement,
     SettlementDetail,
     TestTransactionData,
+    TransactionView,
     UpdateDcaClientData,
     UpdateDepositData,
     UpdateDepositStatusData,
@@ -419,37 +424,49 @@ async def api_get_payouts(
     return await get_payments(filters)
 
 
-@satmachineadmin_api_router.get("/transactions", response_model=list[Settlement])
+class TransactionFilters(FilterModel):
+    __search_fields__ = ["id", "lamassu_transaction_id", "device_id"]
+    __sort_fields__ = ["transaction_time", "processed_at", "crypto_amount", "status"]
+    source: str | None
+    status: str | None
+    fiat_code: str | None
+
+
+@satmachineadmin_api_router.get("/transactions", response_model=list[TransactionView])
 async def api_get_transactions(
     response: Response,
     _: ReadAccess,
-    filters: Filters = Depends(filters_for(SettlementFilters, "paid_at")),
-) -> list[Settlement]:
-    """Parity path: the processed ATM transactions, now settlements."""
-    page = await get_settlements(filters)
+    filters: Filters = Depends(filters_for(TransactionFilters, "transaction_time")),
+) -> list[TransactionView]:
+    """Parity path, in the old shape: the old extension's processed Lamassu
+    transactions and this extension's settlements, newest first. The total is
+    in the X-Total-Count header."""
+    page = await get_transaction_views(filters)
     response.headers["X-Total-Count"] = str(page.total)
     return page.data
 
 
 @satmachineadmin_api_router.get(
-    "/transactions/{transaction_id}", response_model=Settlement
+    "/transactions/{transaction_id}", response_model=TransactionView
 )
-async def api_get_transaction(transaction_id: str, _: ReadAccess) -> Settlement:
-    settlement = await get_settlement(transaction_id)
-    if not settlement:
+async def api_get_transaction(transaction_id: str, _: ReadAccess) -> TransactionView:
+    transaction = await get_transaction_view(transaction_id)
+    if not transaction:
         raise _not_found("Transaction")
-    return settlement
+    return transaction
 
 
 @satmachineadmin_api_router.get(
-    "/transactions/{transaction_id}/distributions", response_model=list[PayoutView]
+    "/transactions/{transaction_id}/distributions",
+    response_model=list[DistributionView],
 )
 async def api_get_transaction_distributions(
     transaction_id: str, _: ReadAccess
-) -> list[PayoutView]:
-    if not await get_settlement(transaction_id):
+) -> list[DistributionView]:
+    transaction = await get_transaction_view(transaction_id)
+    if not transaction:
         raise _not_found("Transaction")
-    return await get_settlement_payouts(transaction_id)
+    return await get_transaction_distributions(transaction)
 
 
 # --------------------------------------------------------------- settlements

@@ -182,6 +182,19 @@ async def upgrade_and_check(postgres: bool, held: dict[str, Decimal]) -> None:
             "SELECT COUNT(*) AS n FROM satoshimachine.lamassu_transactions"
         )
         assert int(row["n"]) == 1
+        # The old processed transactions still show on the parity path, with
+        # the payments made for them.
+        from satmachineadmin.crud import (
+            get_transaction_distributions,
+            get_transaction_view,
+        )
+
+        legacy = await get_transaction_view("lt1")
+        assert legacy and legacy.source == "legacy", legacy
+        assert legacy.lamassu_transaction_id == "ltx1"
+        assert legacy.crypto_amount == 16000
+        distributions = await get_transaction_distributions(legacy)
+        assert [d.payment_id for d in distributions] == ["pay1"], distributions
         clients = await get_client_summaries()
         assert clients.total == 4
         # After the upgrade, cents survive on both backends.

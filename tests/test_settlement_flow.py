@@ -184,3 +184,36 @@ async def test_unexplained_payment_waits_then_manual_data_distributes(env):
         json={"fiat_amount": "40", "fiat_code": "GTQ", "principal_sats": 4_750},
     )
     assert again.status_code == 409
+
+
+async def test_parity_transactions_show_settlements_in_the_old_shape(env):
+    await _deactivate_all_clients(env)
+    source, _, payer, clients = await _setup(env, ["100"])
+    await env.fund(payer.id, 20_000)
+    extra = {
+        "source": "bitspire",
+        "principal_sats": 9_500,
+        "fee_sats": 500,
+        "exchange_rate": "950000",
+        "currency": "GTQ",
+        "txid": "parity",
+    }
+    await env.pay(payer.id, source.id, 10_000, extra=extra)
+    await env.settle()
+    response = await env.api("GET", "/transactions", params={"limit": 5})
+    assert response.status_code == 200, response.text
+    assert int(response.headers["X-Total-Count"]) >= 1
+    row = response.json()[0]  # newest first
+    assert row["lamassu_transaction_id"] == "parity"
+    assert row["crypto_amount"] == 10_000
+    assert row["base_amount_sats"] == 9_500
+    assert row["commission_amount_sats"] == 500
+    assert row["clients_count"] == 1
+    assert row["distributions_total_sats"] == 9_500
+    assert row["source"] == "settlement"
+    response = await env.api("GET", f"/transactions/{row['id']}/distributions")
+    assert response.status_code == 200, response.text
+    [distribution] = response.json()
+    assert distribution["client_id"] == clients[0][0]["id"]
+    assert distribution["amount_sats"] == 9_500
+    assert (await env.api("GET", "/transactions/nope")).status_code == 404
