@@ -1,0 +1,121 @@
+"""Small builders shared by the API tests (auth matrix, validation, fuzz):
+fresh clients, deposits and orphans made through the API itself."""
+
+from __future__ import annotations
+
+import itertools
+import string
+
+PREFIX = "/satmachineadmin/api/v1/dca"
+
+_codes = (
+    "X" + a + b
+    for a, b in itertools.product(string.ascii_uppercase, string.ascii_uppercase)
+    if a + b != "TS"
+)
+_names = itertools.count(1)
+
+
+def fresh_currency() -> str:
+    """A 3-letter code no other test uses: balances in it belong to one test."""
+    return next(_codes)
+
+
+async def register_client(env, name: str | None = None, **fields) -> dict:
+    """An ordinary LNbits user with a wallet, registered as a DCA client."""
+    name = name or f"api-client-{next(_names)}"
+    _, wallet = await env.user_with_wallet(name)
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": wallet.id, "username": name, **fields}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def add_deposit(
+    env, client_id: str, amount: str, currency: str = "GTQ", confirm: bool = False
+) -> dict:
+    response = await env.api(
+        "POST",
+        "/deposits",
+        json={"client_id": client_id, "amount": amount, "currency": currency},
+    )
+    assert response.status_code == 201, response.text
+    deposit = response.json()
+    if confirm:
+        response = await env.api(
+            "PUT", f"/deposits/{deposit['id']}/status", json={"status": "confirmed"}
+        )
+        assert response.status_code == 200, response.text
+        deposit = response.json()
+    return deposit
+
+
+async def make_orphan(env, sats: int = 10_000) -> tuple[dict, dict]:
+    """A completed settlement in a currency no client holds: its whole principal
+    is an open orphan. Sets the active config (fresh source wallet, no
+    commission wallet). Returns (settlement detail, reconciliation)."""
+    source = await env.wallet("orphan source")
+    payer = await env.wallet("orphan payer")
+    response = await env.api("POST", "/config", json={"source_wallet_id": source.id})
+    assert response.status_code == 201, response.text
+    await env.fund(payer.id, sats * 2)
+    fee = sats // 20
+    payment_hash = await env.pay(
+        payer.id,
+        source.id,
+        sats,
+        extra={
+            "source": "bitspire",
+            "principal_sats": sats - fee,
+            "fee_sats": fee,
+            "exchange_rate": "1000000",
+            "currency": fresh_currency(),
+            "txid": f"orphan-{next(_names)}",
+        },
+    )
+    await env.settle()
+    response = await env.api("GET", "/settlements", params={"search": payment_hash})
+    assert response.status_code == 200, response.text
+    [settlement] = response.json()["data"]
+    detail = (await env.api("GET", f"/settlements/{settlement['id']}")).json()
+    assert detail["status"] == "completed", detail
+    assert detail["reconciliation"], detail
+    return detail, detail["reconciliation"]
+
+
+async def snapshot(env) -> dict:
+    """What the operator can see, for 'nothing changed' assertions. Fields the
+    background recovery pass may touch (lookup bookkeeping, updated_at) are
+    left out."""
+    volatile = {"updated_at", "lookup_attempts", "last_lookup_at", "last_poll_time"}
+
+    def clean(rows):
+        return sorted(
+            ({k: v for k, v in row.items() if k not in volatile} for row in rows),
+            key=lambda row: row["id"],
+        )
+
+    async def all_rows(path: str):
+        rows, offset = [], 0
+        while True:
+            response = await env.api(
+                "GET", path, params={"limit": 1000, "offset": offset}
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            page = body["data"] if isinstance(body, dict) else body
+            rows.extend(page)
+            if len(page) < 1000:
+                return rows
+            offset += 1000
+
+    config = (await env.api("GET", "/config")).json()
+    return {
+        "clients": clean(await all_rows("/clients")),
+        "deposits": clean(await all_rows("/deposits")),
+        "payouts": clean(await all_rows("/payouts")),
+        "settlements": clean(await all_rows("/settlements")),
+        "reconciliations": clean(await all_rows("/reconciliations")),
+        "config": {k: v for k, v in (config or {}).items() if k not in volatile},
+    }
