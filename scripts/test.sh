@@ -19,9 +19,9 @@ $PY -m mypy . --no-error-summary || { echo "mypy failed"; exit 1; }
 node_modules/.bin/prettier --check static/js templates
 
 echo "== tests (SQLite)"
-$PY -m pytest -q "$@"
+$PY -m pytest -q tests "$@"
 
 if [ $# -eq 0 ]; then
   echo "== tests (PostgreSQL)"
-  SATMACHINE_TEST_DB=postgres $PY -m pytest -q -m "not sqlite_only"
+  SATMACHINE_TEST_DB=postgres $PY -m pytest -q -m "not sqlite_only" tests
 fi
