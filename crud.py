@@ -201,7 +201,9 @@ _CLIENT_FIGURES = f"""
         COALESCE(d.pending, 0) AS pending_deposits,
         COALESCE(p.paid_fiat, 0) AS distributed_fiat,
         COALESCE(p.paid_sats, 0) AS distributed_sats,
-        COALESCE(p.reserved_fiat, 0) AS reserved_fiat
+        COALESCE(p.reserved_fiat, 0) AS reserved_fiat,
+        COALESCE(d.confirmed, 0) - COALESCE(p.paid_fiat, 0)
+            - COALESCE(p.reserved_fiat, 0) AS remaining_balance
     FROM {S}.dca_clients c
     LEFT JOIN (
         SELECT client_id, MAX(currency) AS currency,
