@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field, validator
+from pydantic import BaseModel, Extra, Field, validator
 
 from .allocation import to_fiat
 
@@ -56,7 +56,9 @@ class FiatAmount(Decimal):
 
     @classmethod
     def __modify_schema__(cls, field_schema: dict) -> None:
-        field_schema.update(type="number", exclusiveMinimum=0, maximum=float(MAX_FIAT))
+        field_schema.update(
+            type="number", exclusiveMinimum=0, maximum=float(MAX_FIAT), multipleOf=0.01
+        )
 
 
 # --------------------------------------------------------------------------- enums
@@ -532,4 +534,104 @@ class ClientLimits(BaseModel):
     currency: str
 
 
+# ------------------------------------------------------------- API documentation
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx: a message, or (400 for a malformed request) LNbits' list of
+    validation errors, each with `loc` and `msg`."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# The error answers every operator endpoint may give, for the OpenAPI schema:
+# `APIRouter(..., responses=API_ERROR_RESPONSES)`.
+API_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid input"},
+    401: {"model": ErrorResponse, "description": "No or unknown credentials"},
+    403: {"model": ErrorResponse, "description": "Not an admin, or a read-only key"},
+    404: {"model": ErrorResponse, "description": "Not found"},
+    409: {"model": ErrorResponse, "description": "Conflicts with the current state"},
+}
+
+
+class PayoutPage(BaseModel):
+    data: list[PayoutView]
+    total: int
+
+
+class SettlementPage(BaseModel):
+    data: list[Settlement]
+    total: int
+
+
+class ReconciliationPage(BaseModel):
+    data: list[Reconciliation]
+    total: int
+
+
+class SuccessResponse(BaseModel):
+    success: bool
+
+
+class Summary(BaseModel):
+    """Headline figures for the overview."""
+
+    deposits_confirmed: Decimal
+    deposits_pending: Decimal
+    distributed_fiat: Decimal
+    distributed_sats: int
+    payouts_confirmed: int
+    payouts_failed: int
+    settled_sats: int
+    commission_sats: int
+    settlements_processed: int
+    open_orphan_sats: int
+    open_orphan_fiat: Decimal
+    open_orphans: int
+    source_wallet_balance_sats: int | None = None
+    settlements_by_status: dict[str, int] = {}
+    listener: dict[str, Any] = {}
+    recovery: dict[str, Any] = {}
+    last_poll_time: datetime | None = None
+    last_successful_poll: datetime | None = None
+
+    class Config:
+        extra = Extra.allow  # a figure added later is served before it is documented
+
+
 SettlementDetail.update_forward_refs(Reconciliation=Reconciliation)
+
+
+def document_nullable(*models: type[BaseModel]) -> None:
+    """Pydantic v1 writes an optional field's schema without `null`, so the
+    OpenAPI (3.1) LNbits serves would forbid the nulls the API returns. Add
+    `null` to every field that allows None."""
+
+    def schema_extra(schema: dict[str, Any], model: type[BaseModel]) -> None:
+        properties = schema.get("properties", {})
+        for field in model.__fields__.values():
+            prop = properties.get(field.alias)
+            if not field.allow_none or prop is None:
+                continue
+            outer = {k: prop.pop(k) for k in ("title", "default") if k in prop}
+            if "anyOf" in prop:
+                if {"type": "null"} not in prop["anyOf"]:
+                    prop["anyOf"].append({"type": "null"})
+                properties[field.alias] = {**prop, **outer}
+            else:
+                properties[field.alias] = {"anyOf": [prop, {"type": "null"}], **outer}
+
+    for model in models:
+        model.__config__.schema_extra = schema_extra  # type: ignore[assignment]
+
+
+document_nullable(
+    *(
+        obj
+        for obj in list(globals().values())
+        if isinstance(obj, type)
+        and issubclass(obj, BaseModel)
+        and obj.__module__ == __name__
+    )
+)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from lnbits.core.crud import get_wallet
 from lnbits.db import FilterModel, Filters, Page
-from lnbits.helpers import urlsafe_short_hash
+from lnbits.helpers import generate_filter_params_openapi, urlsafe_short_hash
 from pydantic import BaseModel, ValidationError
 
 from .allocation import AllocationError
@@ -56,6 +56,7 @@ from .crud import (
     update_deposit_if_status,
 )
 from .models import (
+    API_ERROR_RESPONSES,
     AuditEntry,
     ClientBalanceSummary,
     ClientLimits,
@@ -69,19 +70,25 @@ from .models import (
     DepositStatus,
     DismissSettlementData,
     DistributionView,
+    LamassuConfig,
     ManualCashOutData,
-    PayoutView,
+    PayoutPage,
     PublicLamassuConfig,
     Reconciliation,
+    ReconciliationPage,
     ResolveReconciliationData,
     Settlement,
     SettlementDetail,
+    SettlementPage,
+    SuccessResponse,
+    Summary,
     TestTransactionData,
     TransactionView,
     UpdateDcaClientData,
     UpdateDepositData,
     UpdateDepositStatusData,
     UpdateLamassuConfigData,
+    document_nullable,
     utc_now,
 )
 from .transaction_processor import (
@@ -93,10 +100,13 @@ from .transaction_processor import (
     retry_settlement,
 )
 
-satmachineadmin_api_router = APIRouter(prefix="/api/v1/dca")
+satmachineadmin_api_router = APIRouter(
+    prefix="/api/v1/dca", responses=API_ERROR_RESPONSES
+)
 
 DEFAULT_CLIENT_LIMIT = Decimal("2000")
 SECRET_FIELDS = ("password", "ssh_password", "ssh_private_key")
+CONFIG_FIELDS = LamassuConfig.__fields__
 
 
 # ------------------------------------------------------------------- filters
@@ -153,7 +163,7 @@ def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
     def dependency(
         request: Request,
         limit: int | None = Query(None, ge=0, le=1000),
-        offset: int | None = Query(None, ge=0),
+        offset: int | None = Query(None, ge=0, le=1_000_000_000),
         sortby: str | None = None,
         direction: Literal["asc", "desc"] | None = None,
         search: str | None = Query(None, max_length=200),
@@ -210,7 +220,11 @@ async def api_client_limits() -> ClientLimits:
 # ------------------------------------------------------------------- clients
 
 
-@satmachineadmin_api_router.get("/clients", response_model=list[ClientSummary])
+@satmachineadmin_api_router.get(
+    "/clients",
+    response_model=list[ClientSummary],
+    openapi_extra=generate_filter_params_openapi(ClientFilters),
+)
 async def api_get_clients(
     response: Response,
     _: ReadAccess,
@@ -303,7 +317,11 @@ async def api_set_client_status(
 # ------------------------------------------------------------------ deposits
 
 
-@satmachineadmin_api_router.get("/deposits", response_model=list[DcaDeposit])
+@satmachineadmin_api_router.get(
+    "/deposits",
+    response_model=list[DcaDeposit],
+    openapi_extra=generate_filter_params_openapi(DepositFilters),
+)
 async def api_get_deposits(
     response: Response,
     _: ReadAccess,
@@ -416,11 +434,15 @@ async def api_update_deposit_status(
 # ----------------------------------------------- payouts (old "transactions")
 
 
-@satmachineadmin_api_router.get("/payouts", response_model=Page[PayoutView])
+@satmachineadmin_api_router.get(
+    "/payouts",
+    response_model=PayoutPage,
+    openapi_extra=generate_filter_params_openapi(PayoutFilters),
+)
 async def api_get_payouts(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(PayoutFilters, "created_at")),
-) -> Page[PayoutView]:
+) -> Page:
     return await get_payments(filters)
 
 
@@ -432,7 +454,11 @@ class TransactionFilters(FilterModel):
     fiat_code: str | None
 
 
-@satmachineadmin_api_router.get("/transactions", response_model=list[TransactionView])
+@satmachineadmin_api_router.get(
+    "/transactions",
+    response_model=list[TransactionView],
+    openapi_extra=generate_filter_params_openapi(TransactionFilters),
+)
 async def api_get_transactions(
     response: Response,
     _: ReadAccess,
@@ -472,11 +498,15 @@ async def api_get_transaction_distributions(
 # --------------------------------------------------------------- settlements
 
 
-@satmachineadmin_api_router.get("/settlements", response_model=Page[Settlement])
+@satmachineadmin_api_router.get(
+    "/settlements",
+    response_model=SettlementPage,
+    openapi_extra=generate_filter_params_openapi(SettlementFilters),
+)
 async def api_get_settlements(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(SettlementFilters, "paid_at")),
-) -> Page[Settlement]:
+) -> Page:
     return await get_settlements(filters)
 
 
@@ -540,11 +570,15 @@ async def api_retry_settlement(settlement_id: str, op: WriteAccess) -> Settlemen
 # ----------------------------------------------------------- reconciliations
 
 
-@satmachineadmin_api_router.get("/reconciliations", response_model=Page[Reconciliation])
+@satmachineadmin_api_router.get(
+    "/reconciliations",
+    response_model=ReconciliationPage,
+    openapi_extra=generate_filter_params_openapi(ReconciliationFilters),
+)
 async def api_get_reconciliations(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(ReconciliationFilters, "created_at")),
-) -> Page[Reconciliation]:
+) -> Page:
     return await get_reconciliations(filters)
 
 
@@ -638,6 +672,13 @@ async def api_update_config(
         for k, v in data.dict(exclude_unset=True).items()
         if v is not None or k not in SECRET_FIELDS
     }
+    nulls = [
+        k for k, v in fields.items() if v is None and not CONFIG_FIELDS[k].allow_none
+    ]
+    if nulls:
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST, f"{', '.join(nulls)}: may not be null."
+        )
     await _check_wallets(fields)
     for key, value in fields.items():
         setattr(config, key, value)
@@ -646,7 +687,9 @@ async def api_update_config(
     return config.public()
 
 
-@satmachineadmin_api_router.delete("/config/{config_id}")
+@satmachineadmin_api_router.delete(
+    "/config/{config_id}", response_model=SuccessResponse
+)
 async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
     if not await get_config_by_id(config_id):
         raise _not_found("Config")
@@ -682,6 +725,9 @@ class DryRunResult(BaseModel):
     orphan_fiat: Decimal
     allocations: list[DryRunAllocation]
     moved_money: bool = False
+
+
+document_nullable(DryRunAllocation, DryRunResult)
 
 
 @satmachineadmin_api_router.post("/test-transaction", response_model=DryRunResult)
@@ -724,7 +770,7 @@ async def api_test_transaction(
     )
 
 
-@satmachineadmin_api_router.get("/summary")
+@satmachineadmin_api_router.get("/summary", response_model=Summary)
 async def api_summary(_: ReadAccess) -> dict:
     from .crud import count_settlements_by_status
     from .tasks import listener_status, recovery_status
@@ -774,7 +820,14 @@ def _csv_response(rows: list[BaseModel], name: str) -> StreamingResponse:
     )
 
 
-@satmachineadmin_api_router.get("/export/payouts.csv")
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
+
+@satmachineadmin_api_router.get(
+    "/export/payouts.csv", response_class=StreamingResponse, responses=_CSV
+)
 async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
     rows: list[BaseModel] = []
     offset = 0
@@ -789,7 +842,9 @@ async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
     return _csv_response(rows, "payouts")
 
 
-@satmachineadmin_api_router.get("/export/settlements.csv")
+@satmachineadmin_api_router.get(
+    "/export/settlements.csv", response_class=StreamingResponse, responses=_CSV
+)
 async def api_export_settlements(_: ReadAccess) -> StreamingResponse:
     rows: list[BaseModel] = []
     offset = 0
