@@ -28,6 +28,7 @@ from .cashout import CashOutData, Lookup, LookupState
 from .crud import get_known_payment_hashes, set_config_timestamps
 from .lamassu import LamassuCashOut, LamassuClient, LamassuSettings
 from .models import LamassuConfig, Settlement, utc_now
+from .transaction_processor import cash_out_sources
 
 SOURCE_NAME = "lamassu"
 POLL_LOOKBACK = timedelta(days=7)
@@ -184,3 +185,8 @@ async def poll_lamassu(config: LamassuConfig) -> dict:
     if unmatched:
         logger.info(f"satmachineadmin: poll: {len(unmatched)} cash-out(s) unmatched")
     return {"checked": len(rows), "matched": matched, "unmatched": unmatched}
+
+
+# Asked after the payment's own metadata (see transaction_processor).
+if not any(source.name == SOURCE_NAME for source in cash_out_sources):
+    cash_out_sources.append(LamassuSource())

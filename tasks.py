@@ -10,6 +10,7 @@ from lnbits.core.models import Payment
 from loguru import logger
 
 from .crud import get_config, set_config_timestamps
+from .lamassu_source import poll_lamassu
 from .models import utc_now
 from .transaction_processor import (
     process_open_settlements,
@@ -69,15 +70,36 @@ async def scan_source_wallet() -> int:
     return found
 
 
+async def poll_lamassu_if_configured() -> dict | None:
+    """The parity poll of recent Lamassu cash-outs (which have a settlement in
+    the source wallet and which do not). Never fails the recovery pass."""
+    config = await get_config()
+    if not config or not config.is_active or not config.lamassu_configured:
+        return None
+    try:
+        report = await poll_lamassu(config)
+    except Exception as exc:
+        report = {"error": str(exc)}
+        logger.warning(f"satmachineadmin: Lamassu poll failed: {exc}")
+    recovery_status["last_poll"] = report
+    return report
+
+
 async def run_recovery() -> dict:
-    """One pass: scan, then advance every open settlement and resolution."""
+    """One pass: scan, then advance every open settlement and resolution, then
+    poll Lamassu (when configured) for cash-outs without a settlement."""
     started = time.monotonic()
     found = await scan_source_wallet()
     await process_open_settlements()
     await resume_resolutions()
+    poll = await poll_lamassu_if_configured()
     recovery_status["last_run_at"] = utc_now()
     recovery_status["last_error"] = None
-    return {"new_settlements": found, "seconds": round(time.monotonic() - started, 3)}
+    return {
+        "new_settlements": found,
+        "lamassu_poll": poll,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 async def recovery_loop() -> None:

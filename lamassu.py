@@ -1,0 +1,459 @@
+"""Read-only client for a Lamassu server's PostgreSQL database, optionally
+through an SSH tunnel.
+
+* asyncpg, parameterised queries only, short timeouts, and every session set to
+  `default_transaction_read_only`: this extension never writes to Lamassu.
+* The SSH tunnel uses asyncssh: key (from memory, never a temp file) or password
+  auth, known-hosts checking when the operator gives the host's key; no `ssh`
+  or `sshpass` processes.
+* Lamassu renamed and added `cash_out_txs` columns over the years; the client
+  reads which exist and selects NULL for the ones an older server lacks.
+
+Error messages are written here, for the operator, and never contain the
+configured passwords or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import asyncssh
+
+CASH_OUT_TABLE = "cash_out_txs"
+# Wanted columns, and what stands in when a Lamassu version lacks one.
+CASH_OUT_COLUMNS = (
+    "id",
+    "device_id",
+    "to_address",
+    "crypto_atoms",
+    "crypto_code",
+    "fiat",
+    "fiat_code",
+    "status",
+    "dispense",
+    "dispense_confirmed",
+    "error",
+    "error_code",
+    "commission_percentage",
+    "raw_ticker_price",
+    "discount",
+    "fixed_fee",
+    "created",
+    "confirmed_at",
+)
+REQUIRED_COLUMNS = {"id", "to_address", "crypto_atoms", "fiat", "fiat_code", "created"}
+# Lamassu's status_stage values that mean the customer's payment will never
+# be accepted.
+FAILED_STATUSES = {"rejected", "insufficientFunds"}
+MAX_ROWS = 1000
+
+
+class LamassuError(Exception):
+    """A failure explained for the operator (no secrets in the message)."""
+
+
+@dataclass(frozen=True)
+class LamassuSettings:
+    host: str
+    port: int = 5432
+    database: str = "lamassu"
+    user: str = "lamassu_pg"
+    password: str | None = field(default=None, repr=False)
+    use_ssh_tunnel: bool = False
+    ssh_host: str | None = None
+    ssh_port: int = 22
+    ssh_username: str | None = None
+    ssh_password: str | None = field(default=None, repr=False)
+    ssh_private_key: str | None = field(default=None, repr=False)
+    ssh_known_hosts: str | None = None
+    connect_timeout: float = 10.0
+    query_timeout: float = 10.0
+
+
+@dataclass
+class LamassuCashOut:
+    id: str
+    device_id: str | None
+    to_address: str | None
+    crypto_atoms: int
+    crypto_code: str | None
+    fiat: Decimal
+    fiat_code: str
+    status: str | None
+    dispense: bool | None
+    dispense_confirmed: bool | None
+    error: str | None
+    commission_percentage: Decimal | None
+    raw_ticker_price: Decimal | None
+    discount: Decimal | None
+    fixed_fee: Decimal | None
+    created: datetime
+    confirmed_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        """dispensed: the cash is confirmed out, distribute. failed: it never
+        will be (rejected, or the dispense failed). waiting: not yet."""
+        if self.dispense_confirmed:
+            return "dispensed"
+        if self.status in FAILED_STATUSES:
+            return "failed"
+        if self.dispense and self.error:
+            return "failed"
+        if self.dispense_confirmed is None and self.dispense and not self.error:
+            # A Lamassu too old to confirm dispenses: `dispense` is all we get.
+            return "dispensed"
+        return "waiting"
+
+    @classmethod
+    def from_record(cls, record: Any) -> LamassuCashOut:
+        def decimal(value: Any) -> Decimal | None:
+            return None if value is None else Decimal(str(value))
+
+        return cls(
+            id=str(record["id"]),
+            device_id=record["device_id"],
+            to_address=record["to_address"],
+            crypto_atoms=int(record["crypto_atoms"]),
+            crypto_code=record["crypto_code"],
+            fiat=Decimal(str(record["fiat"])),
+            fiat_code=record["fiat_code"],
+            status=None if record["status"] is None else str(record["status"]),
+            dispense=record["dispense"],
+            dispense_confirmed=record["dispense_confirmed"],
+            error=record["error"] or record["error_code"],
+            commission_percentage=decimal(record["commission_percentage"]),
+            raw_ticker_price=decimal(record["raw_ticker_price"]),
+            discount=decimal(record["discount"]),
+            fixed_fee=decimal(record["fixed_fee"]),
+            created=record["created"],
+            confirmed_at=record["confirmed_at"],
+        )
+
+
+@dataclass
+class ConnectionStep:
+    name: str
+    ok: bool
+    message: str
+
+
+def _ssh_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
+    where = f"{settings.ssh_host}:{settings.ssh_port}"
+    if isinstance(exc, asyncssh.KeyImportError):
+        return LamassuError("the SSH private key could not be read (is it complete?)")
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return LamassuError(
+            f"the SSH server {where} did not present a key from the known hosts"
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return LamassuError(
+            f"the SSH server {where} refused the login for "
+            f"'{settings.ssh_username}': wrong username, password or key"
+        )
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return LamassuError(
+            f"the SSH server {where} refused to forward to "
+            f"{settings.host}:{settings.port}"
+        )
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return LamassuError(f"the SSH server {where} did not answer in time")
+    if isinstance(exc, OSError):
+        return LamassuError(f"cannot reach the SSH server {where}: {exc.strerror}")
+    return LamassuError(f"SSH to {where} failed: {exc.__class__.__name__}")
+
+
+def _db_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(
+        exc,
+        asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError,
+    ):
+        return LamassuError(
+            f"the database refused user '{settings.user}': wrong user or password"
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return LamassuError(f"the database '{settings.database}' does not exist")
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return LamassuError(
+            f"table {CASH_OUT_TABLE} not found: is '{settings.database}' the "
+            "Lamassu database?"
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return LamassuError(
+            f"user '{settings.user}' may not read {CASH_OUT_TABLE}: grant it SELECT"
+        )
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return LamassuError(f"the database at {where} did not answer in time")
+    if isinstance(exc, OSError):
+        return LamassuError(f"cannot reach the database at {where}: {exc.strerror}")
+    if isinstance(exc, asyncpg.PostgresError):
+        return LamassuError(f"the database answered: {exc.__class__.__name__}")
+    return LamassuError(f"database connection failed: {exc.__class__.__name__}")
+
+
+class LamassuClient:
+    """`async with LamassuClient(settings) as client:` one read-only session
+    (through the tunnel when configured), closed on exit."""
+
+    def __init__(self, settings: LamassuSettings):
+        self.settings = settings
+        self._ssh: asyncssh.SSHClientConnection | None = None
+        self._listener: asyncssh.SSHListener | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._columns: set[str] | None = None
+
+    async def __aenter__(self) -> LamassuClient:
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    async def open_tunnel(self) -> tuple[str, int]:
+        """Where to connect to the database: directly, or a local port that the
+        SSH connection forwards to the database host as seen from the server."""
+        s = self.settings
+        if not s.use_ssh_tunnel:
+            return s.host, s.port
+        if not s.ssh_host or not s.ssh_username:
+            raise LamassuError("the SSH tunnel needs a host and a username")
+        try:
+            options: dict[str, Any] = {
+                "username": s.ssh_username,
+                "port": s.ssh_port,
+                "connect_timeout": s.connect_timeout,
+                "known_hosts": (
+                    asyncssh.import_known_hosts(s.ssh_known_hosts)
+                    if s.ssh_known_hosts
+                    else None
+                ),
+                # Only what the operator configured: no agent, no ~/.ssh keys.
+                "agent_path": None,
+                "client_keys": (
+                    [asyncssh.import_private_key(s.ssh_private_key)]
+                    if s.ssh_private_key
+                    else None
+                ),
+                "password": s.ssh_password,
+                "preferred_auth": (
+                    "publickey,password" if s.ssh_private_key else "password"
+                ),
+            }
+            self._ssh = await asyncio.wait_for(
+                asyncssh.connect(s.ssh_host, **options), s.connect_timeout + 1
+            )
+            self._listener = await self._ssh.forward_local_port(
+                "127.0.0.1", 0, s.host, s.port
+            )
+        except LamassuError:
+            raise
+        except (asyncssh.Error, OSError, asyncio.TimeoutError, ValueError) as exc:
+            raise _ssh_error(exc, s) from None
+        return "127.0.0.1", self._listener.get_port()
+
+    async def login(self, host: str, port: int) -> None:
+        s = self.settings
+        try:
+            self._conn = await asyncpg.connect(
+                host=host,
+                port=port,
+                user=s.user,
+                password=s.password,
+                database=s.database,
+                timeout=s.connect_timeout,
+                command_timeout=s.query_timeout,
+                ssl=False if s.use_ssh_tunnel else "prefer",
+                server_settings={
+                    "default_transaction_read_only": "on",
+                    "application_name": "satmachineadmin",
+                },
+            )
+        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+            raise _db_error(exc, s) from None
+        except Exception as exc:  # asyncpg raises a few non-Postgres errors
+            raise _db_error(exc, s) from None
+
+    async def connect(self) -> None:
+        host, port = await self.open_tunnel()
+        await self.login(host, port)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            try:
+                await asyncio.wait_for(self._conn.close(), 5)
+            except Exception:
+                self._conn.terminate()
+            self._conn = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._ssh is not None:
+            self._ssh.close()
+            try:
+                await asyncio.wait_for(self._ssh.wait_closed(), 5)
+            except Exception:
+                pass
+            self._ssh = None
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raise LamassuError("not connected")
+        return self._conn
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        try:
+            return await self.conn.fetch(query, *args)
+        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+            raise _db_error(exc, self.settings) from None
+
+    async def cash_out_columns(self) -> set[str]:
+        if self._columns is None:
+            rows = await self._fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = $1 AND table_schema = ANY(current_schemas(false))",
+                CASH_OUT_TABLE,
+            )
+            columns = {row["column_name"] for row in rows}
+            if not columns:
+                raise LamassuError(
+                    f"table {CASH_OUT_TABLE} not found: is "
+                    f"'{self.settings.database}' the Lamassu database?"
+                )
+            missing = REQUIRED_COLUMNS - columns
+            if missing:
+                raise LamassuError(
+                    f"{CASH_OUT_TABLE} lacks {', '.join(sorted(missing))}: "
+                    "an unsupported Lamassu version"
+                )
+            self._columns = columns
+        return self._columns
+
+    async def _select(self) -> str:
+        columns = await self.cash_out_columns()
+        # Column names come from our own constant list, never from input.
+        parts = [
+            (
+                (f"{name}::text AS {name}" if name in ("id", "status") else name)
+                if name in columns
+                else f"NULL AS {name}"
+            )
+            for name in CASH_OUT_COLUMNS
+        ]
+        return f"SELECT {', '.join(parts)} FROM {CASH_OUT_TABLE}"
+
+    async def find_cash_out(
+        self, bolt11: str | None = None, payment_hash: str | None = None
+    ) -> LamassuCashOut | None:
+        """The cash-out whose address is this invoice. Lamassu's Lightning
+        wallet plugins create the invoice for a cash-out and keep its bolt11
+        as `to_address` (sometimes with a `lightning:` prefix)."""
+        if not bolt11:
+            return None
+        invoice = bolt11.strip().lower()
+        if invoice.startswith("lightning:"):
+            invoice = invoice[len("lightning:") :]
+        rows = await self._fetch(
+            f"{await self._select()} WHERE lower(to_address) IN ($1, $2) "
+            "ORDER BY created DESC LIMIT 2",
+            invoice,
+            f"lightning:{invoice}",
+        )
+        if not rows:
+            return None
+        return LamassuCashOut.from_record(rows[0])
+
+    async def recent_cash_outs(self, since: datetime) -> list[LamassuCashOut]:
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        rows = await self._fetch(
+            f"{await self._select()} WHERE created >= $1 ORDER BY created LIMIT $2",
+            since,
+            MAX_ROWS,
+        )
+        return [LamassuCashOut.from_record(row) for row in rows]
+
+    async def server_time(self) -> tuple[datetime, str]:
+        rows = await self._fetch(
+            "SELECT now() AS now, current_setting('TimeZone') AS tz"
+        )
+        return rows[0]["now"], rows[0]["tz"]
+
+
+async def check_connection(settings: LamassuSettings) -> list[ConnectionStep]:
+    """Each step the extension depends on, stopping at the first failure."""
+    steps: list[ConnectionStep] = []
+    client = LamassuClient(settings)
+    try:
+        if settings.use_ssh_tunnel:
+            try:
+                await client.open_tunnel()
+            except LamassuError as exc:
+                steps.append(ConnectionStep("SSH tunnel", False, str(exc)))
+                return steps
+            steps.append(
+                ConnectionStep(
+                    "SSH tunnel",
+                    True,
+                    f"connected to {settings.ssh_host}:{settings.ssh_port} as "
+                    f"{settings.ssh_username}, forwarding to "
+                    f"{settings.host}:{settings.port}",
+                )
+            )
+            host, port = "127.0.0.1", client._listener.get_port()  # type: ignore[union-attr]
+        else:
+            host, port = settings.host, settings.port
+        try:
+            await client.login(host, port)
+        except LamassuError as exc:
+            steps.append(ConnectionStep("Database login", False, str(exc)))
+            return steps
+        steps.append(
+            ConnectionStep(
+                "Database login",
+                True,
+                f"logged in to '{settings.database}' as {settings.user} (read only)",
+            )
+        )
+        try:
+            await client.cash_out_columns()
+            await client._fetch(f"SELECT 1 FROM {CASH_OUT_TABLE} LIMIT 1")
+        except LamassuError as exc:
+            steps.append(ConnectionStep("Table access", False, str(exc)))
+            return steps
+        steps.append(ConnectionStep("Table access", True, f"{CASH_OUT_TABLE} readable"))
+        try:
+            rows = await client._fetch(f"SELECT count(*) AS n FROM {CASH_OUT_TABLE}")
+        except LamassuError as exc:
+            steps.append(ConnectionStep("Row count", False, str(exc)))
+            return steps
+        steps.append(
+            ConnectionStep("Row count", True, f"{rows[0]['n']} cash-out transactions")
+        )
+        try:
+            now, zone = await client.server_time()
+        except LamassuError as exc:
+            steps.append(ConnectionStep("Server time", False, str(exc)))
+            return steps
+        drift = (now - datetime.now(timezone.utc)).total_seconds()
+        steps.append(
+            ConnectionStep(
+                "Server time",
+                abs(drift) < 300,
+                f"{now.isoformat()} (time zone {zone}), "
+                f"{drift:+.0f} s from this server",
+            )
+        )
+        return steps
+    finally:
+        await client.close()
