@@ -10,12 +10,12 @@ Rounding rule (the invariants the tests check):
 * Fiat is apportioned in cents by largest remainder, never above ``b_i``; when
   the balances do not cover the fiat (the "capped" case), every client's fiat is
   exactly ``b_i``, so its balance lands on 0.00.
-* Sats: every client first gets ``floor(a_i * r)`` with ``r = P / fiat``; the sats
-  still unassigned are handed out one at a time by largest fractional remainder
-  (ties by input order), at most one per client, never lifting a client above
-  ``floor(b_i * r)``; so a client gets the floor or ceiling of its exact share.
-  Fiat and sats are rounded independently, each within one unit of the exact
-  share (a share under a cent may still be worth a sat).
+* Sats follow the fiat debited: with ``r = P / fiat`` and ``f_i`` the client's
+  fiat in cents, every client first gets ``floor(f_i * r)``; the sats still
+  unassigned are handed out one at a time by largest fractional remainder (ties
+  by input order), at most one per client, never lifting a client above
+  ``floor(b_i * r)``. So every client buys at the settlement's rate to within a
+  sat, and a client debited nothing receives nothing.
   What nobody may take is the orphan.
 * A client that would get 0 sats gets no payout and no fiat debit; its fiat
   share stays in the orphan fiat.
@@ -280,9 +280,11 @@ def distribute(
         target_cents - sum(floor_cents),
     )
 
-    # Sats: the same rule on the ideal sats, capped at floor(balance * rate).
+    # Sats follow the fiat each client is debited, so every client buys at the
+    # settlement's rate (within a sat): the same rule, capped at
+    # floor(balance * rate).
     cent_rate = rate / 100  # sats per cent
-    ideal_sats = [x * cent_rate for x in ideal_cents]
+    ideal_sats = [c * cent_rate for c in alloc_cents]
     floor_sats = [math.floor(x) for x in ideal_sats]
     caps = [math.floor(c * cent_rate) for c in cents]
     alloc_sats, _ = _largest_remainder(

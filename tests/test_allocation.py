@@ -141,18 +141,20 @@ def test_invariants(settlement, c, discount, fiat, balances):
             if got is not None:
                 assert got.sats >= worth - 1 or dist.orphan_sats == 0
     else:
-        # Covered: proportional. Fiat and sats each within one unit of the
-        # client's exact share.
+        # Covered: proportional. Fiat within a cent of the client's exact share,
+        # sats within a sat of what that fiat buys at the settlement's rate.
         factor = Fraction(fiat) / Fraction(total)
         for b in balances:
             got = next(
                 (a for a in dist.allocations if a.client_id == b.client_id), None
             )
             ideal = Fraction(b.balance) * factor
-            sats = got.sats if got else 0
-            assert math.floor(ideal * rate) <= sats <= math.ceil(ideal * rate)
             if got is not None:
+                bought = Fraction(got.fiat) * rate
+                assert math.floor(bought) <= got.sats <= math.ceil(bought)
                 assert abs(Fraction(got.fiat) - ideal) < Fraction(1, 100)
+            else:
+                assert ideal * rate < 1 + rate / 100
         # Rounding against the caps can leave at most a sat per client.
         assert dist.orphan_sats <= len(balances)
 
@@ -167,6 +169,7 @@ def test_invariants(settlement, c, discount, fiat, balances):
         st.integers(min_value=1, max_value=5_000_000), min_size=1, max_size=20
     ),
 )
+@example(settlement=11, fiat=Decimal("0.08"), balances=[1, 1, 1])
 def test_proportional_when_covered_with_room(settlement, fiat, balances):
     """Balances at least double the fiat: nothing is orphaned once sats are
     plentiful (at least one sat per cent), and shares follow the balances."""
