@@ -7,15 +7,16 @@ Rounding rule (the invariants the tests check):
 
 * Each client's fiat share is ``a_i = b_i * min(1, fiat / sum(b))``: proportional
   to its remaining balance ``b_i`` and never above it.
-* Fiat is apportioned in cents by largest remainder, never above ``b_i``; when
-  the balances do not cover the fiat (the "capped" case), every client's fiat is
-  exactly ``b_i``, so its balance lands on 0.00.
-* Sats follow the fiat debited: with ``r = P / fiat`` and ``f_i`` the client's
-  fiat in cents, every client first gets ``floor(f_i * r)``; the sats still
-  unassigned are handed out one at a time by largest fractional remainder (ties
-  by input order), at most one per client, never lifting a client above
-  ``floor(b_i * r)``. So every client buys at the settlement's rate to within a
-  sat, and a client debited nothing receives nothing.
+* Sats: with ``r = P / fiat``, every client first gets ``floor(a_i * r)``; the
+  sats still unassigned are handed out one at a time by largest fractional
+  remainder (ties by input order), at most one per client, never lifting a
+  client above ``floor(b_i * r)``. So a client gets the floor or ceiling of its
+  exact share, and equal balances get equal sats.
+* Fiat debited: when the balances do not cover the fiat (the "capped" case),
+  every client's fiat is exactly ``b_i``, so its balance lands on 0.00.
+  Otherwise it is what the client's sats are worth at ``r``, apportioned in
+  cents by the same largest-remainder rule (never above ``b_i``); so nobody is
+  debited without receiving sats, nor paid without being debited.
   What nobody may take is the orphan.
 * A client that would get 0 sats gets no payout and no fiat debit; its fiat
   share stays in the orphan fiat.
@@ -269,22 +270,11 @@ def distribute(
     total_cents = sum(cents)
     factor = min(Fraction(1), Fraction(fiat_cents, total_cents))
 
-    # Fiat in cents: largest remainder, capped at the balance.
-    ideal_cents = [c * factor for c in cents]
-    floor_cents = [math.floor(x) for x in ideal_cents]
-    target_cents = min(fiat_cents, total_cents)
-    alloc_cents, _ = _largest_remainder(
-        floor_cents,
-        [x - f for x, f in zip(ideal_cents, floor_cents, strict=True)],
-        cents,
-        target_cents - sum(floor_cents),
-    )
-
-    # Sats follow the fiat each client is debited, so every client buys at the
-    # settlement's rate (within a sat): the same rule, capped at
-    # floor(balance * rate).
     cent_rate = rate / 100  # sats per cent
-    ideal_sats = [c * cent_rate for c in alloc_cents]
+    ideal_cents = [c * factor for c in cents]  # exact fiat shares, in cents
+
+    # Sats: proportional to the balances, capped at floor(balance * rate).
+    ideal_sats = [x * cent_rate for x in ideal_cents]
     floor_sats = [math.floor(x) for x in ideal_sats]
     caps = [math.floor(c * cent_rate) for c in cents]
     alloc_sats, _ = _largest_remainder(
@@ -293,6 +283,21 @@ def distribute(
         caps,
         principal - sum(floor_sats),
     )
+
+    if capped:
+        # Every client's whole balance: it lands on exactly 0.00.
+        alloc_cents = list(cents)
+    else:
+        # The fiat debited is what the client's sats are worth at this rate, so
+        # a client is never debited without sats nor paid without a debit.
+        ideal_debit = [Fraction(s) / cent_rate for s in alloc_sats]
+        floor_debit = [math.floor(x) for x in ideal_debit]
+        alloc_cents, _ = _largest_remainder(
+            floor_debit,
+            [x - f for x, f in zip(ideal_debit, floor_debit, strict=True)],
+            cents,
+            fiat_cents - sum(floor_debit),
+        )
 
     allocations = []
     for client, sats, fiat_c, balance_c in zip(

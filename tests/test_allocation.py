@@ -141,20 +141,19 @@ def test_invariants(settlement, c, discount, fiat, balances):
             if got is not None:
                 assert got.sats >= worth - 1 or dist.orphan_sats == 0
     else:
-        # Covered: proportional. Fiat within a cent of the client's exact share,
-        # sats within a sat of what that fiat buys at the settlement's rate.
+        # Covered: proportional. Sats within a sat of the client's exact share,
+        # fiat within a cent of what those sats are worth at the rate.
         factor = Fraction(fiat) / Fraction(total)
         for b in balances:
             got = next(
                 (a for a in dist.allocations if a.client_id == b.client_id), None
             )
             ideal = Fraction(b.balance) * factor
+            sats = got.sats if got else 0
+            assert math.floor(ideal * rate) <= sats <= math.ceil(ideal * rate)
             if got is not None:
-                bought = Fraction(got.fiat) * rate
-                assert math.floor(bought) <= got.sats <= math.ceil(bought)
-                assert abs(Fraction(got.fiat) - ideal) < Fraction(1, 100)
-            else:
-                assert ideal * rate < 1 + rate / 100
+                worth = Fraction(got.sats) / rate
+                assert abs(Fraction(got.fiat) - worth) < Fraction(1, 100)
         # Rounding against the caps can leave at most a sat per client.
         assert dist.orphan_sats <= len(balances)
 
