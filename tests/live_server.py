@@ -1,0 +1,230 @@
+"""A real LNbits server process with this extension loaded from the checkout.
+
+The in-process harness (conftest.py) cannot be killed halfway or driven by a
+browser; this one is a separate `lnbits` process on 127.0.0.1 with its own data
+folder (SQLite) or its own PostgreSQL database, FakeWallet funding, and the same
+settings the run command uses. It survives restarts on the same data, so a test
+can SIGKILL it and start it again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SUPER_USERNAME = "operator"
+SUPER_PASSWORD = "secret-password-1"
+PREFIX = "/satmachineadmin/api/v1/dca"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveLNbits:
+    def __init__(self, database_url: str | None = None, **extra_env: str):
+        import lnbits
+
+        self.dir = Path(tempfile.mkdtemp(prefix="satmachine-live-"))
+        (self.dir / "extensions").mkdir()
+        (self.dir / "extensions" / "satmachineadmin").symlink_to(ROOT)
+        (self.dir / "data").mkdir()
+        (self.dir / "lnbits").symlink_to(Path(lnbits.__file__).resolve().parent)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.dir / "server.log"
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("LNBITS_")
+        }
+        self.env.update(
+            {
+                "LNBITS_DATA_FOLDER": str(self.dir / "data"),
+                "LNBITS_EXTENSIONS_PATH": str(self.dir),
+                "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
+                "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
+                "LNBITS_EXTENSIONS_MANIFESTS": "[]",
+                "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
+                "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
+                "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
+                "LNBITS_RATE_LIMIT_NO": "1000000",
+                "LNBITS_ADMIN_UI": "true",
+                "LNBITS_RESERVE_FEE_MIN": "0",
+                "LNBITS_RESERVE_FEE_PERCENT": "0",
+                "AUTH_HTTPS_ONLY": "false",
+                "DEBUG": "false",
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+            }
+        )
+        if database_url:
+            self.env["LNBITS_DATABASE_URL"] = database_url
+        self.env.update(extra_env)
+        self.process: subprocess.Popen | None = None
+        self.token = ""
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    # ---------------------------------------------------------------- process
+
+    def start(self, timeout: float = 90, **env: str) -> None:
+        lnbits_bin = Path(sys.executable).parent / "lnbits"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(lnbits_bin), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.dir,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"LNbits exited:\n{self.log_tail()}")
+            try:
+                # 307: up, redirecting everything to the first install.
+                response = self.http.get(f"{PREFIX}/client-limits")
+                if response.status_code in (200, 307):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"LNbits did not start:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, exactly like a power cut."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        assert self.process
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def close(self) -> None:
+        self.stop()
+        self.http.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---------------------------------------------------------------- setup
+
+    def first_install(self) -> None:
+        """The super user, logged in, with the extension enabled."""
+        response = self.http.put(
+            "/api/v1/auth/first_install",
+            json={
+                "username": SUPER_USERNAME,
+                "password": SUPER_PASSWORD,
+                "password_repeat": SUPER_PASSWORD,
+            },
+        )
+        assert response.status_code == 200, response.text
+        self.login()
+        response = self.http.put(
+            "/api/v1/extension/satmachineadmin/enable", headers=self.auth
+        )
+        assert response.status_code == 200, response.text
+
+    def login(self) -> None:
+        response = self.http.post(
+            "/api/v1/auth",
+            json={"username": SUPER_USERNAME, "password": SUPER_PASSWORD},
+        )
+        assert response.status_code == 200, response.text
+        self.token = response.json()["access_token"]
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def api(self, method: str, path: str, **kw) -> httpx.Response:
+        headers = kw.pop("headers", None) or self.auth
+        return self.http.request(method, PREFIX + path, headers=headers, **kw)
+
+    def create_wallet(self, name: str) -> dict:
+        response = self.http.post(
+            "/api/v1/wallet", json={"name": name}, headers=self.auth
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def create_user_wallet(self, name: str) -> dict:
+        """A wallet of a new ordinary user (a DCA client)."""
+        response = self.http.post(
+            "/users/api/v1/user",
+            json={"username": name, "extensions": []},
+            headers=self.auth,
+        )
+        assert response.status_code == 200, response.text
+        user_id = response.json()["id"]
+        response = self.http.post(
+            f"/users/api/v1/user/{user_id}/wallet",
+            params={"name": name},
+            headers=self.auth,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def credit(self, wallet_id: str, sats: int) -> None:
+        """Test funding only (an admin credit); the extension never mints."""
+        response = self.http.put(
+            "/users/api/v1/balance",
+            json={"id": wallet_id, "amount": sats},
+            headers=self.auth,
+        )
+        assert response.status_code == 200, response.text
+
+    def balance(self, wallet: dict) -> int:
+        response = self.http.get(
+            "/api/v1/wallet", headers={"X-Api-Key": wallet["inkey"]}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["balance"] // 1000
+
+    def pay(self, payer: dict, payee: dict, sats: int, memo: str = "ATM") -> str:
+        """A real internal payment; returns the payment hash."""
+        response = self.http.post(
+            "/api/v1/payments",
+            json={"out": False, "amount": sats, "memo": memo},
+            headers={"X-Api-Key": payee["inkey"]},
+        )
+        assert response.status_code in (200, 201), response.text
+        invoice = response.json()
+        response = self.http.post(
+            "/api/v1/payments",
+            json={"out": True, "bolt11": invoice["bolt11"]},
+            headers={"X-Api-Key": payer["adminkey"]},
+        )
+        assert response.status_code in (200, 201), response.text
+        return invoice["payment_hash"]
