@@ -212,11 +212,13 @@ class LiveLNbits:
         assert response.status_code == 200, response.text
         return response.json()["balance"] // 1000
 
-    def pay(self, payer: dict, payee: dict, sats: int, memo: str = "ATM") -> str:
+    def pay(
+        self, payer: dict, payee: dict, sats: int, memo: str = "ATM", extra=None
+    ) -> str:
         """A real internal payment; returns the payment hash."""
         response = self.http.post(
             "/api/v1/payments",
-            json={"out": False, "amount": sats, "memo": memo},
+            json={"out": False, "amount": sats, "memo": memo, "extra": extra},
             headers={"X-Api-Key": payee["inkey"]},
         )
         assert response.status_code in (200, 201), response.text

@@ -1,7 +1,1065 @@
+// DCA Admin dashboard. Every figure comes from the extension's REST API
+// (/satmachineadmin/api/v1/dca); nothing here computes money, it only formats.
+
+const API = '/satmachineadmin/api/v1/dca'
+const WAITING = ['pending', 'waiting_data', 'waiting_dispense', 'flagged']
+const SETTLEMENT_STATUSES = [
+  'pending',
+  'waiting_data',
+  'waiting_dispense',
+  'flagged',
+  'ready',
+  'distributing',
+  'completed',
+  'payout_failed',
+  'dismissed'
+]
+const STATUS_COLORS = {
+  active: 'positive',
+  confirmed: 'positive',
+  completed: 'positive',
+  resolved: 'positive',
+  pending: 'orange',
+  waiting_data: 'orange',
+  waiting_dispense: 'orange',
+  ready: 'blue',
+  distributing: 'blue',
+  resolving: 'blue',
+  open: 'red',
+  failed: 'negative',
+  payout_failed: 'negative',
+  flagged: 'negative',
+  cancelled: 'grey',
+  dismissed: 'grey',
+  inactive: 'grey'
+}
+
+function shortId(value) {
+  return value ? String(value).slice(0, 8) + '…' : ''
+}
+
 window.app = Vue.createApp({
   el: '#vue',
   mixins: [windowMixin],
   data() {
-    return {}
+    return {
+      tab: 'overview',
+      refreshing: false,
+      polling: false,
+      summary: null,
+      config: null,
+      configLoaded: false,
+      clients: [],
+      deposits: [],
+      settlements: [],
+      chartSettlements: [],
+      chartHasData: false,
+      reconciliations: [],
+      details: {},
+      settlementStatuses: SETTLEMENT_STATUSES,
+      clientsTable: {
+        loading: false,
+        search: '',
+        pagination: { rowsPerPage: 20, sortBy: 'username' },
+        columns: [
+          {
+            name: 'username',
+            label: 'Name',
+            field: 'username',
+            sortable: true,
+            align: 'left'
+          },
+          {
+            name: 'wallet',
+            label: 'Wallet',
+            field: row => row.wallet_name || row.wallet_id,
+            align: 'left'
+          },
+          {
+            name: 'dca_mode',
+            label: 'Mode',
+            field: 'dca_mode',
+            sortable: true,
+            align: 'left'
+          },
+          {
+            name: 'status',
+            label: 'Status',
+            field: 'status',
+            sortable: true,
+            align: 'left'
+          },
+          {
+            name: 'confirmed_deposits',
+            label: 'Deposited',
+            field: 'confirmed_deposits',
+            sortable: true,
+            format: (val, row) => this.fiat(val, row && row.currency)
+          },
+          {
+            name: 'distributed_fiat',
+            label: 'Distributed',
+            field: 'distributed_fiat',
+            sortable: true,
+            format: (val, row) => this.fiat(val, row && row.currency)
+          },
+          {
+            name: 'distributed_sats',
+            label: 'Sats received',
+            field: 'distributed_sats',
+            sortable: true,
+            format: val => this.sats(val)
+          },
+          {
+            name: 'remaining_balance',
+            label: 'Remaining',
+            field: 'remaining_balance',
+            sortable: true,
+            format: (val, row) => this.fiat(val, row && row.currency)
+          },
+          { name: 'actions', label: '', field: 'id', align: 'right' }
+        ]
+      },
+      depositsTable: {
+        loading: false,
+        client: null,
+        status: null,
+        pagination: { rowsPerPage: 20 },
+        columns: [
+          {
+            name: 'created_at',
+            label: 'Created',
+            field: 'created_at',
+            sortable: true,
+            align: 'left',
+            format: val => this.date(val)
+          },
+          {
+            name: 'client',
+            label: 'Client',
+            field: row => this.clientName(row.client_id),
+            align: 'left'
+          },
+          {
+            name: 'amount',
+            label: 'Amount',
+            field: 'amount',
+            sortable: true,
+            format: (val, row) => this.fiat(val, row && row.currency)
+          },
+          {
+            name: 'status',
+            label: 'Status',
+            field: 'status',
+            sortable: true,
+            align: 'left'
+          },
+          { name: 'notes', label: 'Notes', field: 'notes', align: 'left' },
+          {
+            name: 'confirmed_at',
+            label: 'Confirmed',
+            field: 'confirmed_at',
+            align: 'left',
+            format: val => this.date(val)
+          },
+          { name: 'actions', label: '', field: 'id', align: 'right' }
+        ]
+      },
+      settlementsTable: {
+        loading: false,
+        status: null,
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'paid_at',
+          descending: true
+        },
+        columns: [
+          {
+            name: 'paid_at',
+            label: 'Paid',
+            field: 'paid_at',
+            sortable: true,
+            align: 'left',
+            format: val => this.date(val)
+          },
+          {
+            name: 'amount_sats',
+            label: 'Sats',
+            field: 'amount_sats',
+            sortable: true,
+            format: val => this.sats(val)
+          },
+          {
+            name: 'fiat_amount',
+            label: 'Cash',
+            field: 'fiat_amount',
+            format: (val, row) => this.fiat(val, row && row.fiat_code)
+          },
+          {
+            name: 'commission_sats',
+            label: 'Commission',
+            field: 'commission_sats',
+            format: val => this.sats(val)
+          },
+          {
+            name: 'distributed_sats',
+            label: 'To clients',
+            field: 'distributed_sats',
+            format: val => this.sats(val)
+          },
+          {
+            name: 'orphan_sats',
+            label: 'Orphan',
+            field: 'orphan_sats',
+            format: val => this.sats(val)
+          },
+          {
+            name: 'status',
+            label: 'Status',
+            field: 'status',
+            sortable: true,
+            align: 'left'
+          }
+        ]
+      },
+      payoutColumns: [
+        {
+          name: 'username',
+          label: 'Client',
+          field: row => row.username || this.clientName(row.client_id),
+          align: 'left'
+        },
+        {
+          name: 'amount_sats',
+          label: 'Sats',
+          field: 'amount_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'amount_fiat',
+          label: 'Fiat',
+          field: 'amount_fiat',
+          format: val => this.fiat(val, this.detailCurrency)
+        },
+        {
+          name: 'exchange_rate',
+          label: 'Rate (sats/unit)',
+          field: 'exchange_rate',
+          format: val => (val == null ? '' : Number(val).toFixed(3))
+        },
+        { name: 'status', label: 'Status', field: 'status', align: 'left' },
+        {
+          name: 'error',
+          label: 'Error',
+          field: 'error',
+          align: 'left',
+          classes: 'hidden',
+          headerClasses: 'hidden'
+        }
+      ],
+      detailCurrency: 'GTQ',
+      reconTable: {
+        loading: false,
+        status: 'open',
+        pagination: { rowsPerPage: 20 },
+        columns: [
+          {
+            name: 'created_at',
+            label: 'Created',
+            field: 'created_at',
+            sortable: true,
+            align: 'left',
+            format: val => this.date(val)
+          },
+          {
+            name: 'settlement_id',
+            label: 'Settlement',
+            field: 'settlement_id',
+            align: 'left',
+            format: val => shortId(val)
+          },
+          {
+            name: 'orphan_sats',
+            label: 'Sats',
+            field: 'orphan_sats',
+            sortable: true,
+            format: val => this.sats(val)
+          },
+          {
+            name: 'orphan_fiat',
+            label: 'Fiat',
+            field: 'orphan_fiat',
+            format: (val, row) => this.fiat(val, row && row.fiat_code)
+          },
+          {
+            name: 'status',
+            label: 'Status',
+            field: 'status',
+            sortable: true,
+            align: 'left'
+          },
+          {
+            name: 'resolution',
+            label: 'Resolution',
+            field: 'resolution',
+            align: 'left'
+          },
+          {
+            name: 'resolved_by',
+            label: 'By',
+            field: 'resolved_by',
+            align: 'left',
+            format: val => shortId(val)
+          },
+          {
+            name: 'resolved_at',
+            label: 'Resolved',
+            field: 'resolved_at',
+            align: 'left',
+            format: val => this.date(val)
+          },
+          { name: 'note', label: 'Note', field: 'note', align: 'left' },
+          { name: 'actions', label: '', field: 'id', align: 'right' }
+        ]
+      },
+      depositForm: { client_id: null, amount: '', currency: 'GTQ', notes: '' },
+      clientDialog: { show: false, data: {} },
+      editDepositDialog: { show: false, id: null, data: {} },
+      cashOutDialog: { show: false, id: null, data: {} },
+      dismissDialog: { show: false, id: null, reason: '' },
+      resolveDialog: {
+        show: false,
+        row: null,
+        action: 'operator_funds',
+        wallet_id: null,
+        client_id: null,
+        note: '',
+        saving: false
+      },
+      resolveActions: [
+        {
+          label: 'Operator funds: the sats stay in the source wallet',
+          value: 'operator_funds'
+        },
+        { label: 'Send to a wallet', value: 'send_to_wallet' },
+        {
+          label: 'Attribute to a client (a confirmed deposit, then paid)',
+          value: 'attribute_to_client'
+        }
+      ],
+      historyDialog: { show: false, entries: [] },
+      dryRunForm: {
+        amount_sats: 100000,
+        fiat_amount: '500',
+        fiat_code: 'GTQ',
+        commission_pct: 5.5,
+        discount: 0
+      },
+      dryRunResult: null,
+      dryRunColumns: [
+        {
+          name: 'username',
+          label: 'Client',
+          field: row => row.username || shortId(row.client_id),
+          align: 'left'
+        },
+        { name: 'sats', label: 'Sats', field: 'sats', format: val => this.sats(val) },
+        {
+          name: 'fiat',
+          label: 'Fiat',
+          field: 'fiat',
+          format: val =>
+            this.fiat(val, this.dryRunResult && this.dryRunResult.fiat_code)
+        },
+        {
+          name: 'capped',
+          label: 'Whole balance',
+          field: 'capped',
+          format: val => (val ? 'yes' : '')
+        }
+      ],
+      configForm: {},
+      savingConfig: false,
+      testingConnection: false,
+      connectionResult: null,
+      pollResult: null
+    }
+  },
+  computed: {
+    adminKey() {
+      const wallets = (this.g.user && this.g.user.wallets) || []
+      return wallets.length ? wallets[0].adminkey : null
+    },
+    currency() {
+      return (
+        (this.config && this.config.limit_currency) ||
+        (this.clients[0] && this.clients[0].currency) ||
+        'GTQ'
+      )
+    },
+    walletOptions() {
+      const wallets = (this.g.user && this.g.user.wallets) || []
+      return wallets.map(w => ({ label: `${w.name} (${shortId(w.id)})`, value: w.id }))
+    },
+    clientOptions() {
+      return this.clients.map(c => ({
+        label: `${c.username || shortId(c.id)}${c.status === 'active' ? '' : ' (inactive)'}`,
+        value: c.id
+      }))
+    },
+    waitingCount() {
+      if (!this.summary) return 0
+      const byStatus = this.summary.settlements_by_status || {}
+      return WAITING.reduce((n, s) => n + (byStatus[s] || 0), 0)
+    },
+    stats() {
+      const s = this.summary
+      if (!s) return []
+      const byStatus = s.settlements_by_status || {}
+      return [
+        {
+          key: 'source-balance',
+          label: 'Source wallet',
+          value:
+            s.source_wallet_balance_sats == null
+              ? '—'
+              : this.sats(s.source_wallet_balance_sats),
+          detail:
+            this.config && this.config.source_wallet_id
+              ? this.walletName(this.config.source_wallet_id)
+              : 'not configured'
+        },
+        {
+          key: 'deposited',
+          label: 'Deposited (confirmed)',
+          value: this.fiat(s.deposits_confirmed, this.currency),
+          detail: Number(s.deposits_pending)
+            ? this.fiat(s.deposits_pending, this.currency) + ' pending'
+            : 'nothing pending'
+        },
+        {
+          key: 'distributed',
+          label: 'Distributed to clients',
+          value: this.fiat(s.distributed_fiat, this.currency),
+          detail:
+            this.sats(s.distributed_sats) + ' in ' + s.payouts_confirmed + ' payouts'
+        },
+        {
+          key: 'commission',
+          label: 'Commission',
+          value: this.sats(s.commission_sats),
+          detail: s.settlements_processed + ' settlements processed'
+        },
+        {
+          key: 'orphans',
+          label: 'Open orphans',
+          value: this.sats(s.open_orphan_sats),
+          detail:
+            s.open_orphans + ' open · ' + this.fiat(s.open_orphan_fiat, this.currency),
+          alert: s.open_orphans > 0
+        },
+        {
+          key: 'waiting',
+          label: 'Settlements waiting',
+          value: String(this.waitingCount),
+          detail: (byStatus.flagged || 0) + ' flagged for you',
+          alert: (byStatus.flagged || 0) > 0
+        },
+        {
+          key: 'failed',
+          label: 'Failed payouts',
+          value: String(s.payouts_failed),
+          detail: (byStatus.payout_failed || 0) + ' settlements to retry',
+          alert: s.payouts_failed > 0
+        },
+        {
+          key: 'settled',
+          label: 'Settled into LNbits',
+          value: this.sats(s.settled_sats),
+          detail: 'all ATM settlements'
+        }
+      ]
+    }
+  },
+  methods: {
+    // ------------------------------------------------------------ formatting
+    sats(value) {
+      if (value == null || value === '') return ''
+      return LNbits.utils.formatSat(value) + ' sats'
+    },
+    fiat(value, code) {
+      if (value == null || value === '') return ''
+      const amount = Number(value)
+      try {
+        return new Intl.NumberFormat(window.i18n.global.locale, {
+          style: 'currency',
+          currency: code || this.currency,
+          minimumFractionDigits: 2,
+          maximumFractionDigits: 2
+        }).format(amount)
+      } catch (e) {
+        return amount.toFixed(2) + ' ' + (code || '')
+      }
+    },
+    date(value) {
+      return value ? LNbits.utils.formatDate(value) : ''
+    },
+    dateOrNever(value) {
+      return value ? LNbits.utils.formatDateFrom(value) : 'never'
+    },
+    statusColor(status) {
+      return STATUS_COLORS[status] || 'grey'
+    },
+    clientName(clientId) {
+      const client = this.clients.find(c => c.id === clientId)
+      return client ? client.username || shortId(client.id) : shortId(clientId)
+    },
+    walletName(walletId) {
+      const wallet = ((this.g.user && this.g.user.wallets) || []).find(
+        w => w.id === walletId
+      )
+      return wallet ? wallet.name : shortId(walletId)
+    },
+    validAmount(value) {
+      return /^\d{1,10}(\.\d{1,2})?$/.test(String(value || '')) && Number(value) > 0
+        ? true
+        : 'A positive amount with at most two decimals'
+    },
+    needsData(settlement) {
+      return WAITING.includes(settlement.status)
+    },
+    exportTable(columns, rows, name) {
+      LNbits.utils.exportCSV(
+        columns.filter(c => c.name !== 'actions'),
+        rows,
+        name
+      )
+    },
+
+    // ------------------------------------------------------------- requests
+    request(method, path, data) {
+      return LNbits.api.request(method, API + path, this.adminKey, data)
+    },
+    async refreshAll() {
+      this.refreshing = true
+      try {
+        await Promise.all([this.loadConfig(), this.loadClients()])
+        await Promise.all([
+          this.loadSummary(),
+          this.loadDeposits(),
+          this.loadSettlements(),
+          this.loadReconciliations(),
+          this.loadChart()
+        ])
+      } finally {
+        this.refreshing = false
+      }
+    },
+    async loadSummary() {
+      try {
+        const { data } = await this.request('GET', '/summary')
+        this.summary = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadConfig() {
+      try {
+        const { data } = await this.request('GET', '/config')
+        this.config = data
+        this.resetConfigForm()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.configLoaded = true
+      }
+    },
+    async loadClients() {
+      this.clientsTable.loading = true
+      try {
+        const { data } = await this.request(
+          'GET',
+          '/clients?limit=1000&sortby=username'
+        )
+        this.clients = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.clientsTable.loading = false
+      }
+    },
+    async loadDeposits() {
+      this.depositsTable.loading = true
+      const query = new URLSearchParams({
+        limit: 1000,
+        sortby: 'created_at',
+        direction: 'desc'
+      })
+      if (this.depositsTable.client) query.set('client_id', this.depositsTable.client)
+      if (this.depositsTable.status) query.set('status', this.depositsTable.status)
+      try {
+        const { data } = await this.request('GET', '/deposits?' + query)
+        this.deposits = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.depositsTable.loading = false
+      }
+    },
+    async loadSettlements(props) {
+      const table = this.settlementsTable
+      if (props && props.pagination) table.pagination = props.pagination
+      const p = table.pagination
+      const query = new URLSearchParams({
+        limit: p.rowsPerPage || 1000,
+        offset: (p.page - 1) * (p.rowsPerPage || 0),
+        sortby: p.sortBy || 'paid_at',
+        direction: p.descending ? 'desc' : 'asc'
+      })
+      if (table.status) query.set('status', table.status)
+      table.loading = true
+      try {
+        const { data } = await this.request('GET', '/settlements?' + query)
+        this.settlements = data.data
+        table.pagination = { ...p, rowsNumber: data.total }
+        // Open rows show their detail: keep it fresh.
+        for (const id of Object.keys(this.details)) {
+          if (this.settlements.some(s => s.id === id)) this.loadDetail(id)
+        }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        table.loading = false
+      }
+    },
+    async loadDetail(id) {
+      try {
+        const { data } = await this.request('GET', '/settlements/' + id)
+        this.detailCurrency = data.fiat_code || this.currency
+        this.details = { ...this.details, [id]: data }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    toggleSettlement(props) {
+      props.expand = !props.expand
+      if (props.expand) this.loadDetail(props.row.id)
+    },
+    async loadReconciliations() {
+      this.reconTable.loading = true
+      const query = new URLSearchParams({
+        limit: 1000,
+        sortby: 'created_at',
+        direction: 'desc'
+      })
+      if (this.reconTable.status) query.set('status', this.reconTable.status)
+      try {
+        const { data } = await this.request('GET', '/reconciliations?' + query)
+        this.reconciliations = data.data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.reconTable.loading = false
+      }
+    },
+    async loadChart() {
+      try {
+        const { data } = await this.request(
+          'GET',
+          '/settlements?limit=1000&sortby=paid_at&direction=desc'
+        )
+        this.chartSettlements = data.data
+        this.drawChart()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    drawChart() {
+      const perDay = {}
+      for (const s of this.chartSettlements) {
+        if (!s.distributed_sats) continue
+        const day = s.paid_at.slice(0, 10)
+        perDay[day] = (perDay[day] || 0) + s.distributed_sats
+      }
+      const days = Object.keys(perDay).sort()
+      this.chartHasData = days.length > 0
+      if (!this.chartHasData || !this.$refs.chart || typeof Chart === 'undefined')
+        return
+      if (this.chart) this.chart.destroy()
+      this.chart = new Chart(this.$refs.chart.getContext('2d'), {
+        type: 'bar',
+        data: {
+          labels: days,
+          datasets: [
+            {
+              label: 'Sats distributed',
+              data: days.map(d => perDay[d]),
+              backgroundColor: 'rgba(25, 118, 210, 0.6)'
+            }
+          ]
+        },
+        options: {
+          responsive: true,
+          maintainAspectRatio: false,
+          plugins: { legend: { display: false } }
+        }
+      })
+    },
+
+    // ------------------------------------------------------------- clients
+    openClientDialog() {
+      this.clientDialog = {
+        show: true,
+        data: { wallet_id: '', username: '', dca_mode: 'flow' }
+      }
+    },
+    async registerClient() {
+      try {
+        await this.request('POST', '/clients', this.clientDialog.data)
+        this.clientDialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: 'Client registered' })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async toggleClient(client) {
+      const status = client.status === 'active' ? 'inactive' : 'active'
+      try {
+        await this.request('PUT', `/clients/${client.id}/status`, { status })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    openDepositFor(client) {
+      this.depositForm = {
+        client_id: client.id,
+        amount: '',
+        currency: client.currency || this.currency,
+        notes: ''
+      }
+      this.tab = 'deposits'
+    },
+
+    // ------------------------------------------------------------ deposits
+    async addDeposit() {
+      const form = this.depositForm
+      try {
+        await this.request('POST', '/deposits', {
+          client_id: form.client_id,
+          amount: form.amount,
+          currency: (form.currency || this.currency).toUpperCase(),
+          notes: form.notes || null
+        })
+        Quasar.Notify.create({
+          type: 'positive',
+          message: 'Deposit added (pending until confirmed)'
+        })
+        this.depositForm = { ...form, amount: '', notes: '' }
+        await Promise.all([this.loadDeposits(), this.loadSummary(), this.loadClients()])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    setDepositStatus(deposit, status) {
+      return this.request('PUT', `/deposits/${deposit.id}/status`, { status })
+        .then(() =>
+          Promise.all([this.loadDeposits(), this.loadClients(), this.loadSummary()])
+        )
+        .catch(LNbits.utils.notifyApiError)
+    },
+    confirmDeposit(deposit) {
+      LNbits.utils
+        .confirmDialog(
+          `Confirm ${this.fiat(deposit.amount, deposit.currency)} from ${this.clientName(deposit.client_id)}? ` +
+            'It becomes part of the balance the next settlement distributes.'
+        )
+        .onOk(() => this.setDepositStatus(deposit, 'confirmed'))
+    },
+    cancelDeposit(deposit) {
+      LNbits.utils
+        .confirmDialog(
+          `Cancel the pending deposit of ${this.fiat(deposit.amount, deposit.currency)}?`
+        )
+        .onOk(() => this.setDepositStatus(deposit, 'cancelled'))
+    },
+    openEditDeposit(deposit) {
+      this.editDepositDialog = {
+        show: true,
+        id: deposit.id,
+        data: {
+          amount: String(Number(deposit.amount).toFixed(2)),
+          currency: deposit.currency,
+          notes: deposit.notes || ''
+        }
+      }
+    },
+    async saveDeposit() {
+      const dialog = this.editDepositDialog
+      try {
+        await this.request('PUT', `/deposits/${dialog.id}`, {
+          amount: dialog.data.amount,
+          currency: (dialog.data.currency || '').toUpperCase(),
+          notes: dialog.data.notes
+        })
+        dialog.show = false
+        await this.loadDeposits()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+
+    // --------------------------------------------------------- settlements
+    async afterSettlementChange(id) {
+      await Promise.all([
+        this.loadSettlements(),
+        this.loadSummary(),
+        this.loadClients(),
+        this.loadReconciliations()
+      ])
+      if (id) await this.loadDetail(id)
+    },
+    async retrySettlement(settlement) {
+      try {
+        await this.request('POST', `/settlements/${settlement.id}/retry`)
+        Quasar.Notify.create({ type: 'positive', message: 'Retried' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.afterSettlementChange(settlement.id)
+    },
+    openCashOut(settlement) {
+      this.cashOutDialog = {
+        show: true,
+        id: settlement.id,
+        data: {
+          fiat_amount: '',
+          fiat_code: settlement.fiat_code || this.currency,
+          commission_pct: 5.5,
+          discount: 0,
+          principal_sats: null,
+          note: ''
+        }
+      }
+    },
+    async saveCashOut() {
+      const d = this.cashOutDialog.data
+      const body = {
+        fiat_amount: d.fiat_amount,
+        fiat_code: (d.fiat_code || '').toUpperCase(),
+        note: d.note || null
+      }
+      if (d.principal_sats !== null && d.principal_sats !== '') {
+        body.principal_sats = d.principal_sats
+      } else {
+        // Percent in the form, a fraction in the API (5.5 % -> 0.055).
+        body.commission_percentage = (Number(d.commission_pct || 0) / 100).toFixed(6)
+        body.discount = d.discount || 0
+      }
+      try {
+        await this.request(
+          'PUT',
+          `/settlements/${this.cashOutDialog.id}/cash-out`,
+          body
+        )
+        this.cashOutDialog.show = false
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.afterSettlementChange(this.cashOutDialog.id)
+    },
+    openDismiss(settlement) {
+      this.dismissDialog = { show: true, id: settlement.id, reason: '' }
+    },
+    async dismissSettlement() {
+      try {
+        await this.request('PUT', `/settlements/${this.dismissDialog.id}/dismiss`, {
+          reason: this.dismissDialog.reason
+        })
+        this.dismissDialog.show = false
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.afterSettlementChange(this.dismissDialog.id)
+    },
+    async exportSettlements() {
+      // Every settlement, not only the page on screen.
+      try {
+        const { data } = await this.request(
+          'GET',
+          '/settlements?limit=1000&sortby=paid_at&direction=desc'
+        )
+        this.exportTable(this.settlementsTable.columns, data.data, 'settlements')
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async dryRun() {
+      const f = this.dryRunForm
+      try {
+        const { data } = await this.request('POST', '/test-transaction', {
+          amount_sats: f.amount_sats,
+          fiat_amount: f.fiat_amount,
+          fiat_code: (f.fiat_code || '').toUpperCase(),
+          commission_percentage: (Number(f.commission_pct || 0) / 100).toFixed(6),
+          discount: f.discount || 0
+        })
+        this.dryRunResult = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+
+    // ------------------------------------------------------ reconciliation
+    openResolve(row) {
+      this.resolveDialog = {
+        show: true,
+        row,
+        action: 'operator_funds',
+        wallet_id: null,
+        client_id: null,
+        note: '',
+        saving: false
+      }
+    },
+    async resolveOrphan() {
+      const dialog = this.resolveDialog
+      const body = { action: dialog.action, note: dialog.note || null }
+      if (dialog.action === 'send_to_wallet') body.wallet_id = dialog.wallet_id
+      if (dialog.action === 'attribute_to_client') body.client_id = dialog.client_id
+      dialog.saving = true
+      try {
+        await this.request('POST', `/reconciliations/${dialog.row.id}/resolve`, body)
+        dialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: 'Orphan resolved' })
+        await Promise.all([
+          this.loadReconciliations(),
+          this.loadSummary(),
+          this.loadClients()
+        ])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        dialog.saving = false
+      }
+    },
+    async showHistory(row) {
+      try {
+        const { data } = await this.request('GET', `/reconciliations/${row.id}/history`)
+        this.historyDialog = { show: true, entries: data }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+
+    // -------------------------------------------------------------- config
+    resetConfigForm() {
+      const c = this.config || {}
+      this.configForm = {
+        source_wallet_id: c.source_wallet_id || null,
+        commission_wallet_id: c.commission_wallet_id || null,
+        host: c.host || '',
+        port: c.port || 5432,
+        database_name: c.database_name || '',
+        username: c.username || '',
+        password: '',
+        use_ssh_tunnel: !!c.use_ssh_tunnel,
+        ssh_host: c.ssh_host || '',
+        ssh_port: c.ssh_port || 22,
+        ssh_username: c.ssh_username || '',
+        ssh_password: '',
+        ssh_private_key: '',
+        ssh_known_hosts: c.ssh_known_hosts || '',
+        max_daily_limit: c.max_daily_limit == null ? '' : String(c.max_daily_limit),
+        limit_currency: c.limit_currency || '',
+        is_active: c.is_active !== false
+      }
+    },
+    secretHint(flag) {
+      if (!this.config) return 'Not set'
+      return this.config[flag]
+        ? 'Set. Type a new one to replace it, or leave empty to keep it.'
+        : 'Not set'
+    },
+    async saveConfig() {
+      const f = this.configForm
+      if (!f.source_wallet_id) {
+        Quasar.Notify.create({ type: 'warning', message: 'Choose the source wallet' })
+        return
+      }
+      const body = { ...f }
+      // Secrets are write-only: send them only when the operator typed one.
+      for (const key of ['password', 'ssh_password', 'ssh_private_key']) {
+        if (!body[key]) delete body[key]
+      }
+      body.max_daily_limit = body.max_daily_limit || null
+      body.limit_currency = body.limit_currency
+        ? body.limit_currency.toUpperCase()
+        : null
+      body.ssh_known_hosts = body.ssh_known_hosts || null
+      for (const key of ['ssh_host', 'ssh_username']) {
+        if (!body[key]) body[key] = null
+      }
+      if (!this.config) delete body.is_active
+      this.savingConfig = true
+      try {
+        const { data } = this.config
+          ? await this.request('PUT', `/config/${this.config.id}`, body)
+          : await this.request('POST', '/config', body)
+        this.config = data
+        this.resetConfigForm()
+        Quasar.Notify.create({ type: 'positive', message: 'Configuration saved' })
+        await this.loadSummary()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.savingConfig = false
+      }
+    },
+    async testConnection() {
+      this.testingConnection = true
+      try {
+        const { data } = await this.request('POST', '/test-connection')
+        this.connectionResult = data
+        await this.loadConfig()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.testingConnection = false
+      }
+    },
+    async manualPoll() {
+      this.polling = true
+      try {
+        const { data } = await this.request('POST', '/manual-poll')
+        this.pollResult = data
+        Quasar.Notify.create({
+          type: 'positive',
+          message: `Poll done: ${data.new_settlements} new settlement(s)`
+        })
+        await this.refreshAll()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.polling = false
+      }
+    }
+  },
+  watch: {
+    tab(value) {
+      if (value === 'overview') this.$nextTick(() => this.drawChart())
+    }
+  },
+  async created() {
+    // LNbits 1.6.2's sidebar handles every payment websocket message with
+    // g.wallet.id, and g.wallet is null outside the wallet page: give it one of
+    // the operator's wallets so settlements arriving do not throw.
+    if (!this.g.wallet && this.g.user && this.g.user.wallets.length) {
+      this.g.wallet = this.g.user.wallets[0]
+    }
+    await this.refreshAll()
   }
 })

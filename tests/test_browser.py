@@ -1,0 +1,299 @@
+"""The dashboard in a real headless Chromium (Debian's), driven by Playwright,
+against a real LNbits server process with this extension.
+
+The operator's day: log in as super user, configure the wallets, register
+clients, add and confirm deposits, a settlement arrives (the seed incident: more
+cash dispensed than the balances cover), its split and orphan show up, the
+orphan is resolved, tables are exported as CSV. Any console error fails the
+test. Screenshots of every tab, desktop and phone width, land in
+test-artifacts/screenshots/ for a reviewer (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from live_server import SUPER_PASSWORD, SUPER_USERNAME, LiveLNbits
+
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
+
+CHROMIUM = os.environ.get("SATMACHINE_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+TABS = ["overview", "clients", "deposits", "settlements", "reconciliation", "config"]
+BALANCES = {"Ana": "690", "Beto": "7.54", "Carla": "2.38", "Dora": "0.07"}
+SEED_EXTRA = {
+    "source": "bitspire",
+    "principal_sats": 300_226,
+    "fee_sats": 17_474,
+    "exchange_rate": "666164.22",
+    "currency": "GTQ",
+    "txid": "browser-seed",
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    live = LiveLNbits()
+    try:
+        live.start()
+        live.first_install()
+        yield live
+    finally:
+        live.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"]
+        )
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """The dashboard page with console errors collected."""
+
+    def __init__(self, browser, server: LiveLNbits, width: int, height: int):
+        self.context = browser.new_context(
+            viewport={"width": width, "height": height}, accept_downloads=True
+        )
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on(
+            "pageerror", lambda exc: self.errors.append(f"pageerror {exc} {exc.stack}")
+        )
+        # A real login: the session cookie lands in the browser context.
+        response = self.context.request.post(
+            server.url + "/api/v1/auth",
+            data={"username": SUPER_USERNAME, "password": SUPER_PASSWORD},
+        )
+        assert response.ok, response.text()
+        self.page.goto(server.url + "/satmachineadmin/")
+        self.page.locator(".satmachine-admin h5", has_text="DCA Admin").wait_for()
+        self.settle()
+        # LNbits' one-time "save your credentials" notice.
+        understand = self.page.locator(".q-dialog .q-btn", has_text="I understand")
+        if understand.count():
+            understand.click()
+            understand.wait_for(state="detached")
+
+    def _console(self, message) -> None:
+        if message.type != "error":
+            return
+        # LNbits' router asks every extension for optional dynamic routes.
+        if (message.location or {}).get("url", "").endswith("/static/routes.json"):
+            return
+        self.errors.append(f"console {message.text} at {message.location}")
+
+    def settle(self) -> None:
+        self.page.wait_for_load_state("networkidle")
+
+    def tab(self, name: str) -> None:
+        self.page.locator(".q-tab", has_text=_TAB_LABELS[name]).first.click()
+        self.settle()
+
+    def test_id(self, value: str):
+        return self.page.locator(f'[data-test="{value}"]')
+
+    def pick(self, select_test_id: str, option_text: str) -> None:
+        self.test_id(select_test_id).click()
+        menu = self.page.locator(".q-menu")
+        menu.locator(".q-item", has_text=option_text).first.click()
+        menu.wait_for(state="detached")
+
+    def dialog_ok(self) -> None:
+        self.page.locator(".q-dialog .q-btn", has_text="OK").click()
+        self.settle()
+
+    def notified(self, text: str) -> None:
+        self.page.locator(".q-notification", has_text=text).first.wait_for()
+
+    def screenshot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.wait_for_timeout(500)  # the tab transition and notifications
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+_TAB_LABELS = {
+    "overview": "Overview",
+    "clients": "Clients",
+    "deposits": "Deposits",
+    "settlements": "Settlements",
+    "reconciliation": "Reconciliation",
+    "config": "Configuration",
+}
+
+
+def test_operator_day_in_the_browser(server, browser):
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    source = server.create_wallet("Source")
+    commission = server.create_wallet("Commission")
+    payer = server.create_wallet("ATM payer")
+    server.credit(payer["id"], 400_000)
+    client_wallets = {name: server.create_user_wallet(name) for name in BALANCES}
+
+    ui = Page(browser, server, 1280, 800)
+    try:
+        ui.test_id("no-config").wait_for()
+
+        # Configuration: source and commission wallets.
+        ui.tab("config")
+        ui.pick("source-wallet", "Source (")
+        ui.pick("commission-wallet", "Commission (")
+        ui.test_id("save-config").click()
+        ui.notified("Configuration saved")
+        config = server.api("GET", "/config").json()
+        assert config["source_wallet_id"] == source["id"]
+        assert config["commission_wallet_id"] == commission["id"]
+
+        # Clients: registered for their existing wallets.
+        ui.tab("clients")
+        for name, wallet in client_wallets.items():
+            ui.test_id("register-client").click()
+            ui.test_id("client-wallet").fill(wallet["id"])
+            ui.test_id("client-name").fill(name)
+            ui.test_id("client-save").click()
+            ui.notified("Client registered")
+            ui.settle()
+        for name in BALANCES:
+            ui.test_id("clients-table").get_by_text(name).first.wait_for()
+
+        # Deposits: quick add, then confirm each through the dialog.
+        ui.tab("deposits")
+        for name, amount in BALANCES.items():
+            ui.pick("deposit-client", name)
+            ui.test_id("deposit-amount").fill(amount)
+            ui.test_id("deposit-add").click()
+            ui.notified("Deposit added")
+            ui.settle()
+        deposits = server.api("GET", "/deposits", params={"limit": 100}).json()
+        assert sorted(Decimal(str(d["amount"])) for d in deposits) == sorted(
+            Decimal(v) for v in BALANCES.values()
+        )
+        for deposit in deposits:
+            ui.test_id(f"confirm-deposit-{deposit['id']}").click()
+            ui.dialog_ok()
+            ui.test_id(f"confirm-deposit-{deposit['id']}").wait_for(state="detached")
+        clients = server.api("GET", "/clients").json()
+        assert {
+            c["username"]: Decimal(str(c["remaining_balance"])) for c in clients
+        } == {name: Decimal(v) for name, v in BALANCES.items()}
+
+        # The seed incident arrives: 317,700 sats for 2000 GTQ.
+        server.pay(payer, source, 317_700, extra=SEED_EXTRA)
+        settlement = _wait_for_settlement(server)
+        assert settlement["status"] == "completed", settlement
+        ui.test_id("refresh").click()
+        ui.settle()
+
+        ui.tab("settlements")
+        ui.test_id(f"expand-{settlement['id']}").click()
+        detail = ui.test_id(f"detail-{settlement['id']}")
+        detail.wait_for()
+        assert (
+            "17,474" in detail.locator('[data-test="detail-commission"]').inner_text()
+        )
+        orphan_text = detail.locator('[data-test="detail-orphan"]').inner_text()
+        assert f"{settlement['orphan_sats']:,}" in orphan_text
+        assert "1,300.01" in orphan_text
+        payouts = detail.locator('[data-test="payouts-table"] tbody tr')
+        assert payouts.count() == 4
+        for name in BALANCES:
+            assert name in detail.inner_text()
+        with ui.page.expect_download() as download_info:
+            ui.test_id("export-settlements").click()
+        csv_path = download_info.value.path()
+        csv_text = Path(csv_path).read_text()
+        assert "317,700 sats" in csv_text and "completed" in csv_text
+
+        # Every balance is used up; the orphan is open on the reconciliation tab.
+        for client in server.api("GET", "/clients").json():
+            assert Decimal(str(client["remaining_balance"])) == 0
+
+        ui.tab("reconciliation")
+        recon = server.api("GET", "/reconciliations", params={"status": "open"}).json()
+        assert recon["total"] == 1
+        orphan = recon["data"][0]
+        ui.test_id(f"resolve-{orphan['id']}").click()
+        ui.test_id("resolve-note").fill("untracked cash, ours")
+        ui.test_id("resolve-save").click()
+        ui.notified("Orphan resolved")
+        ui.test_id(f"resolve-{orphan['id']}").wait_for(state="detached")
+        resolved = server.api("GET", f"/reconciliations/{orphan['id']}").json()
+        assert resolved["status"] == "resolved"
+        assert resolved["resolution"] == "operator_funds"
+        assert resolved["note"] == "untracked cash, ours"
+        ui.page.locator(
+            '[data-test="recon-filter"] .q-btn', has_text="Resolved"
+        ).click()
+        ui.settle()
+        ui.test_id(f"history-{orphan['id']}").click()
+        ui.test_id("history-list").get_by_text("operator_funds").first.wait_for()
+        ui.page.keyboard.press("Escape")
+        with ui.page.expect_download() as download_info:
+            ui.test_id("export-reconciliations").click()
+        assert "operator_funds" in Path(download_info.value.path()).read_text()
+
+        # Sats are all accounted for: clients + commission + source = settlement.
+        total = sum(server.balance(w) for w in client_wallets.values())
+        total += server.balance(commission) + server.balance(source)
+        assert total == 317_700
+
+        # The dry run moves nothing.
+        source_before = server.balance(source)
+        ui.tab("settlements")
+        ui.test_id("dry-run").click()
+        ui.test_id("dry-result").wait_for()
+        assert server.balance(source) == source_before
+
+        ui.test_id("refresh").click()
+        ui.settle()
+        for name in TABS:
+            ui.tab(name)
+            ui.screenshot(f"desktop-{name}")
+        assert not ui.errors, ui.errors
+    except Exception:
+        ui.screenshot("failure-desktop")
+        raise
+    finally:
+        ui.close()
+
+    phone = Page(browser, server, 390, 844)
+    try:
+        for name in TABS:
+            phone.tab(name)
+            phone.screenshot(f"phone-{name}")
+        # Nothing wider than the screen on a phone.
+        overflow = phone.page.evaluate(
+            "document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 1, overflow
+        assert not phone.errors, phone.errors
+    finally:
+        phone.close()
+
+
+def _wait_for_settlement(server: LiveLNbits) -> dict:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = server.api("GET", "/settlements", params={"limit": 1}).json()
+        if page["data"] and page["data"][0]["status"] in ("completed", "payout_failed"):
+            return page["data"][0]
+        time.sleep(0.2)
+    raise AssertionError(f"settlement not processed: {page}")
