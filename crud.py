@@ -436,13 +436,23 @@ async def get_payouts_by_status(status: str, limit: int = 1000) -> list[DcaPayme
     )
 
 
-async def set_payout_invoice(payout_id: str, bolt11: str, payment_hash: str) -> bool:
-    """Remember the invoice before paying it. Only the first invoice sticks."""
+async def set_payout_invoice(
+    payout_id: str, bolt11: str, payment_hash: str, replacing: str | None = None
+) -> bool:
+    """Remember the invoice before paying it: only over no invoice, or over the
+    dead invoice `replacing` (compare-and-set, so two runs cannot both win)."""
+    guard = "payment_hash = :old" if replacing else "bolt11 IS NULL"
     return (
         await _execute_rowcount(
             f"UPDATE {S}.dca_payments SET bolt11 = :bolt11, payment_hash = :hash, "
-            f"updated_at = {ts('now')} WHERE id = :id AND bolt11 IS NULL",
-            {"id": payout_id, "bolt11": bolt11, "hash": payment_hash, "now": utc_now()},
+            f"updated_at = {ts('now')} WHERE id = :id AND {guard}",
+            {
+                "id": payout_id,
+                "bolt11": bolt11,
+                "hash": payment_hash,
+                "old": replacing,
+                "now": utc_now(),
+            },
         )
         == 1
     )

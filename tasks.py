@@ -10,6 +10,7 @@ from lnbits.core.models import Payment
 from loguru import logger
 
 from .crud import get_config, set_config_timestamps
+from .faults import crash_point
 from .lamassu_source import poll_lamassu
 from .models import utc_now
 from .transaction_processor import (
@@ -34,6 +35,7 @@ async def on_invoice_paid(payment: Payment) -> None:
     an exception here would drop the payment and pause the listener; the
     recovery scan would still find it, but later."""
     try:
+        crash_point("before_record")
         settlement = await record_payment(payment)
         if settlement:
             listener_status["last_payment_at"] = utc_now()

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from lnbits.core.crud import get_standalone_payment, get_wallet
-from lnbits.core.crud.payments import is_internal_status_success
+from lnbits.core.crud.payments import check_internal, is_internal_status_success
 from lnbits.core.models import Payment
 from lnbits.core.services import create_invoice, pay_invoice
 from lnbits.db import model_to_dict
@@ -73,6 +73,7 @@ from .crud import (
     update_reconciliation,
     update_settlement,
 )
+from .faults import crash_point
 from .models import (
     DcaDeposit,
     DcaPayment,
@@ -163,6 +164,7 @@ async def record_payment(payment: Payment) -> Settlement | None:
     )
     if not await insert_settlement_if_new(settlement):
         return None
+    crash_point("recorded")
     logger.info(
         f"satmachineadmin: settlement {settlement.id} recorded for "
         f"{settlement.amount_sats} sats ({payment.payment_hash})"
@@ -189,8 +191,10 @@ async def _advance(settlement_id: str) -> Settlement | None:
         if not config:
             return settlement
         settlement = await _lookup(settlement, config)
+        crash_point("looked_up")
     if settlement.status == SettlementStatus.ready.value:
         settlement = await _plan(settlement, config)
+        crash_point("planned")
     if settlement.status in PAYOUT_STATUSES:
         settlement = await _pay_all(settlement)
     return settlement
@@ -378,15 +382,24 @@ async def transfer(
 ) -> TransferResult:
     """Pay `sats` from the source wallet to a wallet on this LNbits, at most once.
 
-    `remember(bolt11, payment_hash) -> bool` stores the invoice on our row before
-    it is paid; if it returns False another run stored one first, and that one
+    `remember(bolt11, payment_hash, replacing) -> bool` stores the invoice on our
+    row before it is paid, only if the row still holds `replacing` (None: no
+    invoice yet); if it returns False another run stored one first, and that one
     is used instead (the caller reloads)."""
+    kind = extra.get("kind", "payout")
     extra = {"tag": EXTENSION_TAG, **extra}
+    replacing = None
     if stored_bolt11 and stored_hash:
         if await _already_paid(stored_hash):
             return TransferResult(True, payment_hash=stored_hash)
-        bolt11, payment_hash = stored_bolt11, stored_hash
-    else:
+        if await check_internal(stored_hash):  # still pending: pay this one
+            bolt11, payment_hash = stored_bolt11, stored_hash
+        else:
+            # Unpaid and no longer payable (expired, or failed by the funding
+            # source's check of pending invoices at start-up, e.g. after a
+            # crash): nobody can pay it any more, so a new invoice replaces it.
+            replacing = stored_hash
+    if replacing or not (stored_bolt11 and stored_hash):
         if not await get_wallet(target_wallet_id):
             return TransferResult(False, f"wallet {target_wallet_id} not found")
         try:
@@ -400,8 +413,10 @@ async def transfer(
             )
         except Exception as exc:
             return TransferResult(False, f"invoice failed: {exc}")
-        if not await remember(invoice.bolt11, invoice.payment_hash):
+        crash_point(f"{kind}_invoice_created")
+        if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
             return TransferResult(False, "another run holds this payout; retry")
+        crash_point(f"{kind}_invoice_stored")
         bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     try:
         await pay_invoice(
@@ -414,6 +429,7 @@ async def transfer(
         if await _already_paid(payment_hash):
             return TransferResult(True, payment_hash=payment_hash)
         return TransferResult(False, str(exc) or exc.__class__.__name__, payment_hash)
+    crash_point(f"{kind}_paid")
     return TransferResult(True, payment_hash=payment_hash)
 
 
@@ -442,8 +458,8 @@ async def _pay_payout(settlement: Settlement, payout: DcaPayment) -> bool:
         )
         return False
 
-    async def remember(bolt11: str, payment_hash: str) -> bool:
-        return await set_payout_invoice(payout.id, bolt11, payment_hash)
+    async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
+        return await set_payout_invoice(payout.id, bolt11, payment_hash, replacing)
 
     result = await transfer(
         source_wallet_id=settlement.wallet_id,
@@ -468,6 +484,7 @@ async def _pay_payout(settlement: Settlement, payout: DcaPayment) -> bool:
     )
     if result.ok:
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
+        crash_point("payout_confirmed")
         return True
     logger.warning(
         f"satmachineadmin: payout {payout.id} to client {client.id} failed: "
@@ -486,9 +503,9 @@ async def _pay_commission(settlement: Settlement) -> None:
     if not fresh.commission_wallet_id or not fresh.commission_sats:
         return
 
-    async def remember(bolt11: str, payment_hash: str) -> bool:
+    async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         current = await get_settlement(fresh.id)
-        if not current or current.commission_bolt11:
+        if not current or current.commission_payment_hash != replacing:
             return False
         current.commission_bolt11 = bolt11
         current.commission_payment_hash = payment_hash
@@ -682,9 +699,9 @@ async def _complete_resolution(
     if action == ResolutionAction.attribute_to_client:
         return await _attribute(rec, settlement)
 
-    async def remember(bolt11: str, payment_hash: str) -> bool:
+    async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         current = await get_reconciliation(rec.id)
-        if not current or current.bolt11:
+        if not current or current.payment_hash != replacing:
             return False
         current.bolt11, current.payment_hash = bolt11, payment_hash
         rec.bolt11, rec.payment_hash = bolt11, payment_hash

@@ -80,10 +80,14 @@ class LiveLNbits:
     # ---------------------------------------------------------------- process
 
     def start(self, timeout: float = 90, **env: str) -> None:
-        lnbits_bin = Path(sys.executable).parent / "lnbits"
+        # uvicorn straight, not the `lnbits` command: that one serves from a
+        # child process, so a SIGKILL (or SIGTERM) would not reach the server.
+        (self.dir / "data" / "logs").mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "uvicorn", "lnbits.__main__:app"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(lnbits_bin), "--host", "127.0.0.1", "--port", str(self.port)],
+            command,
             cwd=self.dir,
             env={**self.env, **env},
             stdout=log,
@@ -212,21 +216,27 @@ class LiveLNbits:
         assert response.status_code == 200, response.text
         return response.json()["balance"] // 1000
 
-    def pay(
-        self, payer: dict, payee: dict, sats: int, memo: str = "ATM", extra=None
-    ) -> str:
-        """A real internal payment; returns the payment hash."""
+    def invoice(self, payee: dict, sats: int, memo: str = "ATM", extra=None) -> dict:
         response = self.http.post(
             "/api/v1/payments",
             json={"out": False, "amount": sats, "memo": memo, "extra": extra},
             headers={"X-Api-Key": payee["inkey"]},
         )
         assert response.status_code in (200, 201), response.text
-        invoice = response.json()
+        return response.json()
+
+    def pay_invoice(self, payer: dict, bolt11: str) -> None:
         response = self.http.post(
             "/api/v1/payments",
-            json={"out": True, "bolt11": invoice["bolt11"]},
+            json={"out": True, "bolt11": bolt11},
             headers={"X-Api-Key": payer["adminkey"]},
         )
         assert response.status_code in (200, 201), response.text
+
+    def pay(
+        self, payer: dict, payee: dict, sats: int, memo: str = "ATM", extra=None
+    ) -> str:
+        """A real internal payment; returns the payment hash."""
+        invoice = self.invoice(payee, sats, memo, extra)
+        self.pay_invoice(payer, invoice["bolt11"])
         return invoice["payment_hash"]
