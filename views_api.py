@@ -185,6 +185,7 @@ class ReconciliationFilters(FilterModel):
     __search_fields__ = ["settlement_id", "id", "note"]
     __sort_fields__ = ["created_at", "orphan_sats", "status"]
     status: str | None
+    settlement_id: str | None
 
 
 def filters_for(model: type[FilterModel], default_sort: str) -> Callable:

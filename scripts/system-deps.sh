@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests use: a PostgreSQL server (Lamassu's database and
 # LNbits on Postgres), Debian's Chromium for the browser tests, Node.js/npm for
-# prettier. Installed with apt-get when missing and we are root.
+# prettier, curl and jq for the API walkthrough. Installed with apt-get when missing and we are root.
 set -euo pipefail
 need=()
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -9,6 +9,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
