@@ -57,6 +57,7 @@ from .cashout import (
 from .crud import (
     add_audit,
     get_client,
+    get_clients,
     get_config,
     get_flow_balances,
     get_payouts_by_status,
@@ -75,6 +76,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .models import (
+    DcaClient,
     DcaDeposit,
     DcaPayment,
     DepositStatus,
@@ -144,6 +146,9 @@ def _as_utc(moment: datetime | None) -> datetime:
 async def record_payment(payment: Payment) -> Settlement | None:
     """Record an incoming payment as a settlement, once. Returns the new
     settlement, or None when it is not one or was recorded before."""
+    extra = payment.extra or {}
+    if extra.get("tag") == EXTENSION_TAG or payment.tag == EXTENSION_TAG:
+        return None  # our own payouts: not even worth a config lookup
     config = await get_config()
     if not is_settlement_candidate(
         payment, config.source_wallet_id if config else None
@@ -400,8 +405,6 @@ async def transfer(
             # crash): nobody can pay it any more, so a new invoice replaces it.
             replacing = stored_hash
     if replacing or not (stored_bolt11 and stored_hash):
-        if not await get_wallet(target_wallet_id):
-            return TransferResult(False, f"wallet {target_wallet_id} not found")
         try:
             invoice = await create_invoice(
                 wallet_id=target_wallet_id,
@@ -412,6 +415,9 @@ async def transfer(
                 expiry=60 * 60 * 24 * 365,
             )
         except Exception as exc:
+            # Looked up only on failure: one query less on every payout.
+            if not await get_wallet(target_wallet_id):
+                return TransferResult(False, f"wallet {target_wallet_id} not found")
             return TransferResult(False, f"invoice failed: {exc}")
         crash_point(f"{kind}_invoice_created")
         if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
@@ -442,16 +448,19 @@ def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
 
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
+    clients = {client.id: client for client in await get_clients()}  # one query
     for payout in payouts:
         if payout.status == PayoutStatus.confirmed.value:
             continue
-        await _pay_payout(settlement, payout)
+        await _pay_payout(settlement, payout, clients.get(payout.client_id))
     await _pay_commission(settlement)
     return await _finish(settlement.id)
 
 
-async def _pay_payout(settlement: Settlement, payout: DcaPayment) -> bool:
-    client = await get_client(payout.client_id)
+async def _pay_payout(
+    settlement: Settlement, payout: DcaPayment, client: DcaClient | None = None
+) -> bool:
+    client = client or await get_client(payout.client_id)
     if not client:
         await set_payout_status(
             payout.id, PayoutStatus.failed, "client not found", count_attempt=True
