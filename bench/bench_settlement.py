@@ -1,0 +1,441 @@
+"""Benchmark: one settlement split among N clients, against the floor.
+
+    .venv/bin/python bench/bench_settlement.py [--n 10,100,1000,5000]
+        [--db sqlite|postgres|both] [--payouts 100000]
+
+For each backend (each in its own process: LNbits fixes its database at import)
+it starts a real LNbits app in-process (FakeWallet, a temp data folder or a
+throwaway PostgreSQL server), and for each N:
+
+* extension: N clients with confirmed deposits that cover the cash, one ATM
+  settlement paid into the source wallet; timed from the payment until the
+  settlement is complete (listener, lookup, plan, N payouts, commission).
+* floor: the same N internal payments done bare, `create_invoice(internal=True)`
+  + `pay_invoice` from the same source wallet: what LNbits itself costs, which
+  the extension cannot beat.
+
+Reported: wall time, time per payout, SQL statements per payout (every
+statement either database executes, counted with a SQLAlchemy cursor event on
+both engines: LNbits' own and the extension's), peak Python memory
+(tracemalloc) and the extension/floor ratio. Then, with 5000 clients and
+`--payouts` payout rows, the median time of the dashboard's list requests.
+
+Prints figures; asserts nothing. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = "1000000"  # GTQ per BTC: 100 sats per GTQ
+DEPOSIT = Decimal("10.00")  # per client; a settlement uses half of it
+
+
+def _prepare_environment(database_url: str | None) -> Path:
+    run_dir = Path(tempfile.mkdtemp(prefix="satmachine-bench-"))
+    (run_dir / "extensions").mkdir()
+    (run_dir / "extensions" / "satmachineadmin").symlink_to(ROOT)
+    (run_dir / "data").mkdir()
+    os.environ.update(
+        {
+            "LNBITS_DATA_FOLDER": str(run_dir / "data"),
+            "LNBITS_EXTENSIONS_PATH": str(run_dir),
+            "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
+            "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
+            "LNBITS_EXTENSIONS_MANIFESTS": "[]",
+            "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
+            "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
+            "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
+            "LNBITS_RATE_LIMIT_NO": "100000000",
+            "LNBITS_ADMIN_UI": "true",
+            "LNBITS_RESERVE_FEE_MIN": "0",
+            "LNBITS_RESERVE_FEE_PERCENT": "0",
+            "DEBUG": "false",
+        }
+    )
+    if database_url:
+        os.environ["LNBITS_DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("LNBITS_DATABASE_URL", None)
+    import lnbits
+
+    (run_dir / "lnbits").symlink_to(Path(lnbits.__file__).resolve().parent)
+    os.chdir(run_dir)
+    return run_dir
+
+
+class StatementCounter:
+    """Counts SQL statements on the given async engines."""
+
+    def __init__(self, engines) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        self.trace: Counter[str] = Counter()
+        for engine in engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, *args, **kwargs) -> None:
+        self.count += 1
+        if os.environ.get("BENCH_TRACE"):
+            self.trace[" ".join(statement.split())[:110]] += 1
+
+
+class Bench:
+    def __init__(self, http, token: str, super_user: str) -> None:
+        self.http = http
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.super_user = super_user
+
+    async def wallet(self, name: str, user_id: str | None = None):
+        from lnbits.core.crud import create_wallet
+
+        return await create_wallet(user_id=user_id or self.super_user, wallet_name=name)
+
+    async def fund(self, wallet_id: str, sats: int) -> None:
+        from lnbits.core.crud import get_wallet
+        from lnbits.core.services import update_wallet_balance
+
+        wallet = await get_wallet(wallet_id)
+        assert wallet
+        await update_wallet_balance(wallet, sats)
+
+    async def api(self, method: str, path: str, **kw):
+        return await self.http.request(
+            method, f"/satmachineadmin/api/v1/dca{path}", headers=self.auth, **kw
+        )
+
+    async def clients(self, n: int, tag: str) -> list:
+        """n client users with wallets and a confirmed deposit each, written
+        straight through the extension's crud (setup is not what is timed)."""
+        from lnbits.core.services import create_user_account
+        from lnbits.helpers import urlsafe_short_hash
+        from satmachineadmin import crud
+        from satmachineadmin.models import DcaClient, DcaDeposit, utc_now
+
+        earlier = utc_now() - timedelta(minutes=5)
+        wallets = []
+        for i in range(n):
+            account = await create_user_account()
+            wallet = await self.wallet(f"{tag}-{i}", account.id)
+            client = DcaClient(
+                id=urlsafe_short_hash(),
+                user_id=account.id,
+                wallet_id=wallet.id,
+                username=f"{tag}-{i}",
+                created_at=earlier,
+                updated_at=earlier,
+            )
+            await crud.create_client(client)
+            await crud.create_deposit(
+                DcaDeposit(
+                    id=urlsafe_short_hash(),
+                    client_id=client.id,
+                    amount=DEPOSIT,
+                    status="confirmed",
+                    created_at=earlier,
+                    confirmed_at=earlier,
+                )
+            )
+            wallets.append(wallet)
+        return wallets
+
+    async def deactivate_all(self) -> None:
+        from satmachineadmin.crud import db
+
+        await db.execute(
+            "UPDATE satoshimachine.dca_clients SET status = :s", {"s": "inactive"}
+        )
+
+
+async def _wait_processed(recorded_before, timeout: float = 3600) -> None:
+    """Until the listener has recorded the settlement and the processor has
+    let go of it. Watches in-process state, so waiting adds no SQL to what is
+    counted. (The listener takes the lock right after recording, without
+    yielding in between.)"""
+    from satmachineadmin.tasks import listener_status
+    from satmachineadmin.transaction_processor import processing_lock
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        recorded = listener_status["last_payment_at"] != recorded_before
+        if recorded and not processing_lock.locked():
+            return
+        await asyncio.sleep(0.002)
+    raise RuntimeError("settlement was not processed")
+
+
+async def bench_extension(bench: Bench, counter: StatementCounter, n: int) -> dict:
+    from lnbits.core.services import create_invoice, pay_invoice
+
+    await bench.deactivate_all()
+    source = await bench.wallet(f"source-{n}")
+    payer = await bench.wallet(f"payer-{n}")
+    response = await bench.api("POST", "/config", json={"source_wallet_id": source.id})
+    assert response.status_code == 201, response.text
+    await bench.clients(n, f"ext{n}")
+    principal = n * 500  # 5.00 GTQ per client at 100 sats per GTQ: all covered
+    fee = n * 25
+    await bench.fund(payer.id, principal + fee)
+    invoice = await create_invoice(
+        wallet_id=source.id,
+        amount=principal + fee,
+        memo="ATM",
+        extra={
+            "source": "bitspire",
+            "principal_sats": principal,
+            "fee_sats": fee,
+            "exchange_rate": RATE,
+            "currency": "GTQ",
+            "txid": f"bench-{n}",
+        },
+    )
+    from satmachineadmin.tasks import listener_status
+
+    recorded_before = listener_status["last_payment_at"]
+    tracemalloc.start()
+    statements = counter.count
+    started = time.perf_counter()
+    await pay_invoice(wallet_id=payer.id, payment_request=invoice.bolt11)
+    await _wait_processed(recorded_before)
+    seconds = time.perf_counter() - started
+    statements = counter.count - statements
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    from satmachineadmin import crud
+
+    settlement = await crud.get_settlement_by_hash(invoice.payment_hash)
+    assert settlement and settlement.status == "completed", settlement
+    assert settlement.distributed_sats == principal, settlement
+    return {"seconds": seconds, "statements": statements, "peak_mb": peak / 2**20}
+
+
+async def bench_floor(bench: Bench, counter: StatementCounter, n: int) -> dict:
+    from lnbits.core.services import create_invoice, pay_invoice
+
+    source = await bench.wallet(f"floor-source-{n}")
+    await bench.fund(source.id, n * 500)
+    targets = [await bench.wallet(f"floor-{n}-{i}") for i in range(n)]
+    tracemalloc.start()
+    statements = counter.count
+    started = time.perf_counter()
+    for wallet in targets:
+        invoice = await create_invoice(
+            wallet_id=wallet.id, amount=500, memo="DCA", internal=True
+        )
+        await pay_invoice(wallet_id=source.id, payment_request=invoice.bolt11)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "seconds": seconds,
+        "statements": counter.count - statements,
+        "peak_mb": peak / 2**20,
+    }
+
+
+async def bench_pages(bench: Bench, payouts: int) -> dict:
+    """The dashboard's list requests with 5000+ clients and `payouts` rows."""
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+    from satmachineadmin.models import utc_now
+
+    response = await bench.api("GET", "/clients", params={"limit": 1000})
+    clients = [c["id"] for c in response.json()]
+    have = (await bench.api("GET", "/payouts", params={"limit": 1})).json()["total"]
+    now = utc_now()
+    rows = []
+    for i in range(max(0, payouts - have)):
+        rows.append(
+            {
+                "id": urlsafe_short_hash(),
+                "client_id": clients[i % len(clients)],
+                "amount_sats": 500,
+                "amount_fiat": Decimal("5.00"),
+                "exchange_rate": 100.0,
+                "transaction_type": "flow",
+                "status": "confirmed",
+                "created_at": now,
+            }
+        )
+    columns = list(rows[0]) if rows else []
+    for start in range(0, len(rows), 2000):
+        chunk = rows[start : start + 2000]
+        values = []
+        params: dict = {}
+        for j, row in enumerate(chunk):
+            names = []
+            for key in columns:
+                name = f"{key}_{j}"
+                params[name] = row[key]
+                names.append(
+                    db.timestamp_placeholder(name)
+                    if key == "created_at"
+                    else f":{name}"
+                )
+            values.append("(" + ", ".join(names) + ")")
+        await db.execute(
+            f"INSERT INTO satoshimachine.dca_payments ({', '.join(columns)}) "
+            f"VALUES {', '.join(values)}",
+            params,
+        )
+    figures = {}
+    for label, path, params in (
+        ("clients page (100)", "/clients", {"limit": 100}),
+        ("clients page (1000)", "/clients", {"limit": 1000}),
+        ("settlements page", "/settlements", {"limit": 20}),
+        ("payouts page", "/payouts", {"limit": 20}),
+        ("summary", "/summary", {}),
+    ):
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = await bench.api("GET", path, params=params)
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+        figures[label] = statistics.median(times) * 1000
+    count = (await bench.api("GET", "/payouts", params={"limit": 1})).json()["total"]
+    clients_total = (await bench.api("GET", "/clients", params={"limit": 1})).headers[
+        "X-Total-Count"
+    ]
+    return {"ms": figures, "payouts": count, "clients": int(clients_total)}
+
+
+async def run_backend(label: str, sizes: list[int], payouts: int) -> dict:
+    import httpx
+    from lnbits.app import create_app
+    from lnbits.settings import settings
+
+    app = create_app()
+    results: dict = {"backend": label, "sizes": {}}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench"
+        ) as http:
+            credentials = {"username": "bench", "password": "bench-password-1"}
+            response = await http.put(
+                "/api/v1/auth/first_install",
+                json={**credentials, "password_repeat": credentials["password"]},
+            )
+            assert response.status_code == 200, response.text
+            response = await http.post("/api/v1/auth", json=credentials)
+            token = response.json()["access_token"]
+            await http.put(
+                "/api/v1/extension/satmachineadmin/enable",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            bench = Bench(http, token, settings.super_user)
+            from lnbits.core.db import db as core_db
+            from satmachineadmin.crud import db as ext_db
+
+            counter = StatementCounter(
+                {id(d.engine): d.engine for d in (core_db, ext_db)}.values()
+            )
+            for n in sizes:
+                counter.trace.clear()
+                ext = await bench_extension(bench, counter, n)
+                for statement, times in counter.trace.most_common(40):
+                    print(f"TRACE {times:6} {statement}", file=sys.stderr)
+                floor = await bench_floor(bench, counter, n)
+                results["sizes"][n] = {"extension": ext, "floor": floor}
+                print(_row(label, n, ext, floor), flush=True)
+            if payouts:
+                have = len(
+                    (await bench.api("GET", "/clients", params={"limit": 1000})).json()
+                )
+                if have < 5000:
+                    await bench.clients(5000 - have, "pages")
+                results["pages"] = await bench_pages(bench, payouts)
+    return results
+
+
+def _row(label: str, n: int, ext: dict, floor: dict) -> str:
+    return (
+        f"{label:9} N={n:<5} extension {ext['seconds']:8.2f} s "
+        f"({ext['seconds'] / n * 1000:6.2f} ms/payout, "
+        f"{ext['statements'] / n:5.1f} SQL/payout, peak {ext['peak_mb']:6.1f} MB) | "
+        f"floor {floor['seconds']:8.2f} s ({floor['seconds'] / n * 1000:6.2f} ms, "
+        f"{floor['statements'] / n:5.1f} SQL) | ratio "
+        f"{ext['seconds'] / floor['seconds']:4.2f}x"
+    )
+
+
+def child(args) -> None:
+    database_url = None
+    server = None
+    if args.db == "postgres":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pg_server import start_postgres
+
+        server = start_postgres()
+        server.create_database("bench")
+        database_url = server.dsn("bench")
+    _prepare_environment(database_url)
+    try:
+        sizes = [int(x) for x in args.n.split(",")]
+        result = asyncio.run(run_backend(args.db, sizes, args.payouts))
+        print("RESULT " + json.dumps(result), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", default="10,100,1000,5000")
+    parser.add_argument("--db", default="both", choices=["sqlite", "postgres", "both"])
+    parser.add_argument("--payouts", type=int, default=100_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results = []
+    for backend in backends:
+        print(f"== {backend}", flush=True)
+        log = Path(tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")[1])
+        with log.open("w") as log_file:
+            process = subprocess.run(
+                [
+                    *(sys.executable, __file__, "--child", "--db", backend),
+                    *("--n", args.n, "--payouts", str(args.payouts)),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+            )
+        for line in process.stdout.splitlines():
+            if line.startswith("RESULT "):
+                results.append(json.loads(line[len("RESULT ") :]))
+            elif line.startswith(("sqlite", "postgres")):
+                print(line, flush=True)
+        if process.returncode:
+            print(f"{backend}: exit {process.returncode}, log in {log}", flush=True)
+    for result in results:
+        pages = result.get("pages")
+        if pages:
+            print(
+                f"== {result['backend']} pages with {pages['clients']} clients and "
+                f"{pages['payouts']} payouts (median of 5)"
+            )
+            for label, ms in pages["ms"].items():
+                print(f"   {label:22} {ms:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
