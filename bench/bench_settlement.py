@@ -410,7 +410,8 @@ def main() -> None:
         print(f"== {backend}", flush=True)
         log = Path(tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")[1])
         with log.open("w") as log_file:
-            process = subprocess.run(
+            # Streamed, so a long run shows each size as soon as it is measured.
+            process = subprocess.Popen(
                 [
                     *(sys.executable, __file__, "--child", "--db", backend),
                     *("--n", args.n, "--payouts", str(args.payouts)),
@@ -419,11 +420,14 @@ def main() -> None:
                 stderr=log_file,
                 text=True,
             )
-        for line in process.stdout.splitlines():
-            if line.startswith("RESULT "):
-                results.append(json.loads(line[len("RESULT ") :]))
-            elif line.startswith(("sqlite", "postgres")):
-                print(line, flush=True)
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                if line.startswith("RESULT "):
+                    results.append(json.loads(line[len("RESULT ") :]))
+                elif line.startswith(("sqlite", "postgres")):
+                    print(line, flush=True)
+            process.wait()
         if process.returncode:
             print(f"{backend}: exit {process.returncode}, log in {log}", flush=True)
     for result in results:
