@@ -3,22 +3,25 @@
     .venv/bin/python bench/bench_settlement.py [--n 10,100,1000,5000]
         [--db sqlite|postgres|both] [--payouts 100000]
 
-For each backend (each in its own process: LNbits fixes its database at import)
-it starts a real LNbits app in-process (FakeWallet, a temp data folder or a
-throwaway PostgreSQL server), and for each N:
+Each N runs in its own process on a fresh database (LNbits fixes its database
+at import): a real LNbits app in-process, FakeWallet, a temp data folder or a
+throwaway PostgreSQL server. Everything is set up first, then timed:
 
+* floor (before): N internal payments done bare, `create_invoice(internal=True)`
+  + `pay_invoice` from a funded wallet to N wallets of N users: what LNbits
+  itself costs, which the extension cannot beat.
 * extension: N clients with confirmed deposits that cover the cash, one ATM
   settlement paid into the source wallet; timed from the payment until the
   settlement is complete (listener, lookup, plan, N payouts, commission).
-* floor: the same N internal payments done bare, `create_invoice(internal=True)`
-  + `pay_invoice` from the same source wallet: what LNbits itself costs, which
-  the extension cannot beat.
+* floor (after): the bare payments again. LNbits gets slower per payment as its
+  tables grow, so the extension is compared with the mean of both floors.
 
 Reported: wall time, time per payout, SQL statements per payout (every
 statement either database executes, counted with a SQLAlchemy cursor event on
 both engines: LNbits' own and the extension's), peak Python memory
-(tracemalloc) and the extension/floor ratio. Then, with 5000 clients and
-`--payouts` payout rows, the median time of the dashboard's list requests.
+(tracemalloc) and the extension/floor ratio. Then, in another fresh database
+with 5000 clients and `--payouts` payout rows, the median time of the
+dashboard's list requests.
 
 Prints figures; asserts nothing. See bench/README.md.
 """
@@ -36,6 +39,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -46,34 +50,14 @@ DEPOSIT = Decimal("10.00")  # per client; a settlement uses half of it
 
 
 def _prepare_environment(database_url: str | None) -> Path:
-    run_dir = Path(tempfile.mkdtemp(prefix="satmachine-bench-"))
-    (run_dir / "extensions").mkdir()
-    (run_dir / "extensions" / "satmachineadmin").symlink_to(ROOT)
-    (run_dir / "data").mkdir()
-    os.environ.update(
-        {
-            "LNBITS_DATA_FOLDER": str(run_dir / "data"),
-            "LNBITS_EXTENSIONS_PATH": str(run_dir),
-            "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
-            "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
-            "LNBITS_EXTENSIONS_MANIFESTS": "[]",
-            "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
-            "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
-            "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
-            "LNBITS_RATE_LIMIT_NO": "100000000",
-            "LNBITS_ADMIN_UI": "true",
-            "LNBITS_RESERVE_FEE_MIN": "0",
-            "LNBITS_RESERVE_FEE_PERCENT": "0",
-            "DEBUG": "false",
-        }
-    )
+    from lnbits_sandbox import offline_settings, prepare_run_dir
+
+    run_dir = prepare_run_dir(Path(tempfile.mkdtemp(prefix="satmachine-bench-")))
+    os.environ.update(offline_settings(run_dir))
     if database_url:
         os.environ["LNBITS_DATABASE_URL"] = database_url
     else:
         os.environ.pop("LNBITS_DATABASE_URL", None)
-    import lnbits
-
-    (run_dir / "lnbits").symlink_to(Path(lnbits.__file__).resolve().parent)
     os.chdir(run_dir)
     return run_dir
 
@@ -154,13 +138,6 @@ class Bench:
             wallets.append(wallet)
         return wallets
 
-    async def deactivate_all(self) -> None:
-        from satmachineadmin.crud import db
-
-        await db.execute(
-            "UPDATE satoshimachine.dca_clients SET status = :s", {"s": "inactive"}
-        )
-
 
 async def _wait_processed(recorded_before, timeout: float = 3600) -> None:
     """Until the listener has recorded the settlement and the processor has
@@ -179,10 +156,10 @@ async def _wait_processed(recorded_before, timeout: float = 3600) -> None:
     raise RuntimeError("settlement was not processed")
 
 
-async def bench_extension(bench: Bench, counter: StatementCounter, n: int) -> dict:
-    from lnbits.core.services import create_invoice, pay_invoice
+async def prepare_extension(bench: Bench, n: int):
+    """Source wallet configured, n funded clients, and the ATM's invoice."""
+    from lnbits.core.services import create_invoice
 
-    await bench.deactivate_all()
     source = await bench.wallet(f"source-{n}")
     payer = await bench.wallet(f"payer-{n}")
     response = await bench.api("POST", "/config", json={"source_wallet_id": source.id})
@@ -204,6 +181,13 @@ async def bench_extension(bench: Bench, counter: StatementCounter, n: int) -> di
             "txid": f"bench-{n}",
         },
     )
+    return payer, invoice, principal
+
+
+async def bench_extension(
+    counter: StatementCounter, n: int, payer, invoice, principal: int
+) -> dict:
+    from lnbits.core.services import pay_invoice
     from satmachineadmin.tasks import listener_status
 
     recorded_before = listener_status["last_payment_at"]
@@ -224,19 +208,24 @@ async def bench_extension(bench: Bench, counter: StatementCounter, n: int) -> di
     return {"seconds": seconds, "statements": statements, "peak_mb": peak / 2**20}
 
 
-async def bench_floor(bench: Bench, counter: StatementCounter, n: int) -> dict:
-    from lnbits.core.services import create_invoice, pay_invoice
-
-    source = await bench.wallet(f"floor-source-{n}")
-    await bench.fund(source.id, n * 500)
+async def prepare_floor(bench: Bench, n: int, tag: str):
+    """A funded source wallet and n target wallets for the bare payments."""
     from lnbits.core.services import create_user_account
 
+    source = await bench.wallet(f"floor-source-{tag}")
+    await bench.fund(source.id, n * 500)
     # One user per target wallet, like the extension's clients: wallets piled
     # on one user make LNbits slower per payment and would flatter the ratio.
     targets = []
     for i in range(n):
         account = await create_user_account()
-        targets.append(await bench.wallet(f"floor-{n}-{i}", account.id))
+        targets.append(await bench.wallet(f"floor-{tag}-{i}", account.id))
+    return source, targets
+
+
+async def bench_floor(counter: StatementCounter, source, targets: list) -> dict:
+    from lnbits.core.services import create_invoice, pay_invoice
+
     tracemalloc.start()
     statements = counter.count
     started = time.perf_counter()
@@ -322,13 +311,15 @@ async def bench_pages(bench: Bench, payouts: int) -> dict:
     return {"ms": figures, "payouts": count, "clients": int(clients_total)}
 
 
-async def run_backend(label: str, sizes: list[int], payouts: int) -> dict:
+@asynccontextmanager
+async def lnbits_app():
+    """A real LNbits app in-process, first install done, extension enabled."""
     import httpx
     from lnbits.app import create_app
+    from lnbits.core.db import db as core_db
     from lnbits.settings import settings
 
     app = create_app()
-    results: dict = {"backend": label, "sizes": {}}
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench"
@@ -345,47 +336,59 @@ async def run_backend(label: str, sizes: list[int], payouts: int) -> dict:
                 "/api/v1/extension/satmachineadmin/enable",
                 headers={"Authorization": f"Bearer {token}"},
             )
-            bench = Bench(http, token, settings.super_user)
-            from lnbits.core.db import db as core_db
             from satmachineadmin.crud import db as ext_db
 
             counter = StatementCounter(
                 {id(d.engine): d.engine for d in (core_db, ext_db)}.values()
             )
-            for n in sizes:
-                counter.trace.clear()
-                ext = await bench_extension(bench, counter, n)
-                for statement, times in counter.trace.most_common(40):
-                    print(f"TRACE {times:6} {statement}", file=sys.stderr)
-                floor = await bench_floor(bench, counter, n)
-                results["sizes"][n] = {"extension": ext, "floor": floor}
-                print(_row(label, n, ext, floor), flush=True)
-            if payouts:
-                have = len(
-                    (await bench.api("GET", "/clients", params={"limit": 1000})).json()
-                )
-                if have < 5000:
-                    await bench.clients(5000 - have, "pages")
-                results["pages"] = await bench_pages(bench, payouts)
-    return results
+            yield Bench(http, token, settings.super_user), counter
 
 
-def _row(label: str, n: int, ext: dict, floor: dict) -> str:
+async def run_size(n: int) -> dict:
+    """One N on a fresh database. Everything is set up first; then the bare
+    floor, the extension's settlement, and the floor again: LNbits gets slower
+    per payment as its tables grow, so the extension is compared with the mean
+    of a floor measured before it and one measured after it."""
+    async with lnbits_app() as (bench, counter):
+        settlement = await prepare_extension(bench, n)
+        before_setup = await prepare_floor(bench, n, f"{n}-before")
+        after_setup = await prepare_floor(bench, n, f"{n}-after")
+        before = await bench_floor(counter, *before_setup)
+        counter.trace.clear()
+        ext = await bench_extension(counter, n, *settlement)
+        for statement, times in counter.trace.most_common(40):
+            print(f"TRACE {times:6} {statement}", file=sys.stderr)
+        after = await bench_floor(counter, *after_setup)
+    return {"n": n, "extension": ext, "floor_before": before, "floor_after": after}
+
+
+async def run_pages(payouts: int) -> dict:
+    async with lnbits_app() as (bench, _):
+        await bench.clients(5000, "pages")
+        return await bench_pages(bench, payouts)
+
+
+def _row(label: str, result: dict) -> str:
+    n, ext = result["n"], result["extension"]
+    before, after = result["floor_before"], result["floor_after"]
+    floor_seconds = (before["seconds"] + after["seconds"]) / 2
+    floor_statements = (before["statements"] + after["statements"]) / 2
     return (
-        f"{label:9} N={n:<5} extension {ext['seconds']:8.2f} s "
-        f"({ext['seconds'] / n * 1000:6.2f} ms/payout, "
-        f"{ext['statements'] / n:5.1f} SQL/payout, peak {ext['peak_mb']:6.1f} MB) | "
-        f"floor {floor['seconds']:8.2f} s ({floor['seconds'] / n * 1000:6.2f} ms, "
-        f"{floor['statements'] / n:5.1f} SQL) | ratio "
-        f"{ext['seconds'] / floor['seconds']:4.2f}x"
+        f"{label:8} N={n:<5} extension {ext['seconds']:8.2f} s "
+        f"({ext['seconds'] / n * 1000:6.1f} ms/payout, "
+        f"{ext['statements'] / n:4.1f} SQL/payout, peak {ext['peak_mb']:5.1f} MB) | "
+        f"floor {before['seconds'] / n * 1000:6.1f} / "
+        f"{after['seconds'] / n * 1000:6.1f} ms before/after "
+        f"({floor_statements / n:4.1f} SQL) | ratio "
+        f"{ext['seconds'] / floor_seconds:4.2f}x"
     )
 
 
 def child(args) -> None:
     database_url = None
     server = None
+    sys.path.insert(0, str(ROOT / "tests"))  # lnbits_sandbox, pg_server
     if args.db == "postgres":
-        sys.path.insert(0, str(ROOT / "tests"))
         from pg_server import start_postgres
 
         server = start_postgres()
@@ -393,12 +396,33 @@ def child(args) -> None:
         database_url = server.dsn("bench")
     _prepare_environment(database_url)
     try:
-        sizes = [int(x) for x in args.n.split(",")]
-        result = asyncio.run(run_backend(args.db, sizes, args.payouts))
+        if args.pages:
+            result = asyncio.run(run_pages(args.payouts))
+        else:
+            result = asyncio.run(run_size(int(args.n)))
         print("RESULT " + json.dumps(result), flush=True)
     finally:
         if server is not None:
             server.stop()
+
+
+def _run_child(backend: str, *args: str) -> dict | None:
+    """A fresh process (LNbits fixes its database at import) and database."""
+    log = Path(tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")[1])
+    with log.open("w") as log_file:
+        process = subprocess.run(
+            [sys.executable, __file__, "--child", "--db", backend, *args],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+        )
+    if os.environ.get("BENCH_TRACE"):
+        print(f"   (statements traced in {log})", flush=True)
+    for line in process.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    print(f"{backend} {' '.join(args)}: exit {process.returncode}, log in {log}")
+    return None
 
 
 def main() -> None:
@@ -407,45 +431,28 @@ def main() -> None:
     parser.add_argument("--db", default="both", choices=["sqlite", "postgres", "both"])
     parser.add_argument("--payouts", type=int, default=100_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pages", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
     backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    results = []
     for backend in backends:
         print(f"== {backend}", flush=True)
-        log = Path(tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")[1])
-        with log.open("w") as log_file:
-            # Streamed, so a long run shows each size as soon as it is measured.
-            process = subprocess.Popen(
-                [
-                    *(sys.executable, __file__, "--child", "--db", backend),
-                    *("--n", args.n, "--payouts", str(args.payouts)),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log_file,
-                text=True,
-            )
-            assert process.stdout is not None
-            for line in process.stdout:
-                line = line.rstrip("\n")
-                if line.startswith("RESULT "):
-                    results.append(json.loads(line[len("RESULT ") :]))
-                elif line.startswith(("sqlite", "postgres")):
-                    print(line, flush=True)
-            process.wait()
-        if process.returncode:
-            print(f"{backend}: exit {process.returncode}, log in {log}", flush=True)
-    for result in results:
-        pages = result.get("pages")
-        if pages:
-            print(
-                f"== {result['backend']} pages with {pages['clients']} clients and "
-                f"{pages['payouts']} payouts (median of 5)"
-            )
-            for label, ms in pages["ms"].items():
-                print(f"   {label:22} {ms:7.1f} ms")
+        for n in args.n.split(","):
+            result = _run_child(backend, "--n", n)
+            if result:
+                print(_row(backend, result), flush=True)
+        if args.payouts:
+            pages = _run_child(backend, "--pages", "--payouts", str(args.payouts))
+            if pages:
+                print(
+                    f"{backend} pages with {pages['clients']} clients and "
+                    f"{pages['payouts']} payouts (median of 5):",
+                    flush=True,
+                )
+                for label, ms in pages["ms"].items():
+                    print(f"   {label:22} {ms:7.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

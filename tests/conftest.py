@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(tempfile.mkdtemp(prefix="satmachine-test-"))
-(RUN_DIR / "extensions").mkdir()
-(RUN_DIR / "extensions" / "satmachineadmin").symlink_to(ROOT)
-(RUN_DIR / "data").mkdir()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lnbits_sandbox import offline_settings, prepare_run_dir  # noqa: E402
+
+prepare_run_dir(RUN_DIR)
 
 _pg = None
 if os.environ.get("SATMACHINE_TEST_DB") == "postgres":
@@ -39,28 +38,7 @@ if os.environ.get("SATMACHINE_TEST_DB") == "postgres":
 else:
     os.environ.pop("LNBITS_DATABASE_URL", None)
 
-os.environ.update(
-    {
-        "LNBITS_DATA_FOLDER": str(RUN_DIR / "data"),
-        "LNBITS_EXTENSIONS_PATH": str(RUN_DIR),
-        "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
-        "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
-        "LNBITS_EXTENSIONS_MANIFESTS": "[]",
-        "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
-        "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
-        "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
-        "AUTH_HTTPS_ONLY": "false",
-        "LNBITS_RATE_LIMIT_NO": "1000000",
-        "LNBITS_ADMIN_UI": "true",
-        "DEBUG": "false",
-        "LNBITS_RESERVE_FEE_MIN": "0",
-        "LNBITS_RESERVE_FEE_PERCENT": "0",
-    }
-)
-import lnbits  # noqa: E402
-
-LNBITS_DIR = Path(lnbits.__file__).resolve().parent
-(RUN_DIR / "lnbits").symlink_to(LNBITS_DIR)
+os.environ.update(offline_settings(RUN_DIR))
 os.chdir(RUN_DIR)
 
 SUPER_USERNAME = "operator"

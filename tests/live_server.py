@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import httpx
+from lnbits_sandbox import offline_settings, prepare_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 SUPER_USERNAME = "operator"
 SUPER_PASSWORD = "secret-password-1"
 PREFIX = "/satmachineadmin/api/v1/dca"
@@ -35,13 +35,7 @@ def free_port() -> int:
 
 class LiveLNbits:
     def __init__(self, database_url: str | None = None, **extra_env: str):
-        import lnbits
-
-        self.dir = Path(tempfile.mkdtemp(prefix="satmachine-live-"))
-        (self.dir / "extensions").mkdir()
-        (self.dir / "extensions" / "satmachineadmin").symlink_to(ROOT)
-        (self.dir / "data").mkdir()
-        (self.dir / "lnbits").symlink_to(Path(lnbits.__file__).resolve().parent)
+        self.dir = prepare_run_dir(Path(tempfile.mkdtemp(prefix="satmachine-live-")))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.dir / "server.log"
@@ -52,20 +46,7 @@ class LiveLNbits:
         }
         self.env.update(
             {
-                "LNBITS_DATA_FOLDER": str(self.dir / "data"),
-                "LNBITS_EXTENSIONS_PATH": str(self.dir),
-                "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
-                "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
-                "LNBITS_EXTENSIONS_MANIFESTS": "[]",
-                "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
-                "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
-                "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
-                "LNBITS_RATE_LIMIT_NO": "1000000",
-                "LNBITS_ADMIN_UI": "true",
-                "LNBITS_RESERVE_FEE_MIN": "0",
-                "LNBITS_RESERVE_FEE_PERCENT": "0",
-                "AUTH_HTTPS_ONLY": "false",
-                "DEBUG": "false",
+                **offline_settings(self.dir),
                 "HOST": "127.0.0.1",
                 "PORT": str(self.port),
             }

@@ -20,36 +20,16 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from lnbits_sandbox import offline_settings, prepare_run_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-RUN = Path(sys.argv[1])
-(RUN / "extensions").mkdir(parents=True, exist_ok=True)
-(RUN / "data").mkdir(exist_ok=True)
-link = RUN / "extensions" / "satmachineadmin"
-if not link.exists():
-    link.symlink_to(ROOT)
-os.environ.update(
-    {
-        "LNBITS_DATA_FOLDER": str(RUN / "data"),
-        "LNBITS_EXTENSIONS_PATH": str(RUN),
-        "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
-        "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
-        "LNBITS_EXTENSIONS_MANIFESTS": "[]",
-        "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
-        "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
-        "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
-        "AUTH_HTTPS_ONLY": "false",
-    }
-)
+RUN = prepare_run_dir(Path(sys.argv[1]))
+os.environ.update(offline_settings(RUN))
 if len(sys.argv) > 2:
     os.environ["LNBITS_DATABASE_URL"] = sys.argv[2]
 else:
     os.environ.pop("LNBITS_DATABASE_URL", None)
 
-import lnbits  # noqa: E402
-
-lnbits_link = RUN / "lnbits"
-if not lnbits_link.exists():
-    lnbits_link.symlink_to(Path(lnbits.__file__).resolve().parent)
 os.chdir(RUN)
 
 OLD_DEPOSITS = [

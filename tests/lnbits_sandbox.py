@@ -1,0 +1,56 @@
+"""The folder and settings every LNbits started by the tests (and the benchmark)
+runs with: this checkout as its only extension, FakeWallet funding, no network
+(no manifests, no exchange-rate providers), no reserve fee, no rate limit.
+
+Importing this module does not import `lnbits`: LNbits fixes its settings at
+import, so callers put `offline_settings()` into the environment first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """`extensions/satmachineadmin` -> this checkout, `data/`, and `lnbits` ->
+    the installed package (LNbits serves its static files relative to the
+    working directory). Safe to call again on the same folder."""
+    (run_dir / "extensions").mkdir(parents=True, exist_ok=True)
+    (run_dir / "data").mkdir(exist_ok=True)
+    links = {
+        run_dir / "extensions" / "satmachineadmin": ROOT,
+        run_dir / "lnbits": _lnbits_package(),
+    }
+    for link, target in links.items():
+        if not link.is_symlink():
+            link.symlink_to(target)
+    return run_dir
+
+
+def offline_settings(run_dir: Path) -> dict[str, str]:
+    return {
+        "LNBITS_DATA_FOLDER": str(run_dir / "data"),
+        "LNBITS_EXTENSIONS_PATH": str(run_dir),
+        "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
+        "LNBITS_EXTENSIONS_DEFAULT_INSTALL": "",
+        "LNBITS_EXTENSIONS_MANIFESTS": "[]",
+        "LNBITS_WASM_EXTENSIONS_MANIFESTS": "[]",
+        "LNBITS_PRICE_AGGREGATOR_ENABLED": "false",
+        "LNBITS_EXCHANGE_RATE_PROVIDERS": "[]",
+        "LNBITS_RATE_LIMIT_NO": "100000000",
+        "LNBITS_ADMIN_UI": "true",
+        "LNBITS_RESERVE_FEE_MIN": "0",
+        "LNBITS_RESERVE_FEE_PERCENT": "0",
+        "AUTH_HTTPS_ONLY": "false",
+        "DEBUG": "false",
+    }
+
+
+def _lnbits_package() -> Path:
+    # find_spec locates a top-level package without running its __init__.
+    spec = importlib.util.find_spec("lnbits")
+    assert spec and spec.origin, "LNbits is not installed"
+    return Path(spec.origin).resolve().parent
