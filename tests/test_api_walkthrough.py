@@ -1,4 +1,4 @@
-"""docs/API.md's curl walkthrough runs as written: its ```bash blocks, in order,
+"""The README's curl walkthrough runs as written: its ```bash blocks, in order,
 in one bash (-euo pipefail), with curl and jq, against a real LNbits server
 process; then the end state is checked through the API."""
 
@@ -15,12 +15,13 @@ from live_server import LiveLNbits
 
 pytestmark = pytest.mark.sqlite_only
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "API.md"
+DOC = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def walkthrough_script() -> str:
     text = DOC.read_text()
-    section = text[text.index("## Walkthrough") :]
+    section = text[text.index("### API walkthrough (curl)") :]
+    section = section[: section.index("\n## ")]  # up to the next section
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     assert len(blocks) >= 5
     return "\n".join(blocks)
