@@ -8,7 +8,7 @@ at import): a real LNbits app in-process, FakeWallet, a temp data folder or a
 throwaway PostgreSQL server. Everything is set up first, then timed:
 
 * floor (before): N internal payments done bare, `create_invoice(internal=True)`
-  + `pay_invoice` from a funded wallet to N wallets of N users: what LNbits
+  + `pay_invoice` from a funded wallet to the N clients' wallets: what LNbits
   itself costs, which the extension cannot beat.
 * extension: N clients with confirmed deposits that cover the cash, one ATM
   settlement paid into the source wallet; timed from the payment until the
