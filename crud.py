@@ -34,6 +34,19 @@ from .models import (
 )
 
 db = Database("ext_satoshimachine")
+
+
+class StableFilters(Filters):
+    """LNbits' Filters with the row id as the last sort key: rows that tie on
+    the sort field (SQLite keeps timestamps to the second; payouts of one
+    settlement share theirs) then come in one order on every page, so paging
+    through a list (the CSV exports do) neither repeats nor skips a row."""
+
+    def order_by(self) -> str:
+        order = super().order_by()
+        return f"{order}, id {self.direction or 'asc'}" if order else "ORDER BY id"
+
+
 S = "satoshimachine"
 
 # SQLite has no decimal type and sqlite3 cannot bind Decimal. Bind it as text:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from .allocation import AllocationError
 from .auth import ReadAccess, WriteAccess
 from .crud import (
+    StableFilters,
     add_audit,
     create_client,
     create_config,
@@ -213,7 +214,7 @@ def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
             except (ValueError, ValidationError):
                 continue
         try:
-            return Filters(
+            return StableFilters(
                 filters=parsed,
                 limit=limit if limit is not None else 100,
                 offset=offset,
@@ -865,7 +866,9 @@ async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
     offset = 0
     while True:
         page = await get_payments(
-            Filters(limit=1000, offset=offset, sortby="created_at", direction="asc")
+            StableFilters(
+                limit=1000, offset=offset, sortby="created_at", direction="asc"
+            )
         )
         rows.extend(page.data)
         offset += 1000
@@ -882,7 +885,7 @@ async def api_export_settlements(_: ReadAccess) -> StreamingResponse:
     offset = 0
     while True:
         page = await get_settlements(
-            Filters(limit=1000, offset=offset, sortby="paid_at", direction="asc")
+            StableFilters(limit=1000, offset=offset, sortby="paid_at", direction="asc")
         )
         rows.extend(page.data)
         offset += 1000

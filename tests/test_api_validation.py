@@ -573,3 +573,43 @@ async def test_pagination_filters_and_sorting(env):
     response = await env.api("GET", "/reconciliations", params={"status": "open"})
     assert orphan["id"] in {r["id"] for r in response.json()["data"]}
     assert all(r["status"] == "open" for r in response.json()["data"])
+
+
+async def test_paging_is_stable_when_rows_tie_on_the_sort_field(env):
+    """Rows with one and the same sort value (SQLite keeps timestamps to the
+    second; one settlement's payouts share theirs): paging through them, as
+    the CSV exports do, brings every row exactly once."""
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import create_deposit
+    from satmachineadmin.models import DcaDeposit, utc_now
+
+    client = await register_client(env)
+    moment = utc_now().replace(microsecond=0)
+    created = set()
+    for _ in range(7):
+        deposit = DcaDeposit(
+            id=urlsafe_short_hash(),
+            client_id=client["id"],
+            amount=Decimal("1.00"),
+            status="pending",
+            created_at=moment,
+        )
+        await create_deposit(deposit)
+        created.add(deposit.id)
+    for direction in ("asc", "desc"):
+        seen = []
+        for offset in range(0, 8, 2):
+            response = await env.api(
+                "GET",
+                "/deposits",
+                params={
+                    "client_id": client["id"],
+                    "limit": 2,
+                    "offset": offset,
+                    "sortby": "created_at",
+                    "direction": direction,
+                },
+            )
+            assert response.status_code == 200, response.text
+            seen += [d["id"] for d in response.json()]
+        assert sorted(seen) == sorted(created), direction
