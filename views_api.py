@@ -858,37 +858,27 @@ _CSV: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _every_row(fetch: Callable, sortby: str) -> list[BaseModel]:
+    """The whole list, 1000 rows per query, oldest first (stable paging)."""
+    rows: list[BaseModel] = []
+    while True:
+        page = await fetch(
+            StableFilters(limit=1000, offset=len(rows), sortby=sortby, direction="asc")
+        )
+        rows.extend(page.data)
+        if not page.data or len(rows) >= page.total:
+            return rows
+
+
 @satmachineadmin_api_router.get(
     "/export/payouts.csv", response_class=StreamingResponse, responses=_CSV
 )
 async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
-    rows: list[BaseModel] = []
-    offset = 0
-    while True:
-        page = await get_payments(
-            StableFilters(
-                limit=1000, offset=offset, sortby="created_at", direction="asc"
-            )
-        )
-        rows.extend(page.data)
-        offset += 1000
-        if offset >= page.total:
-            break
-    return _csv_response(rows, "payouts")
+    return _csv_response(await _every_row(get_payments, "created_at"), "payouts")
 
 
 @satmachineadmin_api_router.get(
     "/export/settlements.csv", response_class=StreamingResponse, responses=_CSV
 )
 async def api_export_settlements(_: ReadAccess) -> StreamingResponse:
-    rows: list[BaseModel] = []
-    offset = 0
-    while True:
-        page = await get_settlements(
-            StableFilters(limit=1000, offset=offset, sortby="paid_at", direction="asc")
-        )
-        rows.extend(page.data)
-        offset += 1000
-        if offset >= page.total:
-            break
-    return _csv_response(rows, "settlements")
+    return _csv_response(await _every_row(get_settlements, "paid_at"), "settlements")

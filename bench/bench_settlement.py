@@ -49,7 +49,7 @@ RATE = "1000000"  # GTQ per BTC: 100 sats per GTQ
 DEPOSIT = Decimal("10.00")  # per client; a settlement uses half of it
 
 
-def _prepare_environment(database_url: str | None) -> Path:
+def _prepare_environment(database_url: str | None) -> None:
     from lnbits_sandbox import offline_settings, prepare_run_dir
 
     run_dir = prepare_run_dir(Path(tempfile.mkdtemp(prefix="satmachine-bench-")))
@@ -59,7 +59,6 @@ def _prepare_environment(database_url: str | None) -> Path:
     else:
         os.environ.pop("LNBITS_DATABASE_URL", None)
     os.chdir(run_dir)
-    return run_dir
 
 
 class StatementCounter:
@@ -212,7 +211,7 @@ async def prepare_floor(bench: Bench, targets: list, tag: str):
     """A source wallet funded for one bare payment to each target."""
     source = await bench.wallet(f"floor-source-{tag}")
     await bench.fund(source.id, len(targets) * 500)
-    return source, targets
+    return source
 
 
 async def bench_floor(counter: StatementCounter, source, targets: list) -> dict:
@@ -384,14 +383,14 @@ async def run_size(n: int) -> dict:
         # and the same database as the settlement's payouts. (Extra wallets
         # would slow LNbits down for both: on SQLite its balances view scans
         # every wallet for each balance it looks up.)
-        before_setup = await prepare_floor(bench, client_wallets, "before")
-        after_setup = await prepare_floor(bench, client_wallets, "after")
-        before = await bench_floor(counter, *before_setup)
+        before_source = await prepare_floor(bench, client_wallets, "before")
+        after_source = await prepare_floor(bench, client_wallets, "after")
+        before = await bench_floor(counter, before_source, client_wallets)
         counter.trace.clear()
         ext = await bench_extension(counter, n, *settlement)
         for statement, times in counter.trace.most_common(40):
             print(f"TRACE {times:6} {statement}", file=sys.stderr)
-        after = await bench_floor(counter, *after_setup)
+        after = await bench_floor(counter, after_source, client_wallets)
     return {"n": n, "extension": ext, "floor_before": before, "floor_after": after}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 
 import pytest
@@ -138,6 +140,7 @@ async def test_covered_settlement_is_proportional_without_orphan(env):
         for r in response.json()["data"]
     )
     await _assert_client_figures_agree(env, {c["id"] for c, _ in clients})
+    await _assert_csv_exports_hold_every_row_once(env)
 
 
 async def _assert_client_figures_agree(env, paid: set[str]):
@@ -244,3 +247,17 @@ async def test_parity_transactions_show_settlements_in_the_old_shape(env):
     assert distribution["client_id"] == clients[0][0]["id"]
     assert distribution["amount_sats"] == 9_500
     assert (await env.api("GET", "/transactions/nope")).status_code == 404
+
+
+async def _assert_csv_exports_hold_every_row_once(env):
+    for path, listing in (
+        ("/export/payouts.csv", "/payouts"),
+        ("/export/settlements.csv", "/settlements"),
+    ):
+        response = await env.api("GET", path)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/csv")
+        ids = [row["id"] for row in csv.DictReader(io.StringIO(response.text))]
+        total = (await env.api("GET", listing, params={"limit": 1})).json()["total"]
+        assert total > 0
+        assert len(ids) == len(set(ids)) == total, path
