@@ -3,9 +3,11 @@ through an SSH tunnel.
 
 * asyncpg, parameterised queries only, short timeouts, and every session set to
   `default_transaction_read_only`: this extension never writes to Lamassu.
-* The SSH tunnel uses asyncssh: key (from memory, never a temp file) or password
-  auth, known-hosts checking when the operator gives the host's key; no `ssh`
-  or `sshpass` processes.
+* The SSH tunnel uses asyncssh, which LNbits does not ship: it is imported only
+  when a tunnel is opened (`require_asyncssh`), so the extension loads on a
+  stock LNbits and only the SSH option asks for the package. Key (from
+  memory, never a temp file) or password auth, known-hosts checking when the
+  operator gives the host's key; no `ssh` or `sshpass` processes.
 * Lamassu renamed and added `cash_out_txs` columns over the years; the client
   reads which exist and selects NULL for the ones an older server lacks.
 
@@ -19,10 +21,12 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import asyncssh
+
+if TYPE_CHECKING:  # optional at run time: see require_asyncssh()
+    import asyncssh
 
 CASH_OUT_TABLE = "cash_out_txs"
 # Wanted columns, and what stands in when a Lamassu version lacks one.
@@ -143,7 +147,26 @@ class ConnectionStep:
     message: str
 
 
+ASYNCSSH_MISSING = (
+    "the SSH tunnel needs the Python package asyncssh, which LNbits does not "
+    "install; add it to LNbits' environment with: pip install 'asyncssh>=2.14,<3' "
+    "(run with LNbits' own Python, e.g. `uv pip install asyncssh` in its folder), "
+    "then restart LNbits"
+)
+
+
+def require_asyncssh():
+    """The asyncssh module, or a LamassuError naming the package and the
+    command that adds it (never an ImportError at extension load)."""
+    try:
+        import asyncssh
+    except ImportError:
+        raise LamassuError(ASYNCSSH_MISSING) from None
+    return asyncssh
+
+
 def _ssh_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
+    asyncssh = require_asyncssh()
     where = f"{settings.ssh_host}:{settings.ssh_port}"
     if isinstance(exc, asyncssh.KeyImportError):
         return LamassuError("the SSH private key could not be read (is it complete?)")
@@ -227,6 +250,7 @@ class LamassuClient:
             return s.host, s.port
         if not s.ssh_host or not s.ssh_username:
             raise LamassuError("the SSH tunnel needs a host and a username")
+        asyncssh = require_asyncssh()
         try:
             options: dict[str, Any] = {
                 "username": s.ssh_username,
@@ -249,10 +273,11 @@ class LamassuClient:
                     "publickey,password" if s.ssh_private_key else "password"
                 ),
             }
-            self._ssh = await asyncio.wait_for(
+            ssh = await asyncio.wait_for(
                 asyncssh.connect(s.ssh_host, **options), s.connect_timeout + 1
             )
-            self._listener = await self._ssh.forward_local_port(
+            self._ssh = ssh
+            self._listener = await ssh.forward_local_port(
                 "127.0.0.1", 0, s.host, s.port
             )
         except LamassuError:

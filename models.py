@@ -463,7 +463,20 @@ class LamassuConfig(BaseModel):
             ssh_password_set=bool(self.ssh_password),
             ssh_private_key_set=bool(self.ssh_private_key),
             lamassu_configured=self.lamassu_configured,
+            ssh_tunnel_unavailable=_ssh_tunnel_unavailable(),
         )
+
+
+def _ssh_tunnel_unavailable() -> str | None:
+    """Why the SSH tunnel cannot be used on this LNbits (its optional package
+    is missing), or None."""
+    from .lamassu import LamassuError, require_asyncssh
+
+    try:
+        require_asyncssh()
+    except LamassuError as exc:
+        return str(exc)
+    return None
 
 
 class PublicLamassuConfig(BaseModel):
@@ -493,6 +506,7 @@ class PublicLamassuConfig(BaseModel):
     limit_currency: str | None
     expected_commission_percentage: float | None
     lamassu_configured: bool
+    ssh_tunnel_unavailable: str | None = None
     created_at: datetime
     updated_at: datetime
 
