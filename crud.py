@@ -54,8 +54,14 @@ S = "satoshimachine"
 # back through to_fiat(), which quantizes to cents, so no cent is ever lost.
 sqlite3.register_adapter(Decimal, str)
 
-# Payouts whose fiat is spoken for: paid, being paid, or failed and retryable.
-COMMITTED_PAYOUT_STATUSES = ("confirmed", "pending", "failed")
+# What a payout takes from a client's balance, as SQL over `dca_payments`:
+# paid (confirmed: the client extension counts exactly these), plus reserved:
+# this extension's own unfinished payouts (tied to a settlement, pending or
+# failed and retryable). Rows older software left pending or failed (no
+# settlement) reserve nothing, so the balance the operator sees is the one the
+# client's dashboard shows; cancelled payouts take nothing.
+RESERVED_PAYOUT_SQL = "(status IN ('pending', 'failed') AND settlement_id IS NOT NULL)"
+SPENT_PAYOUT_SQL = f"(status = 'confirmed' OR {RESERVED_PAYOUT_SQL})"
 
 
 def ts(key: str) -> str:
@@ -208,12 +214,14 @@ async def update_client(client: DcaClient) -> DcaClient:
 
 
 def _client_figures_sql(id_params: str | None = None) -> str:
-    """Clients with their deposit and payout sums. With `id_params` (a list
-    of placeholders) only those clients' rows are read and summed."""
+    """Clients with their deposit and payout sums in their main currency (the
+    one their deposits are in; the highest code when there are several: every
+    currency's figures are in `get_currency_figures`). With `id_params` (a
+    list of placeholders) only those clients' rows are read and summed."""
     only = f"WHERE client_id IN ({id_params})" if id_params else ""
     return f"""
     SELECT c.*,
-        d.currency AS currency,
+        cur.currency AS currency,
         COALESCE(d.confirmed, 0) AS confirmed_deposits,
         COALESCE(d.pending, 0) AS pending_deposits,
         COALESCE(p.paid_fiat, 0) AS distributed_fiat,
@@ -223,23 +231,75 @@ def _client_figures_sql(id_params: str | None = None) -> str:
             - COALESCE(p.reserved_fiat, 0) AS remaining_balance
     FROM {S}.dca_clients c
     LEFT JOIN (
-        SELECT client_id, MAX(currency) AS currency,
+        SELECT client_id, MAX(currency) AS currency
+        FROM {S}.dca_deposits {only} GROUP BY client_id
+    ) cur ON cur.client_id = c.id
+    LEFT JOIN ({_deposit_sums_sql(only)}) d
+        ON d.client_id = c.id AND d.currency = cur.currency
+    LEFT JOIN ({_payout_sums_sql(only)}) p
+        ON p.client_id = c.id AND p.currency = cur.currency
+    {f"WHERE c.id IN ({id_params})" if id_params else ""}
+"""
+
+
+def _deposit_sums_sql(where: str) -> str:
+    return f"""
+        SELECT client_id, currency,
             SUM(CASE WHEN status = 'confirmed' THEN amount ELSE 0 END) AS confirmed,
             SUM(CASE WHEN status = 'pending' THEN amount ELSE 0 END) AS pending
-        FROM {S}.dca_deposits {only} GROUP BY client_id
-    ) d ON d.client_id = c.id
-    LEFT JOIN (
-        SELECT client_id,
+        FROM {S}.dca_deposits {where} GROUP BY client_id, currency"""
+
+
+def _payout_sums_sql(where: str) -> str:
+    return f"""
+        SELECT client_id, currency,
             SUM(CASE WHEN status = 'confirmed' THEN amount_fiat ELSE 0 END)
                 AS paid_fiat,
             SUM(CASE WHEN status = 'confirmed' THEN amount_sats ELSE 0 END)
                 AS paid_sats,
-            SUM(CASE WHEN status IN ('pending', 'failed') THEN amount_fiat ELSE 0 END)
+            SUM(CASE WHEN {RESERVED_PAYOUT_SQL} THEN amount_fiat ELSE 0 END)
                 AS reserved_fiat
-        FROM {S}.dca_payments {only} GROUP BY client_id
-    ) p ON p.client_id = c.id
-    {f"WHERE c.id IN ({id_params})" if id_params else ""}
-"""
+        FROM {S}.dca_payments {where} GROUP BY client_id, currency"""
+
+
+async def get_currency_figures(client_ids: Sequence[str]) -> dict[str, list[dict]]:
+    """Every client's figures per currency (deposits and payouts in one
+    currency are never mixed), in two aggregate queries for all of them."""
+    if not client_ids:
+        return {}
+    values = {f"id{i}": cid for i, cid in enumerate(client_ids)}
+    where = f"WHERE client_id IN ({', '.join(':' + k for k in values)})"
+    figures: dict[tuple[str, str], dict] = {}
+
+    def entry(client_id: str, currency: str) -> dict:
+        return figures.setdefault(
+            (client_id, currency),
+            {
+                "currency": currency,
+                "confirmed_deposits": Decimal("0.00"),
+                "pending_deposits": Decimal("0.00"),
+                "distributed_fiat": Decimal("0.00"),
+                "distributed_sats": 0,
+                "reserved_fiat": Decimal("0.00"),
+            },
+        )
+
+    for row in await db.fetchall(_deposit_sums_sql(where), values):
+        e = entry(row["client_id"], row["currency"])
+        e["confirmed_deposits"] = to_fiat(row["confirmed"] or 0)
+        e["pending_deposits"] = to_fiat(row["pending"] or 0)
+    for row in await db.fetchall(_payout_sums_sql(where), values):
+        e = entry(row["client_id"], row["currency"] or "GTQ")
+        e["distributed_fiat"] = to_fiat(row["paid_fiat"] or 0)
+        e["distributed_sats"] = int(row["paid_sats"] or 0)
+        e["reserved_fiat"] = to_fiat(row["reserved_fiat"] or 0)
+    result: dict[str, list[dict]] = {}
+    for (client_id, _), e in sorted(figures.items()):
+        e["remaining_balance"] = (
+            e["confirmed_deposits"] - e["distributed_fiat"] - e["reserved_fiat"]
+        )
+        result.setdefault(client_id, []).append(e)
+    return result
 
 
 # Sorting by these needs every client's figures before a page can be cut.
@@ -271,6 +331,7 @@ async def get_client_summaries(
             model=ClientSummary,
         )
         page.data = [_with_remaining(s) for s in page.data]
+        await _attach_currency_figures(page.data)
         return page
     clients = await db.fetch_page(
         f"SELECT * FROM {S}.dca_clients", filters=filters, model=DcaClient
@@ -284,17 +345,26 @@ async def get_client_summaries(
         ClientSummary,
     )
     by_id = {row.id: row for row in rows}
-    return Page(
-        data=[_with_remaining(by_id[c.id]) for c in clients.data if c.id in by_id],
-        total=clients.total,
-    )
+    data = [_with_remaining(by_id[c.id]) for c in clients.data if c.id in by_id]
+    await _attach_currency_figures(data)
+    return Page(data=data, total=clients.total)
+
+
+async def _attach_currency_figures(summaries: list[ClientSummary]) -> None:
+    figures = await get_currency_figures([s.id for s in summaries])
+    for summary in summaries:
+        summary.balances = figures.get(summary.id, [])
 
 
 async def get_client_summary(client_id: str) -> ClientSummary | None:
     row = await db.fetchone(
         _client_figures_sql(":id"), {"id": client_id}, ClientSummary
     )
-    return _with_remaining(row) if row else None
+    if not row:
+        return None
+    summary = _with_remaining(row)
+    await _attach_currency_figures([summary])
+    return summary
 
 
 async def get_client_balance_summary(client_id: str) -> ClientBalanceSummary | None:
@@ -321,10 +391,10 @@ async def get_flow_balances(
     """Remaining balances of the active flow-mode clients in `currency`, as of a
     settlement time, in one aggregate query.
 
-    Deposits count if confirmed at or before `as_of`. Payouts are subtracted
-    whatever their time, if paid, being paid or failed-and-retryable: fiat
-    already promised to another settlement is never promised twice, even when
-    an earlier settlement is processed after a later one."""
+    Deposits count if confirmed at or before `as_of`. Payouts in `currency`
+    are subtracted whatever their time, if paid or reserved (SPENT_PAYOUT_SQL):
+    fiat already promised to another settlement is never promised twice, even
+    when an earlier settlement is processed after a later one."""
     query = f"""
         SELECT c.id AS client_id,
             d.total AS deposits,
@@ -338,7 +408,7 @@ async def get_flow_balances(
         ) d ON d.client_id = c.id
         LEFT JOIN (
             SELECT client_id, SUM(amount_fiat) AS total FROM {S}.dca_payments
-            WHERE status IN ('confirmed', 'pending', 'failed')
+            WHERE {SPENT_PAYOUT_SQL} AND currency = :currency
               AND (settlement_id IS NULL OR settlement_id <> :exclude)
             GROUP BY client_id
         ) p ON p.client_id = c.id
@@ -755,6 +825,46 @@ async def update_reconciliation(
         )
         await conn.conn.commit()
     return result.rowcount == 1
+
+
+async def compare_and_set(
+    table: str,
+    row_id: str,
+    expect: dict[str, Any],
+    changes: dict[str, Any],
+    tx: Tx | None = None,
+) -> bool:
+    """Write `changes` to one row only if every `expect` column still holds its
+    value (None: IS NULL). True if the row was written: the caller's view of
+    the row was current, so its transition is the one that happened."""
+    values: dict[str, Any] = {"row_id": row_id}
+    sets, where = [], ["id = :row_id"]
+    changes = {**changes, "updated_at": utc_now()}
+    for i, (column, value) in enumerate(changes.items()):
+        values[f"c{i}"] = value
+        sets.append(
+            f"{column} = {ts(f'c{i}') if isinstance(value, datetime) else f':c{i}'}"
+        )
+    for i, (column, value) in enumerate(expect.items()):
+        if value is None:
+            where.append(f"{column} IS NULL")
+        else:
+            values[f"e{i}"] = value
+            where.append(f"{column} = :e{i}")
+    query = f"UPDATE {S}.{table} SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+    if tx is not None:
+        result = await tx.execute(query, values)
+        return result.rowcount == 1
+    return await _execute_rowcount(query, values) == 1
+
+
+async def get_reconciliation_ids_by_status(status: str) -> list[str]:
+    rows = await db.fetchall(
+        f"SELECT id FROM {S}.reconciliations WHERE status = :status "
+        "ORDER BY created_at, id",
+        {"status": status},
+    )
+    return [row["id"] for row in rows]
 
 
 # ---------------------------------------------------------------------- summaries

@@ -135,15 +135,22 @@ async def _add_column(db: Connection, table: str, column: str, ddl: str) -> None
 
 
 async def _create_index(
-    db: Connection, name: str, table: str, columns: str, unique: bool = False
+    db: Connection,
+    name: str,
+    table: str,
+    columns: str,
+    unique: bool = False,
+    where: str = "",
 ) -> None:
-    """SQLite wants the schema on the index name, Postgres on the table."""
+    """SQLite wants the schema on the index name, Postgres on the table.
+    `where` makes a partial index (both backends have them)."""
     kind = "UNIQUE INDEX" if unique else "INDEX"
     if _is_postgres(db):
         target = f"{name} ON {SCHEMA}.{table}"
     else:
         target = f"{SCHEMA}.{name} ON {table}"
-    await db.execute(f"CREATE {kind} IF NOT EXISTS {target} ({columns})")
+    partial = f" WHERE {where}" if where else ""
+    await db.execute(f"CREATE {kind} IF NOT EXISTS {target} ({columns}){partial}")
 
 
 async def m003_exact_fiat_columns(db: Connection):
@@ -317,3 +324,51 @@ async def m007_audit_and_settings(db: Connection):
         db, "lamassu_config", "expected_commission_percentage", "DOUBLE PRECISION"
     )
     await _add_column(db, "lamassu_config", "scan_checkpoint", "TIMESTAMP")
+
+
+async def m008_resolution_state_and_payout_currency(db: Connection):
+    """Orphan resolution keyed by the orphan, and a currency on every payout.
+
+    * `reconciliations.payout_id`: the one payout an attribution makes, written
+      in the same transaction as the attribution deposit.
+    * `dca_payments.currency`: payouts used to carry no currency, so a USD payout
+      was subtracted from a GTQ balance. Backfilled from the payout's settlement,
+      else the old extension's Lamassu transaction, else the client's only
+      deposit currency, else GTQ (the only currency the old extension knew).
+    * The one-payout-per-(settlement, client, type) rule no longer counts
+      cancelled payouts, so a cancelled payout never blocks its replacement.
+    """
+    await _add_column(db, "reconciliations", "payout_id", "TEXT")
+    await _add_column(db, "dca_payments", "currency", "TEXT")
+    p = f"{SCHEMA}.dca_payments"
+    await db.execute(f"""
+        UPDATE {p} SET currency = (
+            SELECT s.fiat_code FROM {SCHEMA}.settlements s
+            WHERE s.id = {p}.settlement_id
+        ) WHERE currency IS NULL AND settlement_id IS NOT NULL
+        """)
+    await db.execute(f"""
+        UPDATE {p} SET currency = (
+            SELECT MIN(t.fiat_code) FROM {SCHEMA}.lamassu_transactions t
+            WHERE t.lamassu_transaction_id = {p}.lamassu_transaction_id
+        ) WHERE currency IS NULL AND lamassu_transaction_id IS NOT NULL
+        """)
+    await db.execute(f"""
+        UPDATE {p} SET currency = (
+            SELECT MIN(d.currency) FROM {SCHEMA}.dca_deposits d
+            WHERE d.client_id = {p}.client_id
+            HAVING COUNT(DISTINCT d.currency) = 1
+        ) WHERE currency IS NULL
+        """)
+    await db.execute(f"UPDATE {p} SET currency = 'GTQ' WHERE currency IS NULL")
+    await db.execute(
+        f"DROP INDEX IF EXISTS {SCHEMA}.dca_payments_settlement_client_type"
+    )
+    await _create_index(
+        db,
+        "dca_payments_settlement_client_type_live",
+        "dca_payments",
+        "settlement_id, client_id, transaction_type",
+        unique=True,
+        where="status <> 'cancelled'",
+    )

@@ -84,6 +84,7 @@ class PayoutStatus(str, Enum):
     pending = "pending"
     confirmed = "confirmed"
     failed = "failed"
+    cancelled = "cancelled"  # by the operator: never paid, reserves nothing
 
 
 class SettlementStatus(str, Enum):
@@ -171,6 +172,21 @@ class ClientSummary(DcaClient):
     reserved_fiat: Decimal = Decimal("0")
     remaining_balance: Decimal = Decimal("0")
     wallet_name: str | None = None
+    # The figures above are in `currency`; these are every currency's.
+    balances: list[CurrencyFigures] = []
+
+
+class CurrencyFigures(BaseModel):
+    currency: str
+    confirmed_deposits: Decimal
+    pending_deposits: Decimal
+    distributed_fiat: Decimal
+    distributed_sats: int
+    reserved_fiat: Decimal
+    remaining_balance: Decimal
+
+
+ClientSummary.update_forward_refs(CurrencyFigures=CurrencyFigures)
 
 
 # ------------------------------------------------------------------------ deposits
@@ -229,6 +245,7 @@ class DcaPayment(BaseModel):
     error: str | None = None
     attempts: int = 0
     updated_at: datetime | None = None
+    currency: str | None = None  # of amount_fiat; NULL only before m008
 
     _fiat = validator("amount_fiat", pre=True, allow_reuse=True)(to_fiat)
 
@@ -390,6 +407,7 @@ class Reconciliation(BaseModel):
     resolved_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    payout_id: str | None = None  # the attribution's payout
 
     _fiat = validator("orphan_fiat", pre=True, allow_reuse=True)(to_fiat)
 

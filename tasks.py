@@ -13,11 +13,11 @@ from .crud import get_config, set_config_timestamps
 from .faults import crash_point
 from .lamassu_source import poll_lamassu
 from .models import utc_now
+from .orphan_resolution import resume_resolutions
 from .transaction_processor import (
     process_open_settlements,
     process_settlement,
     record_payment,
-    resume_resolutions,
 )
 
 # How far back the first scan looks, and how much the scan overlaps the previous

@@ -20,7 +20,6 @@ Life of a settlement (statuses in models.SettlementStatus):
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,8 +27,12 @@ from decimal import Decimal
 from typing import Any
 
 from lnbits.core.crud import get_standalone_payment, get_wallet
-from lnbits.core.crud.payments import check_internal, is_internal_status_success
-from lnbits.core.models import Payment
+from lnbits.core.crud.payments import (
+    check_internal,
+    is_internal_status_success,
+    update_payment,
+)
+from lnbits.core.models import Payment, PaymentState
 from lnbits.core.services import create_invoice, pay_invoice
 from lnbits.db import model_to_dict
 from lnbits.helpers import urlsafe_short_hash
@@ -61,9 +64,6 @@ from .crud import (
     get_config,
     get_flow_balances,
     get_payouts_by_status,
-    get_reconciliation,
-    get_reconciliation_by_settlement,
-    get_reconciliations_by_status,
     get_settlement,
     get_settlement_payouts,
     get_settlements_by_status,
@@ -71,21 +71,17 @@ from .crud import (
     set_payout_invoice,
     set_payout_status,
     transaction,
-    update_reconciliation,
     update_settlement,
 )
 from .faults import crash_point
+from .locks import money_lock, processing_lock
 from .models import (
     DcaClient,
-    DcaDeposit,
     DcaPayment,
-    DepositStatus,
     LamassuConfig,
     ManualCashOutData,
     PayoutStatus,
     Reconciliation,
-    ReconciliationStatus,
-    ResolutionAction,
     Settlement,
     SettlementStatus,
     TestTransactionData,
@@ -104,9 +100,6 @@ PAYOUT_STATUSES = (
     SettlementStatus.payout_failed.value,
 )
 
-# Serializes everything that spends client balances or moves the source wallet's
-# sats: settlement processing, retries and orphan resolutions.
-processing_lock = asyncio.Lock()
 
 # Cash-out sources in the order they are asked. The Lamassu source is appended
 # by lamassu_source at import, keeping this module free of database drivers.
@@ -183,7 +176,7 @@ async def record_payment(payment: Payment) -> Settlement | None:
 async def process_settlement(settlement_id: str) -> Settlement | None:
     """Take a settlement as far as it can go now. Safe to call any number of
     times, from anywhere: each step checks the stored state first."""
-    async with processing_lock:
+    async with money_lock():
         return await _advance(settlement_id)
 
 
@@ -314,6 +307,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
                     client_id=allocation.client_id,
                     amount_sats=allocation.sats,
                     amount_fiat=allocation.fiat,
+                    currency=settlement.fiat_code,
                     exchange_rate=plan.rate_sats_per_fiat(),
                     transaction_type="flow",
                     lamassu_transaction_id=settlement.lamassu_transaction_id,
@@ -365,6 +359,25 @@ class TransferResult:
     ok: bool
     error: str | None = None
     payment_hash: str | None = None
+    # Another run stored a different invoice first: not a failure of the
+    # transfer, and nothing for this run to record.
+    contended: bool = False
+
+
+async def abandon_invoice(payment_hash: str | None) -> bool:
+    """Make an invoice this extension stored unpayable (LNbits marks its
+    pending incoming payment failed), so a transfer whose target changed can
+    never pay the old target. Returns True if it was already paid: then it is
+    the transfer that happened, and nothing was abandoned."""
+    if not payment_hash:
+        return False
+    if await _already_paid(payment_hash):
+        return True
+    pending = await check_internal(payment_hash)
+    if pending:
+        pending.status = PaymentState.FAILED
+        await update_payment(pending)
+    return False
 
 
 async def _already_paid(payment_hash: str) -> bool:
@@ -397,8 +410,16 @@ async def transfer(
     if stored_bolt11 and stored_hash:
         if await _already_paid(stored_hash):
             return TransferResult(True, payment_hash=stored_hash)
-        if await check_internal(stored_hash):  # still pending: pay this one
+        pending = await check_internal(stored_hash)
+        if pending and pending.wallet_id == target_wallet_id:  # pay this one
             bolt11, payment_hash = stored_bolt11, stored_hash
+        elif pending:
+            # The target changed since this invoice was stored (a client's new
+            # wallet, another resolution target): the old one must never be
+            # paid, so it is made unpayable and a new invoice replaces it.
+            if await abandon_invoice(stored_hash):
+                return TransferResult(True, payment_hash=stored_hash)
+            replacing = stored_hash
         else:
             # Unpaid and no longer payable (expired, or failed by the funding
             # source's check of pending invoices at start-up, e.g. after a
@@ -421,7 +442,11 @@ async def transfer(
             return TransferResult(False, f"invoice failed: {exc}")
         crash_point(f"{kind}_invoice_created")
         if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
-            return TransferResult(False, "another run holds this payout; retry")
+            # Ours is never stored, so it must never be payable either.
+            await abandon_invoice(invoice.payment_hash)
+            return TransferResult(
+                False, "another run holds this payout; retry", contended=True
+            )
         crash_point(f"{kind}_invoice_stored")
         bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     try:
@@ -495,6 +520,8 @@ async def _pay_payout(
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
         crash_point("payout_confirmed")
         return True
+    if result.contended:
+        return False
     logger.warning(
         f"satmachineadmin: payout {payout.id} to client {client.id} failed: "
         f"{result.error}"
@@ -531,7 +558,7 @@ async def _pay_commission(settlement: Settlement) -> None:
         remember=remember,
     )
     current = await get_settlement(fresh.id)
-    if not current:
+    if not current or result.contended:
         return
     current.commission_status = "confirmed" if result.ok else "failed"
     current.commission_error = None if result.ok else (result.error or "")[:500]
@@ -565,7 +592,7 @@ async def _finish(settlement_id: str) -> Settlement:
 async def enter_cash_out(
     settlement_id: str, data: ManualCashOutData, actor: str | None
 ) -> Settlement:
-    async with processing_lock:
+    async with money_lock():
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
@@ -595,7 +622,7 @@ async def enter_cash_out(
 async def dismiss_settlement(
     settlement_id: str, reason: str, actor: str | None
 ) -> Settlement:
-    async with processing_lock:
+    async with money_lock():
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
@@ -619,7 +646,7 @@ async def dismiss_settlement(
 
 
 async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
-    async with processing_lock:
+    async with money_lock():
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
@@ -646,191 +673,6 @@ async def process_open_settlements() -> int:
     return len(open_ones) + len(pending)
 
 
-# -------------------------------------------------------------- reconciliation
-
-
-async def resolve_reconciliation(
-    reconciliation_id: str,
-    action: ResolutionAction,
-    actor: str | None,
-    wallet_id: str | None = None,
-    client_id: str | None = None,
-    note: str | None = None,
-) -> Reconciliation:
-    """Resolve an orphan once. The row is claimed (open -> resolving) before any
-    money moves; a failed transfer returns it to open with the error."""
-    async with processing_lock:
-        rec = await get_reconciliation(reconciliation_id)
-        if not rec:
-            raise LookupError("reconciliation not found")
-        if rec.status != ReconciliationStatus.open.value:
-            raise ProcessingError(f"reconciliation is already {rec.status}")
-        settlement = await get_settlement(rec.settlement_id)
-        if not settlement:
-            raise LookupError("settlement not found")
-        client = None
-        target_wallet = None
-        if action == ResolutionAction.send_to_wallet:
-            if not wallet_id or not await get_wallet(wallet_id):
-                raise ValueError("a valid wallet_id is required")
-            target_wallet = wallet_id
-        elif action == ResolutionAction.attribute_to_client:
-            client = await get_client(client_id) if client_id else None
-            if not client:
-                raise ValueError("a valid client_id is required")
-            target_wallet = client.wallet_id
-        rec.status = ReconciliationStatus.resolving.value
-        rec.resolution = action.value
-        rec.note = note
-        rec.resolved_by = actor
-        rec.target_wallet_id = target_wallet
-        rec.target_client_id = client.id if client else None
-        if not await update_reconciliation(
-            rec, expected_status=ReconciliationStatus.open.value
-        ):
-            raise ProcessingError("reconciliation changed meanwhile")
-        await add_audit(
-            "reconciliation",
-            rec.id,
-            f"resolve:{action.value}",
-            actor,
-            {"wallet_id": wallet_id, "client_id": client_id, "note": note},
-        )
-        return await _complete_resolution(rec, settlement)
-
-
-async def _complete_resolution(
-    rec: Reconciliation, settlement: Settlement
-) -> Reconciliation:
-    action = ResolutionAction(rec.resolution)
-    if action == ResolutionAction.operator_funds:
-        return await _mark_resolved(rec)
-    if action == ResolutionAction.attribute_to_client:
-        return await _attribute(rec, settlement)
-
-    async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
-        current = await get_reconciliation(rec.id)
-        if not current or current.payment_hash != replacing:
-            return False
-        current.bolt11, current.payment_hash = bolt11, payment_hash
-        rec.bolt11, rec.payment_hash = bolt11, payment_hash
-        return await update_reconciliation(current, expected_status=current.status)
-
-    assert rec.target_wallet_id
-    result = await transfer(
-        source_wallet_id=settlement.wallet_id,
-        target_wallet_id=rec.target_wallet_id,
-        sats=rec.orphan_sats,
-        memo=f"ATM orphan funds: {rec.orphan_sats:,} sats ({settlement.id})",
-        extra={"settlement_id": settlement.id, "reconciliation_id": rec.id},
-        stored_bolt11=rec.bolt11,
-        stored_hash=rec.payment_hash,
-        remember=remember,
-    )
-    current = await get_reconciliation(rec.id)
-    assert current
-    if result.ok:
-        return await _mark_resolved(current)
-    current.status = ReconciliationStatus.open.value
-    current.error = result.error
-    current.resolution = None
-    await update_reconciliation(current)
-    raise ProcessingError(f"transfer failed: {result.error}")
-
-
-async def _attribute(rec: Reconciliation, settlement: Settlement) -> Reconciliation:
-    """The orphan was a client's untracked cash: record it as a confirmed
-    deposit for that client and pay them the orphan sats against it, in one
-    payout row, so the client's balance is unchanged and every sat they got is
-    one confirmed dca_payments row."""
-    assert rec.target_client_id
-    now = utc_now()
-    payout_id = urlsafe_short_hash()
-    deposit_id = rec.deposit_id or urlsafe_short_hash()
-    if not rec.deposit_id:
-        async with transaction() as tx:
-            await tx.insert(
-                "satoshimachine.dca_deposits",
-                DcaDeposit(
-                    id=deposit_id,
-                    client_id=rec.target_client_id,
-                    amount=rec.orphan_fiat,
-                    currency=rec.fiat_code,
-                    status=DepositStatus.confirmed.value,
-                    notes=f"orphan funds of settlement {settlement.id}",
-                    created_at=now,
-                    confirmed_at=now,
-                ),
-            )
-            await tx.insert(
-                "satoshimachine.dca_payments",
-                DcaPayment(
-                    id=payout_id,
-                    client_id=rec.target_client_id,
-                    amount_sats=rec.orphan_sats,
-                    amount_fiat=rec.orphan_fiat,
-                    exchange_rate=rec.exchange_rate,
-                    transaction_type="orphan",
-                    lamassu_transaction_id=settlement.lamassu_transaction_id,
-                    status=PayoutStatus.pending.value,
-                    created_at=now,
-                    transaction_time=settlement.cash_out_time or settlement.paid_at,
-                    settlement_id=settlement.id,
-                    updated_at=now,
-                ),
-                ignore_conflict="settlement_id, client_id, transaction_type",
-            )
-            rec.deposit_id = deposit_id
-            rec.updated_at = now
-            await tx.conn.conn.execute(
-                text(
-                    "UPDATE satoshimachine.reconciliations SET deposit_id = :d "
-                    "WHERE id = :id"
-                ),
-                {"d": deposit_id, "id": rec.id},
-            )
-    payouts = await get_settlement_payouts(settlement.id)
-    payout = next(
-        p
-        for p in payouts
-        if p.transaction_type == "orphan" and p.client_id == rec.target_client_id
-    )
-    if payout.status != PayoutStatus.confirmed.value and not await _pay_payout(
-        settlement, payout
-    ):
-        current = await get_reconciliation(rec.id)
-        assert current
-        current.error = "payment to the client failed; retry the settlement"
-        await update_reconciliation(current)
-        raise ProcessingError(current.error)
-    current = await get_reconciliation(rec.id)
-    assert current
-    return await _mark_resolved(current)
-
-
-async def _mark_resolved(rec: Reconciliation) -> Reconciliation:
-    rec.status = ReconciliationStatus.resolved.value
-    rec.resolved_at = utc_now()
-    rec.error = None
-    await update_reconciliation(rec)
-    return rec
-
-
-async def resume_resolutions() -> None:
-    """Finish resolutions interrupted by a crash (status 'resolving')."""
-    for rec in await get_reconciliations_by_status(
-        ReconciliationStatus.resolving.value
-    ):
-        settlement = await get_settlement(rec.settlement_id)
-        if not settlement:
-            continue
-        async with processing_lock:
-            try:
-                await _complete_resolution(rec, settlement)
-            except Exception as exc:
-                logger.warning(f"satmachineadmin: resolution {rec.id}: {exc}")
-
-
 # ------------------------------------------------------------------- dry run
 
 
@@ -854,11 +696,9 @@ __all__ = [
     "dismiss_settlement",
     "dry_run",
     "enter_cash_out",
-    "get_reconciliation_by_settlement",
     "process_open_settlements",
     "process_settlement",
+    "processing_lock",
     "record_payment",
-    "resolve_reconciliation",
-    "resume_resolutions",
     "retry_settlement",
 ]

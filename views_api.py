@@ -93,12 +93,12 @@ from .models import (
     document_nullable,
     utc_now,
 )
+from .orphan_resolution import resolve_reconciliation
 from .transaction_processor import (
     ProcessingError,
     dismiss_settlement,
     dry_run,
     enter_cash_out,
-    resolve_reconciliation,
     retry_settlement,
 )
 
