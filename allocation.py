@@ -3,25 +3,38 @@
 No LNbits imports and no I/O, so every rule here is easy to read and to test.
 Sats are `int`; fiat is `Decimal` with cents; ratios are exact `Fraction`s.
 
-Rounding rule (the invariants the tests check):
+Rounding rule (a promise to clients; the tests check each part):
 
 * Each client's fiat share is ``a_i = b_i * min(1, fiat / sum(b))``: proportional
-  to its remaining balance ``b_i`` and never above it.
-* Sats: with ``r = P / fiat``, every client first gets ``floor(a_i * r)``; the
-  sats still unassigned are handed out one at a time by largest fractional
-  remainder (ties by input order), at most one per client, never lifting a
-  client above ``floor(b_i * r)``. So a client gets the floor or ceiling of its
-  exact share, and equal balances get equal sats.
-* Fiat debited: when the balances do not cover the fiat (the "capped" case),
-  every client's fiat is exactly ``b_i``, so its balance lands on 0.00.
-  Otherwise it is what the client's sats are worth at ``r``, apportioned in
-  cents by the same largest-remainder rule (never above ``b_i``); so nobody is
-  debited without receiving sats, nor paid without being debited.
-  What nobody may take is the orphan.
-* A client that would get 0 sats gets no payout and no fiat debit; its fiat
-  share stays in the orphan fiat.
+  to its remaining balance ``b_i`` and never above it. With ``r = P / fiat``
+  nobody ever gets more than ``floor(b_i * r)`` sats.
+* Balances that cover at most the cash (``sum(b) <= fiat``, the capped and the
+  exact-cover case): every client whose balance is worth at least one sat is
+  debited exactly ``b_i`` (it lands on 0.00) and gets ``floor(b_i * r)`` sats.
+  The sub-sat fractions are the orphan's: in the exact-cover case the orphan
+  fiat is 0.00 and the orphan sats are the sum of the fractions of ``b_i * r``,
+  fewer than one per client and none when every ``b_i * r`` is whole.
+* Balances that exceed the cash: every client first gets ``floor(a_i * r)``
+  sats; the sats still unassigned go one per client by largest remainder, never
+  above ``floor(b_i * r)`` and only to a client with a fraction left, so a
+  client gets the floor or the ceiling of its exact share. The fiat debited is
+  what the client's sats are worth at ``r``, apportioned in cents the same way
+  (floor, then a cent each by largest remainder), so it is within a cent of
+  that worth.
+* Equal balances are treated equally: clients with equal balances always get
+  equal sats and equal fiat. The largest-remainder order is by remainder, then
+  by larger balance, then input order; all clients with the same balance move
+  together, and when the units left cannot go to every one of them, none of
+  them gets one. The hand-out goes on with the next clients, except that a unit
+  never lifts a client above a larger balance that was passed over; what is
+  left stays in the orphan. So a larger balance never gets fewer sats or less
+  fiat than a smaller one.
+* Sats and fiat go together: a client gets sats if and only if it is debited
+  fiat. A client whose share rounds to 0 sats, or whose sats would be debited
+  0.00 (worth less than a cent, and no cent left for it), gets no payout and
+  keeps its balance; its share stays in the orphan.
 * ``sum(sats_i) + commission + orphan_sats == settlement`` and
-  ``sum(fiat_i) + orphan_fiat == fiat``, exactly, always.
+  ``sum(fiat_i) + orphan_fiat == fiat``, exactly, always; nothing is negative.
 """
 
 from __future__ import annotations
@@ -200,20 +213,53 @@ class Distribution:
 
 
 def _largest_remainder(
-    floors: list[int], remainders: list[Fraction], caps: list[int], extra: int
-) -> tuple[list[int], int]:
-    """Hand out `extra` units, at most one per client, by largest remainder
-    (ties by position), never above a client's cap. Returns what is left: so
-    nobody gets more than the ceiling of its exact share."""
+    floors: list[int],
+    remainders: list[Fraction],
+    caps: list[int],
+    extra: int,
+    balances: list[int],
+) -> list[int]:
+    """Hand out up to `extra` units on top of `floors`, at most one per client,
+    only to a client with a positive remainder and below its cap, so nobody gets
+    more than the ceiling of its exact share.
+
+    Clients with equal balances form one group (their floors, remainders and
+    caps are equal by construction) and are served together: a group gets a
+    unit for each member or none. Groups are served by larger remainder, then
+    larger balance, then input order. A group is passed over when fewer units
+    are left than it has members, or when a unit would lift it above a client
+    with a larger balance that was passed over; later groups may still be
+    served. Units nobody may take are not handed out: the caller leaves them in
+    the orphan. So equal balances get equal amounts and a larger balance never
+    gets less than a smaller one (given floors that already keep that order)."""
+    groups: dict[int, list[int]] = {}
+    for i, balance in enumerate(balances):
+        groups.setdefault(balance, []).append(i)
+    order = sorted(
+        groups.values(),
+        key=lambda members: (-remainders[members[0]], -balances[members[0]], members),
+    )
     result = list(floors)
-    order = sorted(range(len(result)), key=lambda i: (-remainders[i], i))
-    for i in order:
+    passed_over: list[tuple[int, int]] = []  # (balance, amount) left behind
+    for members in order:
         if extra <= 0:
             break
-        if result[i] < caps[i]:
+        first = members[0]
+        if not all(
+            remainders[i] > 0 and result[i] < caps[i] for i in members
+        ):  # nothing to add (whole share given, or at its cap)
+            continue
+        lifted = result[first] + 1
+        if len(members) > extra or any(
+            balance > balances[first] and amount < lifted
+            for balance, amount in passed_over
+        ):
+            passed_over.append((balances[first], result[first]))
+            continue
+        for i in members:
             result[i] += 1
-            extra -= 1
-    return result, extra
+        extra -= len(members)
+    return result
 
 
 def distribute(
@@ -268,43 +314,50 @@ def distribute(
     cents = [int(to_fiat(b.balance) / CENT) for b in clients]
     fiat_cents = int(fiat_amount / CENT)
     total_cents = sum(cents)
+    covers_at_most = total_cents <= fiat_cents  # capped or exact cover
     factor = min(Fraction(1), Fraction(fiat_cents, total_cents))
 
     cent_rate = rate / 100  # sats per cent
     ideal_cents = [c * factor for c in cents]  # exact fiat shares, in cents
 
-    # Sats: proportional to the balances, capped at floor(balance * rate).
+    # Sats: proportional to the balances, capped at floor(balance * rate). When
+    # the balances cover at most the fiat the floors are the caps, so nothing
+    # is added: each client gets floor(balance * rate).
     ideal_sats = [x * cent_rate for x in ideal_cents]
     floor_sats = [math.floor(x) for x in ideal_sats]
     caps = [math.floor(c * cent_rate) for c in cents]
-    alloc_sats, _ = _largest_remainder(
+    alloc_sats = _largest_remainder(
         floor_sats,
         [x - f for x, f in zip(ideal_sats, floor_sats, strict=True)],
         caps,
         principal - sum(floor_sats),
+        cents,
     )
 
-    if capped:
-        # Every client's whole balance: it lands on exactly 0.00.
-        alloc_cents = list(cents)
+    if covers_at_most:
+        # Every paid client's whole balance: it lands on exactly 0.00.
+        alloc_cents = [
+            c if s > 0 else 0 for c, s in zip(cents, alloc_sats, strict=True)
+        ]
     else:
-        # The fiat debited is what the client's sats are worth at this rate, so
-        # a client is never debited without sats nor paid without a debit.
+        # The fiat debited is what the client's sats are worth at this rate,
+        # within a cent; a client without sats is debited nothing.
         ideal_debit = [Fraction(s) / cent_rate for s in alloc_sats]
         floor_debit = [math.floor(x) for x in ideal_debit]
-        alloc_cents, _ = _largest_remainder(
+        alloc_cents = _largest_remainder(
             floor_debit,
             [x - f for x, f in zip(ideal_debit, floor_debit, strict=True)],
-            cents,
+            [c if s > 0 else 0 for c, s in zip(cents, alloc_sats, strict=True)],
             fiat_cents - sum(floor_debit),
+            cents,
         )
 
     allocations = []
     for client, sats, fiat_c, balance_c in zip(
         clients, alloc_sats, alloc_cents, cents, strict=True
     ):
-        if sats <= 0:
-            continue
+        if sats <= 0 or fiat_c <= 0:
+            continue  # no sats without a debit, no debit without sats
         allocations.append(
             ClientAllocation(
                 client_id=client.client_id,

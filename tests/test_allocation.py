@@ -2,11 +2,14 @@
 
 The invariants of the money rules, checked over generated settlements:
 conservation to the sat, nobody above floor(balance x rate), no negatives,
-proportional when balances cover the fiat, capped clients end at 0.00.
+proportional when balances cover the fiat, capped clients end at 0.00, equal
+balances get equal sats and equal fiat (and a larger balance never less), sats
+if and only if a fiat debit, and an exact cover ends every balance at 0.00.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from decimal import Decimal
@@ -75,6 +78,34 @@ def check_invariants(dist, balances):
         assert a.sats <= math.floor(Fraction(balance) * dist.rate)
         if a.capped:
             assert a.fiat == balance
+        # Sats and fiat go together: no sats for a 0.00 debit (clients with no
+        # sats have no allocation, so no debit without sats either).
+        assert a.fiat > 0
+    check_equal_treatment(dist, balances)
+
+
+def received(dist, balances):
+    """(sats, fiat) per client in input order; (0, 0.00) without a payout."""
+    got = {a.client_id: (a.sats, a.fiat) for a in dist.allocations}
+    return [got.get(b.client_id, (0, Decimal("0.00"))) for b in balances]
+
+
+def check_equal_treatment(dist, balances):
+    """Equal balances: equal sats and equal fiat. Larger balance: never fewer
+    sats nor less fiat than a smaller one."""
+    pairs = sorted(
+        zip(
+            (to_fiat(b.balance) for b in balances),
+            received(dist, balances),
+            strict=True,
+        ),
+        key=lambda pair: pair[0],
+    )
+    for (low_balance, low), (high_balance, high) in itertools.pairwise(pairs):
+        if low_balance == high_balance:
+            assert low == high, (low_balance, low, high)
+        else:
+            assert low[0] <= high[0] and low[1] <= high[1], (low, high)
 
 
 @settings(
@@ -127,8 +158,11 @@ def test_invariants(settlement, c, discount, fiat, balances):
         assert dist.orphan_sats == split.principal_sats
         return
     if total <= fiat:
-        # Capped: each client that can receive a sat gets its whole balance, so
-        # its remaining balance ends at exactly 0.00.
+        # Capped or exact cover: each client that can receive a sat gets its
+        # whole balance, so its remaining balance ends at exactly 0.00, and
+        # exactly floor(balance x rate) sats. (Rule change: the exact cover
+        # used to take the proportional path and leave cent crumbs; and a
+        # capped client used to be allowed one sat below its worth.)
         for b in balances:
             worth = math.floor(Fraction(b.balance) * rate)
             got = next(
@@ -136,26 +170,36 @@ def test_invariants(settlement, c, discount, fiat, balances):
             )
             if worth >= 1 and b.balance > 0:
                 assert got is not None and got.fiat == b.balance
-            # Largest remainder may leave a client one sat below its worth only
-            # if the principal ran out.
-            if got is not None:
-                assert got.sats >= worth - 1 or dist.orphan_sats == 0
+                assert got.sats == worth
+            else:
+                assert got is None
     else:
         # Covered: proportional. Sats within a sat of the client's exact share,
         # fiat within a cent of what those sats are worth at the rate.
         factor = Fraction(fiat) / Fraction(total)
+        absent = 0
+        absent_ceiling = 0
         for b in balances:
             got = next(
                 (a for a in dist.allocations if a.client_id == b.client_id), None
             )
             ideal = Fraction(b.balance) * factor
             sats = got.sats if got else 0
-            assert math.floor(ideal * rate) <= sats <= math.ceil(ideal * rate)
+            if got is None and math.floor(ideal * rate) >= 1:
+                # Rule change: sats go only with a debit, so a client whose
+                # sats would be worth less than a cent, with no cent left for
+                # it, gets nothing (it used to get sats for 0.00).
+                assert math.floor(ideal * rate) < rate / 100
+                absent += 1
+                absent_ceiling += math.ceil(ideal * rate)
+            else:
+                assert math.floor(ideal * rate) <= sats <= math.ceil(ideal * rate)
             if got is not None:
                 worth = Fraction(got.sats) / rate
                 assert abs(Fraction(got.fiat) - worth) < Fraction(1, 100)
-        # Rounding against the caps can leave at most a sat per client.
-        assert dist.orphan_sats <= len(balances)
+        # Rounding against the caps or a tie of equal balances leaves fewer
+        # than a sat per client; clients left without a debit leave their sats.
+        assert dist.orphan_sats <= len(balances) + absent_ceiling
 
 
 @settings(max_examples=200, deadline=None)
@@ -179,9 +223,202 @@ def test_proportional_when_covered_with_room(settlement, fiat, balances):
     split = PrincipalSplit(settlement, 0)
     dist = distribute(settlement, split, fiat, bal)
     check_invariants(dist, bal)
-    if dist.rate >= 100:  # at least one sat per cent
-        assert dist.orphan_sats == 0
+    distinct = len({b.balance for b in bal}) == len(bal)
+    if dist.rate >= 100 and distinct:  # at least one sat per cent
+        # Rule change: this held for any balances; now a tie of equal balances
+        # that cannot all get the last sat or cent leaves it in the orphan
+        # (see test_equal_balances_split_ten_sats; the example above: three
+        # 0.01 balances cannot share the 2 sats left over), so it is checked
+        # for distinct balances only. And a client whose sats are worth less
+        # than a cent, with no cent left for it, leaves its sats in the orphan.
         assert dist.orphan_fiat == 0
+        paid = {a.client_id for a in dist.allocations}
+        unpaid = sum(1 for b in bal if b.client_id not in paid)
+        assert dist.orphan_sats == 0 or dist.orphan_sats < unpaid * dist.rate / 100
+
+
+tied_balances_st = st.lists(
+    st.sampled_from([1, 2, 3, 7, 50, 99, 100, 754, 1_000, 69_000]),
+    min_size=1,
+    max_size=12,
+).map(
+    lambda values: [
+        ClientBalance(f"c{i}", Decimal(v) * CENT) for i, v in enumerate(values)
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    principal=st.integers(min_value=0, max_value=10**9),
+    commission=st.integers(min_value=0, max_value=10**6),
+    fiat=st.integers(min_value=0, max_value=200_000).map(lambda v: Decimal(v) * CENT),
+    balances=tied_balances_st,
+)
+@example(principal=10, commission=0, fiat=Decimal("1.00"), balances=[])
+def test_equal_balances_get_equal_sats_and_fiat(principal, commission, fiat, balances):
+    """Rule 1, with many ties: equal balances get equal sats and equal fiat,
+    a larger balance never less; what a tie cannot share is orphaned."""
+    balances = balances or [ClientBalance(f"c{i}", Decimal("10")) for i in range(3)]
+    settlement = principal + commission
+    dist = distribute(settlement, PrincipalSplit(principal, commission), fiat, balances)
+    check_invariants(dist, balances)
+    check_equal_treatment(dist, balances)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    principal=st.integers(min_value=1, max_value=10**7),
+    fiat=st.integers(min_value=1, max_value=5_000).map(lambda v: Decimal(v) * CENT),
+    balances=balances_st,
+)
+@example(
+    principal=786,
+    fiat=Decimal("0.03"),
+    balances=[
+        ClientBalance("a", Decimal("0.10")),
+        ClientBalance("b", Decimal("0.47")),
+        ClientBalance("c", Decimal("0.47")),
+    ],
+)
+def test_sats_if_and_only_if_fiat(principal, fiat, balances):
+    """Rule 2, at rates of many sats per cent (where a share of sats can be
+    worth less than a cent): every payout has sats > 0 and fiat > 0.00, and a
+    client without a payout is not debited (its fiat stays in the orphan)."""
+    dist = distribute(principal, PrincipalSplit(principal, 0), fiat, balances)
+    check_invariants(dist, balances)
+    for a in dist.allocations:
+        assert a.sats > 0 and a.fiat > 0
+    assert dist.distributed_fiat + dist.orphan_fiat == dist.fiat_amount
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    principal=st.integers(min_value=0, max_value=10**9),
+    commission=st.integers(min_value=0, max_value=10**6),
+    balances=st.one_of(balances_st, tied_balances_st),
+)
+@example(
+    principal=217,
+    commission=0,
+    balances=[
+        ClientBalance("a", Decimal("2.55")),
+        ClientBalance("b", Decimal("2.02")),
+        ClientBalance("c", Decimal("0.60")),
+        ClientBalance("d", Decimal("2.46")),
+    ],
+)
+def test_exact_cover_ends_every_balance_at_zero(principal, commission, balances):
+    """Rule 3: the fiat equals the sum of the balances. Every client worth a sat
+    is debited its whole balance and gets floor(balance x rate) sats; the
+    orphan fiat is only the balances worth less than a sat, and the orphan
+    sats are the sum of the fractions of balance x rate: fewer than one per
+    client, none when every balance is worth a whole number of sats."""
+    fiat = sum((b.balance for b in balances), Decimal("0.00"))
+    settlement = principal + commission
+    dist = distribute(settlement, PrincipalSplit(principal, commission), fiat, balances)
+    check_invariants(dist, balances)
+    if fiat == 0 or principal == 0:
+        assert dist.allocations == () and dist.orphan_sats == principal
+        return
+    rate = dist.rate
+    worth = {b.client_id: Fraction(b.balance) * rate for b in balances}
+    got = {a.client_id: a for a in dist.allocations}
+    unpaid_fiat = Decimal("0.00")
+    for b in balances:
+        if worth[b.client_id] >= 1:
+            a = got[b.client_id]
+            assert a.fiat == b.balance and a.capped
+            assert a.sats == math.floor(worth[b.client_id])
+        else:
+            assert b.client_id not in got
+            unpaid_fiat += b.balance
+    assert dist.orphan_fiat == unpaid_fiat
+    fractions = sum(w - math.floor(w) for w in worth.values())
+    assert dist.orphan_sats == fractions  # an integer: sum(worth) == principal
+    assert dist.orphan_sats < max(1, sum(1 for b in balances if b.balance > 0))
+    if all(w.denominator == 1 for w in worth.values()):
+        assert dist.orphan_sats == 0
+
+
+def test_equal_balances_split_ten_sats():
+    """Three equal balances, 10 sats (balances cover the fiat): 3 sats and the
+    same 0.30 each; the tenth sat cannot go to all three, so it is the orphan's
+    (it used to go to the first client: 4, 3, 3)."""
+    balances = [ClientBalance(c, Decimal("10")) for c in "abc"]
+    dist = distribute(10, PrincipalSplit(10, 0), Decimal("1.00"), balances)
+    assert received(dist, balances) == [(3, Decimal("0.30"))] * 3
+    assert dist.orphan_sats == 1 and dist.orphan_fiat == Decimal("0.10")
+    check_invariants(dist, balances)
+    # Capped, the same: each is debited its whole balance for 3 sats.
+    dist = distribute(10, PrincipalSplit(10, 0), Decimal("30.01"), balances)
+    assert received(dist, balances) == [(3, Decimal("10.00"))] * 3
+    assert dist.orphan_sats == 1 and dist.orphan_fiat == Decimal("0.01")
+
+
+def test_no_sats_for_a_zero_debit():
+    """262 sats per cent: 0.10 of balance gets 76 sats, worth 0.29 of a cent.
+    It used to be paid them for 0.00 (and the two equal 0.47 balances were
+    debited 0.02 and 0.01); now every payout has a cent and equal balances
+    are debited equally."""
+    balances = [
+        ClientBalance("a", Decimal("0.10")),
+        ClientBalance("b", Decimal("0.47")),
+        ClientBalance("c", Decimal("0.47")),
+    ]
+    dist = distribute(786, PrincipalSplit(786, 0), Decimal("0.03"), balances)
+    assert received(dist, balances) == [
+        (76, Decimal("0.01")),
+        (355, Decimal("0.01")),
+        (355, Decimal("0.01")),
+    ]
+    assert dist.orphan_sats == 0 and dist.orphan_fiat == 0
+    check_invariants(dist, balances)
+    # 32.2 sats per cent: 0.09 of balance gets 5 sats, worth 0.16 of a cent,
+    # and the last cents go to larger remainders: no payout, no debit, its
+    # 5 sats stay in the orphan (it used to get 5 sats for 0.00).
+    balances = [
+        ClientBalance("a", Decimal("0.09")),
+        ClientBalance("b", Decimal("1.67")),
+        ClientBalance("c", Decimal("2.06")),
+        ClientBalance("d", Decimal("1.45")),
+    ]
+    dist = distribute(322, PrincipalSplit(322, 0), Decimal("0.10"), balances)
+    assert received(dist, balances) == [
+        (0, Decimal("0.00")),
+        (102, Decimal("0.03")),
+        (126, Decimal("0.04")),
+        (89, Decimal("0.03")),
+    ]
+    assert dist.orphan_sats == 5 and dist.orphan_fiat == 0
+    check_invariants(dist, balances)
+
+
+def test_exact_cover_leaves_no_crumbs():
+    """7.63 dispensed, balances summing to 7.63: every balance ends at 0.00 and
+    the orphan fiat is 0.00 (it used to debit 2.54, 2.01, 0.60, 2.43 and orphan
+    0.05). The 2 orphan sats are the fractions of balance x rate: giving them
+    out would pay someone more than its balance is worth."""
+    balances = [
+        ClientBalance("a", Decimal("2.55")),
+        ClientBalance("b", Decimal("2.02")),
+        ClientBalance("c", Decimal("0.60")),
+        ClientBalance("d", Decimal("2.46")),
+    ]
+    dist = distribute(217, PrincipalSplit(217, 0), Decimal("7.63"), balances)
+    assert received(dist, balances) == [
+        (72, Decimal("2.55")),
+        (57, Decimal("2.02")),
+        (17, Decimal("0.60")),
+        (69, Decimal("2.46")),
+    ]
+    assert all(a.capped for a in dist.allocations)
+    assert dist.orphan_fiat == 0 and dist.orphan_sats == 2
+    # Whole sats per balance: nothing at all is orphaned.
+    balances = [ClientBalance("a", Decimal("6")), ClientBalance("b", Decimal("4"))]
+    dist = distribute(1_100, PrincipalSplit(1_000, 100), Decimal("10"), balances)
+    assert received(dist, balances) == [(600, Decimal("6.00")), (400, Decimal("4.00"))]
+    assert dist.orphan_sats == 0 and dist.orphan_fiat == 0
 
 
 def test_seed_incident_numbers():

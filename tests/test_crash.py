@@ -167,3 +167,95 @@ def test_sigkill_mid_distribution_then_recovery_pays_everyone_once(world, crash_
     assert sum(by_wallet.values()) == PRINCIPAL - (settlement["orphan_sats"] or 0)
     # What no client could take stays in the source wallet, recorded as orphan.
     assert delta[0] == (settlement["orphan_sats"] or 0)
+
+
+RESOLUTION_CRASHES = [
+    ("operator_funds", "resolution_claimed"),
+    ("send_to_wallet", "resolution_claimed"),
+    ("send_to_wallet", "orphan_invoice_created"),
+    ("send_to_wallet", "orphan_invoice_stored"),
+    ("send_to_wallet", "orphan_paid"),
+    ("attribute_to_client", "resolution_claimed"),
+    ("attribute_to_client", "attribution_recorded"),
+    ("attribute_to_client", "payout_invoice_stored"),
+    ("attribute_to_client", "payout_paid"),
+]
+
+
+@pytest.mark.parametrize(("action", "crash_at"), RESOLUTION_CRASHES)
+def test_sigkill_mid_resolution_then_recovery_resolves_once(world, action, crash_at):
+    """An orphan (a USD settlement: nobody holds USD) is resolved; the process
+    dies at a point inside the resolution; after the restart the recovery pass
+    finishes it: the orphan's sats moved once, to the chosen target, and an
+    attribution is one deposit and one payout."""
+    live, wallets, clients = world
+    client, client_wallet = clients[0]
+    target = live.create_wallet(f"target {action} {crash_at}")
+    sats = 5_000
+    extra = {
+        "source": "bitspire",
+        "principal_sats": sats,
+        "fee_sats": 0,
+        "exchange_rate": "1000000",
+        "currency": "USD",
+        "txid": f"orphan-{action}-{crash_at}",
+    }
+    invoice = live.invoice(wallets["source"], sats, extra=extra)
+    live.pay_invoice(wallets["payer"], invoice["bolt11"])
+    deadline = time.monotonic() + 30
+    settlement = None
+    while time.monotonic() < deadline:
+        settlement = _settlement_of(live, invoice["payment_hash"])
+        if settlement and settlement["status"] == "completed":
+            break
+        time.sleep(0.2)
+    assert settlement and settlement["reconciliation"], settlement
+    rec = settlement["reconciliation"]
+    assert rec["orphan_sats"] == sats
+    watched = [wallets["source"], target, client_wallet]
+    before = [live.balance(w) for w in watched]
+
+    live.stop()
+    live.start(SATMACHINE_CRASH_AT=crash_at)
+    live.login()
+    body: dict = {"action": action}
+    if action == "send_to_wallet":
+        body["wallet_id"] = target["id"]
+    if action == "attribute_to_client":
+        body["client_id"] = client["id"]
+    try:
+        live.api("POST", f"/reconciliations/{rec['id']}/resolve", json=body)
+    except httpx.TransportError:
+        pass
+    assert live.wait_exit(60) is not None, f"never reached {crash_at}"
+
+    live.start()
+    live.login()
+    deadline = time.monotonic() + 60
+    final = None
+    while time.monotonic() < deadline:
+        final = live.api("GET", f"/reconciliations/{rec['id']}").json()
+        if final["status"] == "resolved":
+            break
+        time.sleep(0.3)
+    assert final and final["status"] == "resolved", final
+    # A second resolution is refused; a recovery pass changes nothing.
+    again = live.api("POST", f"/reconciliations/{rec['id']}/resolve", json=body)
+    assert again.status_code == 409
+    live.api("POST", "/manual-poll")
+    delta = [live.balance(w) - b for w, b in zip(watched, before, strict=True)]
+    expected = {
+        "operator_funds": [0, 0, 0],
+        "send_to_wallet": [-sats, sats, 0],
+        "attribute_to_client": [-sats, 0, sats],
+    }[action]
+    assert delta == expected, delta
+    if action == "attribute_to_client":
+        deposits = live.api(
+            "GET", "/deposits", params={"client_id": client["id"], "limit": 1000}
+        ).json()
+        rows = deposits["data"] if isinstance(deposits, dict) else deposits
+        orphan_deposits = [
+            d for d in rows if f"settlement {settlement['id']}" in (d["notes"] or "")
+        ]
+        assert len(orphan_deposits) == 1, orphan_deposits
