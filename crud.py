@@ -884,7 +884,14 @@ async def get_totals() -> dict[str, Any]:
         f"FROM {S}.dca_payments WHERE status = 'confirmed'"
     )
     failed = await db.fetchone(
-        f"SELECT COUNT(*) AS n FROM {S}.dca_payments WHERE status = 'failed'"
+        f"SELECT COUNT(*) AS n FROM {S}.dca_payments WHERE status = 'failed' "
+        "AND settlement_id IS NOT NULL"
+    )
+    # Left pending or failed by older software: they reserve nothing and are
+    # never paid; shown so the operator can void them.
+    legacy = await db.fetchone(
+        f"SELECT COUNT(*) AS n FROM {S}.dca_payments "
+        "WHERE status IN ('pending', 'failed') AND settlement_id IS NULL"
     )
     settlements = await db.fetchone(
         f"SELECT COALESCE(SUM(amount_sats), 0) AS sats, "
@@ -904,6 +911,7 @@ async def get_totals() -> dict[str, Any]:
         "distributed_sats": int(payouts["sats"]),
         "payouts_confirmed": int(payouts["n"]),
         "payouts_failed": int(failed["n"]),
+        "legacy_unfinished_payouts": int(legacy["n"]),
         "settled_sats": int(settlements["sats"]),
         "commission_sats": int(settlements["commission"]),
         "settlements_processed": int(settlements["n"]),

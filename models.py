@@ -97,6 +97,10 @@ class SettlementStatus(str, Enum):
     distributing = "distributing"  # split recorded, payouts under way
     completed = "completed"  # every payout and the commission done
     payout_failed = "payout_failed"  # some payout failed; retryable
+    # Paid into the source wallet before this extension first ran (the upgrade
+    # line, see upgrade_line.py): recorded, never split unless the operator
+    # processes it (-> pending) or dismisses it.
+    before_upgrade = "before_upgrade"
 
 
 class ReconciliationStatus(str, Enum):
@@ -142,6 +146,9 @@ class CreateDcaClientData(BaseModel):
 
 class UpdateDcaClientData(BaseModel):
     username: str | None = Field(None, max_length=100)
+    # A wallet of the same LNbits user (e.g. after they deleted the old one):
+    # unfinished payouts then go to it on retry, never to the old one.
+    wallet_id: str | None = Field(None, min_length=1, max_length=64)
     dca_mode: DcaMode | None = None
     fixed_mode_daily_limit: FiatAmount | None = None
     status: ClientStatus | None = None
@@ -615,6 +622,7 @@ class Summary(BaseModel):
     distributed_sats: int
     payouts_confirmed: int
     payouts_failed: int
+    legacy_unfinished_payouts: int = 0
     settled_sats: int
     commission_sats: int
     settlements_processed: int

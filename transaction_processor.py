@@ -59,11 +59,14 @@ from .cashout import (
 )
 from .crud import (
     add_audit,
+    compare_and_set,
     get_client,
     get_clients,
     get_config,
     get_flow_balances,
+    get_payment,
     get_payouts_by_status,
+    get_reconciliation_by_settlement,
     get_settlement,
     get_settlement_payouts,
     get_settlements_by_status,
@@ -82,11 +85,13 @@ from .models import (
     ManualCashOutData,
     PayoutStatus,
     Reconciliation,
+    ReconciliationStatus,
     Settlement,
     SettlementStatus,
     TestTransactionData,
     utc_now,
 )
+from .upgrade_line import mark_if_before_line, refuse_if_split_by_old_extension
 
 EXTENSION_TAG = "satmachineadmin"
 ADMIN_CREDIT_MEMOS = {"Admin credit", "Admin debit"}
@@ -160,6 +165,7 @@ async def record_payment(payment: Payment) -> Settlement | None:
         created_at=now,
         updated_at=now,
     )
+    await mark_if_before_line(settlement)  # paid before the upgrade line?
     if not await insert_settlement_if_new(settlement):
         return None
     crash_point("recorded")
@@ -190,6 +196,8 @@ async def _advance(settlement_id: str) -> Settlement | None:
             return settlement
         settlement = await _lookup(settlement, config)
         crash_point("looked_up")
+    # Never split a cash-out the old extension already split (upgrade_line.py).
+    settlement = await refuse_if_split_by_old_extension(settlement)
     if settlement.status == SettlementStatus.ready.value:
         settlement = await _plan(settlement, config)
         crash_point("planned")
@@ -475,7 +483,7 @@ async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
     for payout in payouts:
-        if payout.status == PayoutStatus.confirmed.value:
+        if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
             continue
         await _pay_payout(settlement, payout, clients.get(payout.client_id))
     await _pay_commission(settlement)
@@ -569,7 +577,8 @@ async def _finish(settlement_id: str) -> Settlement:
     settlement = await get_settlement(settlement_id)
     assert settlement
     payouts = await get_settlement_payouts(settlement_id)
-    failed = [p for p in payouts if p.status != PayoutStatus.confirmed.value]
+    done = (PayoutStatus.confirmed.value, PayoutStatus.cancelled.value)
+    failed = [p for p in payouts if p.status not in done]
     commission_failed = settlement.commission_status == "failed"
     expected = settlement.status
     if failed or commission_failed:
@@ -656,6 +665,121 @@ async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
             )
         await add_audit("settlement", settlement.id, "retry", actor, {})
         return await _advance(settlement_id) or settlement
+
+
+async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPayment:
+    """The operator gives up on a payout that can never succeed (the client
+    deleted their wallet, or was removed). It reserves nothing any more.
+
+    * A row older software left pending or failed (no settlement) is voided: it
+      never moved money and this extension never pays it.
+    * A payout of a settlement is cancelled only if its invoice was never paid
+      (the invoice is made unpayable first). Its sats, still in the source
+      wallet, become orphan sats of that settlement (added to its open orphan,
+      or a new one), so the operator reconciles them like any other; the
+      settlement's figures keep adding up to its amount.
+
+    To pay the client at a new wallet instead, change the client's wallet and
+    retry: a stored invoice for another wallet is never paid."""
+    async with money_lock():
+        payout = await get_payment(payout_id)
+        if not payout:
+            raise LookupError("payout not found")
+        open_statuses = (PayoutStatus.pending.value, PayoutStatus.failed.value)
+        if payout.status not in open_statuses:
+            raise ProcessingError(f"payout is {payout.status}; nothing to cancel")
+        if payout.settlement_id is None:
+            if not await compare_and_set(
+                "dca_payments",
+                payout.id,
+                {"status": payout.status, "settlement_id": None},
+                {
+                    "status": PayoutStatus.cancelled.value,
+                    "error": f"voided by the operator: {reason}"[:500],
+                },
+            ):
+                raise ProcessingError("payout changed meanwhile; reload")
+            await add_audit("payout", payout.id, "voided", actor, {"reason": reason})
+            return await get_payment(payout.id) or payout
+        if payout.transaction_type == "orphan":
+            raise ProcessingError(
+                "this payout is an orphan attribution; it is retried with its "
+                "reconciliation"
+            )
+        if await abandon_invoice(payout.payment_hash):
+            await set_payout_status(payout.id, PayoutStatus.confirmed)
+            raise ProcessingError("the payout was paid after all; reload")
+        settlement = await get_settlement(payout.settlement_id)
+        if not settlement or not settlement.fiat_code:
+            raise LookupError("settlement not found")
+        rec = await get_reconciliation_by_settlement(settlement.id)
+        if rec and rec.status != ReconciliationStatus.open.value:
+            raise ProcessingError(
+                f"this settlement's orphan is already {rec.status}; its sats "
+                "cannot be added to it"
+            )
+        await _cancel_into_orphan(payout, settlement, rec, reason)
+        await add_audit("payout", payout.id, "cancelled", actor, {"reason": reason})
+        if settlement.status == SettlementStatus.payout_failed.value:
+            await _finish(settlement.id)
+        return await get_payment(payout.id) or payout
+
+
+async def _cancel_into_orphan(
+    payout: DcaPayment,
+    settlement: Settlement,
+    rec: Reconciliation | None,
+    reason: str,
+) -> None:
+    """Cancel the payout and move its sats and fiat to the settlement's orphan,
+    all in one transaction."""
+    sats, fiat = payout.amount_sats, payout.amount_fiat
+    now = utc_now()
+    async with transaction() as tx:
+        if not await compare_and_set(
+            "dca_payments",
+            payout.id,
+            {"status": payout.status, "payment_hash": payout.payment_hash},
+            {
+                "status": PayoutStatus.cancelled.value,
+                "error": f"cancelled by the operator: {reason}"[:500],
+            },
+            tx=tx,
+        ):
+            raise ProcessingError("payout changed meanwhile; reload")
+        await tx.execute(
+            "UPDATE satoshimachine.settlements SET "
+            "orphan_sats = COALESCE(orphan_sats, 0) + :sats, "
+            "orphan_fiat = COALESCE(orphan_fiat, 0) + :fiat, "
+            "distributed_sats = COALESCE(distributed_sats, 0) - :sats, "
+            "distributed_fiat = COALESCE(distributed_fiat, 0) - :fiat "
+            "WHERE id = :id",
+            {"sats": sats, "fiat": fiat, "id": settlement.id},
+        )
+        if rec is None:
+            await tx.insert(
+                "satoshimachine.reconciliations",
+                Reconciliation(
+                    id=urlsafe_short_hash(),
+                    settlement_id=settlement.id,
+                    orphan_sats=sats,
+                    orphan_fiat=fiat,
+                    fiat_code=settlement.fiat_code or "",
+                    exchange_rate=settlement.exchange_rate or 0.0,
+                    created_at=now,
+                    updated_at=now,
+                ),
+            )
+        else:
+            result = await tx.execute(
+                "UPDATE satoshimachine.reconciliations SET "
+                "orphan_sats = orphan_sats + :sats, "
+                "orphan_fiat = orphan_fiat + :fiat "
+                "WHERE id = :id AND status = 'open'",
+                {"sats": sats, "fiat": fiat, "id": rec.id},
+            )
+            if result.rowcount != 1:
+                raise ProcessingError("the orphan changed meanwhile; reload")
 
 
 async def process_open_settlements() -> int:

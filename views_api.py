@@ -69,6 +69,7 @@ from .models import (
     CreateLamassuConfigData,
     DcaClient,
     DcaDeposit,
+    DcaPayment,
     DepositStatus,
     DismissSettlementData,
     DistributionView,
@@ -96,6 +97,7 @@ from .models import (
 from .orphan_resolution import resolve_reconciliation
 from .transaction_processor import (
     ProcessingError,
+    cancel_payout,
     dismiss_settlement,
     dry_run,
     enter_cash_out,
@@ -320,6 +322,13 @@ async def api_update_client(
     if not client:
         raise _not_found("Client")
     changes = {k: v for k, v in data.dict(exclude_unset=True).items() if v is not None}
+    if "wallet_id" in changes:
+        wallet = await get_wallet(changes["wallet_id"])
+        if not wallet or wallet.deleted or wallet.user != client.user_id:
+            raise HTTPException(
+                HTTPStatus.BAD_REQUEST,
+                "wallet_id: not a wallet of this client's LNbits user.",
+            )
     for key, value in changes.items():
         setattr(client, key, getattr(value, "value", value))
     await update_client(client)
@@ -477,6 +486,24 @@ async def api_get_payouts(
     filters: Filters = Depends(filters_for(PayoutFilters, "created_at")),
 ) -> Page:
     return await get_payments(filters)
+
+
+@satmachineadmin_api_router.post(
+    "/payouts/{payout_id}/cancel", response_model=DcaPayment
+)
+async def api_cancel_payout(
+    payout_id: str, data: DismissSettlementData, op: WriteAccess
+) -> DcaPayment:
+    """Give up on a payout that can never succeed (pending or failed). A row
+    left by the old extension (no settlement) is voided; a settlement's payout
+    is cancelled only if never paid, and its sats join the settlement's orphan.
+    409 if it is confirmed, already cancelled, or was paid after all."""
+    try:
+        return await cancel_payout(payout_id, data.reason, op.user_id)
+    except LookupError as exc:
+        raise _not_found("Payout") from exc
+    except ProcessingError as exc:
+        raise _conflict(str(exc)) from exc
 
 
 class TransactionFilters(FilterModel):
