@@ -471,7 +471,13 @@ window.app = Vue.createApp({
           key: 'failed',
           label: 'Failed payouts',
           value: String(s.payouts_failed),
-          detail: (byStatus.payout_failed || 0) + ' settlements to retry',
+          detail:
+            (byStatus.payout_failed || 0) +
+            ' settlements to retry' +
+            (s.legacy_unfinished_payouts
+              ? `; ${s.legacy_unfinished_payouts} unfinished rows of the old ` +
+                'extension (reserve nothing; void them from the API)'
+              : ''),
           alert: s.payouts_failed > 0
         },
         {
@@ -830,6 +836,25 @@ window.app = Vue.createApp({
         LNbits.utils.notifyApiError(error)
       }
       await this.afterSettlementChange(settlement.id)
+    },
+    cancelPayout(settlement, payout) {
+      LNbits.utils
+        .confirmDialog(
+          `Cancel the payout of ${this.sats(payout.amount_sats)} to ` +
+            `${payout.username || payout.client_id}? Its sats become orphan ` +
+            'sats of this settlement and the client keeps the fiat.'
+        )
+        .onOk(async () => {
+          try {
+            await this.request('POST', `/payouts/${payout.id}/cancel`, {
+              reason: 'cancelled from the dashboard'
+            })
+            Quasar.Notify.create({ type: 'positive', message: 'Payout cancelled' })
+          } catch (error) {
+            LNbits.utils.notifyApiError(error)
+          }
+          await this.afterSettlementChange(settlement.id)
+        })
     },
     openCashOut(settlement) {
       this.cashOutDialog = {
