@@ -13,7 +13,7 @@ from typing import Any
 
 from lnbits.db import Connection, Database, Filters, Page, insert_query, model_to_dict
 from lnbits.helpers import urlsafe_short_hash
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from .allocation import ClientBalance, to_fiat
 from .models import (
@@ -34,6 +34,30 @@ from .models import (
 )
 
 db = Database("ext_satoshimachine")
+
+
+# One representation for every timestamp this extension writes and compares:
+# UTC, to the microsecond.
+# * PostgreSQL: rows written from models hold naive UTC, while `to_timestamp()`
+#   (LNbits' timestamp placeholder) converts to the *session* time zone, so on
+#   a server set to America/Guatemala the two disagreed by six hours. Every
+#   session of this extension's engine runs in UTC.
+# * SQLite: LNbits binds datetime parameters as whole seconds, while models
+#   store fractional epochs; `exact_times` binds them as fractional epochs.
+if db.type != "SQLITE":
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def _session_in_utc(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+
+
+def exact_times(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value.timestamp() if isinstance(value, datetime) else value
+        for key, value in values.items()
+    }
 
 
 class StableFilters(Filters):
@@ -80,7 +104,7 @@ class Tx:
         self.conn = conn
 
     async def execute(self, query: str, values: dict | None = None) -> Any:
-        params = self.conn.rewrite_values(values) if values else {}
+        params = self.conn.rewrite_values(exact_times(values)) if values else {}
         return await self.conn.conn.execute(
             text(self.conn.rewrite_query(query)), params
         )
@@ -106,7 +130,7 @@ async def transaction() -> AsyncIterator[Tx]:
 
 
 async def _execute_rowcount(query: str, values: dict) -> int:
-    result = await db.execute(query, values)
+    result = await db.execute(query, exact_times(values))
     return result.rowcount
 
 
@@ -175,7 +199,8 @@ async def set_config_timestamps(config_id: str, **fields: datetime | bool) -> No
         sets.append(f"{key} = {ts(key) if isinstance(value, datetime) else ':' + key}")
         values[key] = value
     await db.execute(
-        f"UPDATE {S}.lamassu_config SET {', '.join(sets)} WHERE id = :id", values
+        f"UPDATE {S}.lamassu_config SET {', '.join(sets)} WHERE id = :id",
+        exact_times(values),
     )
 
 
@@ -415,11 +440,9 @@ async def get_flow_balances(
         WHERE c.status = 'active' AND c.dca_mode = 'flow'
         ORDER BY c.created_at, c.id
     """
-    values = {
-        "currency": currency,
-        "as_of": as_of,
-        "exclude": exclude_settlement_id or "",
-    }
+    values = exact_times(
+        {"currency": currency, "as_of": as_of, "exclude": exclude_settlement_id or ""}
+    )
     if isinstance(conn, Tx):
         result = await conn.execute(query, values)
         rows = result.mappings().all()

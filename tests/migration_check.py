@@ -16,7 +16,7 @@ import asyncio
 import importlib.util
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -131,6 +131,7 @@ async def upgrade_and_check(postgres: bool, held: dict[str, Decimal]) -> None:
     from lnbits.app import create_app
 
     app = create_app()
+    upgraded_at = datetime.now(timezone.utc).replace(microsecond=0)
     async with app.router.lifespan_context(app):
         from lnbits.core.crud.db_versions import get_db_versions
         from satmachineadmin.crud import (
@@ -154,6 +155,8 @@ async def upgrade_and_check(postgres: bool, held: dict[str, Decimal]) -> None:
             assert deposit.status == status
         payment = await get_payment("pay1")
         assert payment and payment.amount_sats == 15000
+        # m008: the payout's currency, from its Lamassu transaction.
+        assert payment.currency == "GTQ", payment
         assert payment.amount_fiat == held["pay1"], (payment.amount_fiat, held)
         config = await get_config()
         assert config and config.password == "db-secret"
@@ -190,6 +193,18 @@ async def upgrade_and_check(postgres: bool, held: dict[str, Decimal]) -> None:
             "WHERE client_id = 'cl2' AND status = 'confirmed'"
         )
         assert Decimal(str(total["total"])).quantize(Decimal("0.01")) == Decimal("7.54")
+        # m009: the upgrade line is drawn at the upgrade (nothing paid before it
+        # is split unless the operator asks), and the old extension's Lamassu
+        # ids are known as already split.
+        from satmachineadmin.upgrade_line import get_first_run_at, old_extension_record
+
+        line = await get_first_run_at()
+        assert upgraded_at <= line <= datetime.now(timezone.utc), (upgraded_at, line)
+        row = await db.fetchone("SELECT COUNT(*) AS n FROM satoshimachine.upgrade_line")
+        assert int(row["n"]) == 1
+        assert await old_extension_record("ltx1") == "lamassu_transactions"
+        assert await old_extension_record(" LTX1 ") == "lamassu_transactions"
+        assert await old_extension_record("ltx-unknown") is None
 
 
 async def main() -> None:

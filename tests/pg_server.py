@@ -138,7 +138,7 @@ def start_postgres(base: Path | None = None) -> PostgresServer:
     )
     options = (
         f"-p {server.port} -c listen_addresses=127.0.0.1 "
-        f"-c unix_socket_directories={root} -c timezone=UTC -c fsync=off "
+        f"-c unix_socket_directories={root} -c timezone=America/Guatemala -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
     subprocess.run(
