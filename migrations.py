@@ -372,3 +372,56 @@ async def m008_resolution_state_and_payout_currency(db: Connection):
         unique=True,
         where="status <> 'cancelled'",
     )
+
+
+async def m009_upgrade_line(db: Connection):
+    """The upgrade line: when this extension first ran on this database.
+
+    Payments into the source wallet before it were the old extension's to
+    handle; the recovery scan (which looks back 30 days on its first run)
+    records them as `before_upgrade` and splits none of them unless the
+    operator asks (upgrade_line.py). One row, written once: a re-run after
+    "delete extension data" keeps the original line.
+
+    The line is now (this migration runs on the first start of the code that
+    has it), or earlier if this extension already left traces here (its first
+    settlement or audit entry), since it was running by then.
+    """
+    from datetime import datetime, timezone
+
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.upgrade_line (
+            id TEXT PRIMARY KEY NOT NULL,
+            first_run_at TIMESTAMP NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """)
+
+    def as_utc(value) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                return value.replace(tzinfo=timezone.utc)
+            return value.astimezone(timezone.utc)
+        try:
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        except (TypeError, ValueError):
+            return None
+
+    now = datetime.now(timezone.utc)
+    candidates = [now]
+    for table in ("settlements", "audit_log"):
+        row = await db.fetchone(
+            f"SELECT MIN(created_at) AS earliest FROM {SCHEMA}.{table}"
+        )
+        earliest = as_utc(row["earliest"]) if row else None
+        if earliest is not None:
+            candidates.append(earliest)
+    line = min(candidates).replace(microsecond=0)
+    await db.execute(
+        f"INSERT INTO {SCHEMA}.upgrade_line (id, first_run_at) "
+        f"VALUES ('line', {db.timestamp_placeholder('line')}) "
+        "ON CONFLICT (id) DO NOTHING",
+        {"line": line},
+    )

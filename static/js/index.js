@@ -12,7 +12,8 @@ const SETTLEMENT_STATUSES = [
   'distributing',
   'completed',
   'payout_failed',
-  'dismissed'
+  'dismissed',
+  'before_upgrade'
 ]
 const STATUS_COLORS = {
   active: 'positive',
@@ -31,6 +32,7 @@ const STATUS_COLORS = {
   flagged: 'negative',
   cancelled: 'grey',
   dismissed: 'grey',
+  before_upgrade: 'purple',
   inactive: 'grey'
 }
 
