@@ -741,14 +741,17 @@ async def get_transaction_distributions(
 
 
 async def get_settlements_by_status(
-    statuses: Sequence[str], limit: int = 500
+    statuses: Sequence[str], limit: int = 500, after_id: str = ""
 ) -> list[Settlement]:
+    """A page of settlements in `statuses`, by id after `after_id` (keyset:
+    rows that change status meanwhile never make a later page skip others)."""
     values: dict[str, Any] = {f"s{i}": s for i, s in enumerate(statuses)}
     values["limit"] = limit
+    values["after"] = after_id
     placeholders = ", ".join(f":s{i}" for i in range(len(statuses)))
     return await db.fetchall(
         f"SELECT * FROM {S}.settlements WHERE status IN ({placeholders}) "
-        "ORDER BY paid_at, id LIMIT :limit",
+        "AND id > :after ORDER BY id LIMIT :limit",
         values,
         Settlement,
     )

@@ -11,6 +11,9 @@ that really left the machine by hand).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from decimal import Decimal
 
@@ -117,6 +120,68 @@ def cash_out_to_lookup(settlement: Settlement, row: LamassuCashOut) -> Lookup:
     return Lookup(LookupState.found, f"Lamassu cash-out {row.id}", data)
 
 
+class _Session:
+    """One Lamassu connection (and tunnel) shared by every lookup and the poll
+    of one recovery pass, opened on first use. A failure to connect is kept for
+    the rest of the pass: one attempt per pass, not one per settlement."""
+
+    def __init__(self, settings: LamassuSettings):
+        self.settings = settings
+        self.client: LamassuClient | None = None
+        self.error: BaseException | None = None
+
+    async def get(self) -> LamassuClient:
+        if self.error is not None:
+            raise self.error
+        if self.client is None:
+            client = LamassuClient(self.settings)
+            try:
+                await client.connect()
+            except BaseException as exc:
+                await client.close()
+                self.error = exc
+                raise
+            self.client = client
+        return self.client
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+
+# Per task: the recovery pass's lookups and poll share its session; the
+# listener and API requests run in other tasks and never touch it (an asyncpg
+# connection serves one operation at a time).
+_session: ContextVar[_Session | None] = ContextVar("lamassu_session", default=None)
+
+
+@asynccontextmanager
+async def lamassu_session(config: LamassuConfig | None) -> AsyncIterator[None]:
+    """Within this block (in this task) lookups and the poll share one
+    connection. Lookups outside one open their own."""
+    if not config or not config.lamassu_configured or _session.get() is not None:
+        yield
+        return
+    session = _Session(settings_from_config(config))
+    token = _session.set(session)
+    try:
+        yield
+    finally:
+        _session.reset(token)
+        await session.close()
+
+
+@asynccontextmanager
+async def _client_for(config: LamassuConfig) -> AsyncIterator[LamassuClient]:
+    session = _session.get()
+    if session is not None:
+        yield await session.get()
+        return
+    async with LamassuClient(settings_from_config(config)) as client:
+        yield client
+
+
 class LamassuSource:
     name = SOURCE_NAME
 
@@ -125,7 +190,7 @@ class LamassuSource:
     ) -> Lookup | None:
         if not config.lamassu_configured:
             return None
-        async with LamassuClient(settings_from_config(config)) as client:
+        async with _client_for(config) as client:
             row = await client.find_cash_out(
                 bolt11=settlement.bolt11, payment_hash=settlement.payment_hash
             )
@@ -154,7 +219,7 @@ async def poll_lamassu(config: LamassuConfig) -> dict:
     now = utc_now()
     await set_config_timestamps(config.id, last_poll_time=now)
     since = (config.last_successful_poll or now - POLL_LOOKBACK) - timedelta(days=1)
-    async with LamassuClient(settings_from_config(config)) as client:
+    async with _client_for(config) as client:
         rows = await client.recent_cash_outs(since)
     hashes = {row.id: _payment_hash_of(row.to_address) for row in rows}
     known = await get_known_payment_hashes([h for h in hashes.values() if h])

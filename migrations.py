@@ -425,3 +425,11 @@ async def m009_upgrade_line(db: Connection):
         "ON CONFLICT (id) DO NOTHING",
         {"line": line},
     )
+
+
+async def m010_waiting_window(db: Connection):
+    """How long a settlement may wait for its cash-out data (default 24 h, the
+    ATM's redeem window) before it is stale and left to the operator."""
+    await _add_column(
+        db, "lamassu_config", "waiting_window_hours", "INTEGER NOT NULL DEFAULT 24"
+    )

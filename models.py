@@ -97,6 +97,9 @@ class SettlementStatus(str, Enum):
     distributing = "distributing"  # split recorded, payouts under way
     completed = "completed"  # every payout and the commission done
     payout_failed = "payout_failed"  # some payout failed; retryable
+    # Still waiting for cash-out data after the configured window (the ATM's
+    # redeem window): no longer looked up; the operator enters or dismisses.
+    stale = "stale"
     # Paid into the source wallet before this extension first ran (the upgrade
     # line, see upgrade_line.py): recorded, never split unless the operator
     # processes it (-> pending) or dismisses it.
@@ -468,6 +471,7 @@ class LamassuConfig(BaseModel):
     max_daily_limit: Decimal | None = None
     limit_currency: str | None = None
     expected_commission_percentage: float | None = None
+    waiting_window_hours: int = 24
     scan_checkpoint: datetime | None = None
     created_at: datetime
     updated_at: datetime
@@ -530,6 +534,7 @@ class PublicLamassuConfig(BaseModel):
     max_daily_limit: Decimal | None
     limit_currency: str | None
     expected_commission_percentage: float | None
+    waiting_window_hours: int = 24
     lamassu_configured: bool
     ssh_tunnel_unavailable: str | None = None
     created_at: datetime
@@ -554,6 +559,8 @@ class _ConfigFields(BaseModel):
     max_daily_limit: FiatAmount | None = None
     limit_currency: str | None = Field(None, regex=CURRENCY_REGEX)
     expected_commission_percentage: float | None = Field(None, ge=0, lt=1)
+    # How long a settlement may wait for its cash-out data before it is stale.
+    waiting_window_hours: int | None = Field(None, ge=1, le=24 * 30)
 
 
 class CreateLamassuConfigData(_ConfigFields):

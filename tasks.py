@@ -11,13 +11,14 @@ from loguru import logger
 
 from .crud import get_config, set_config_timestamps
 from .faults import crash_point
-from .lamassu_source import poll_lamassu
+from .lamassu_source import lamassu_session, poll_lamassu
 from .models import utc_now
 from .orphan_resolution import resume_resolutions
 from .transaction_processor import (
-    process_open_settlements,
+    look_up_waiting,
     process_settlement,
     record_payment,
+    resume_payouts,
 )
 
 # How far back the first scan looks, and how much the scan overlaps the previous
@@ -87,14 +88,19 @@ async def poll_lamassu_if_configured() -> dict | None:
     return report
 
 
-async def run_recovery() -> dict:
+async def run_recovery(look_up_now: bool = False) -> dict:
     """One pass: scan, then advance every open settlement and resolution, then
     poll Lamassu (when configured) for cash-outs without a settlement."""
     started = time.monotonic()
     found = await scan_source_wallet()
-    await process_open_settlements()
+    # Money in flight first (interrupted payouts and resolutions), then the
+    # lookups and the poll, which share one Lamassu connection for the pass.
+    await resume_payouts()
     await resume_resolutions()
-    poll = await poll_lamassu_if_configured()
+    config = await get_config()
+    async with lamassu_session(config):
+        await look_up_waiting(config, ignore_back_off=look_up_now)
+        poll = await poll_lamassu_if_configured()
     recovery_status["last_run_at"] = utc_now()
     recovery_status["last_error"] = None
     return {

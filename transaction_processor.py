@@ -21,8 +21,9 @@ Life of a settlement (statuses in models.SettlementStatus):
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -65,7 +66,6 @@ from .crud import (
     get_config,
     get_flow_balances,
     get_payment,
-    get_payouts_by_status,
     get_reconciliation_by_settlement,
     get_settlement,
     get_settlement_payouts,
@@ -100,6 +100,8 @@ LOOKUP_STATUSES = (
     SettlementStatus.waiting_data.value,
     SettlementStatus.waiting_dispense.value,
 )
+# Waiting for the operator: nothing looks these up by itself any more.
+OPERATOR_STATUSES = (SettlementStatus.flagged.value, SettlementStatus.stale.value)
 PAYOUT_STATUSES = (
     SettlementStatus.distributing.value,
     SettlementStatus.payout_failed.value,
@@ -548,12 +550,14 @@ async def _pay_commission(settlement: Settlement) -> None:
         return
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
-        current = await get_settlement(fresh.id)
-        if not current or current.commission_payment_hash != replacing:
-            return False
-        current.commission_bolt11 = bolt11
-        current.commission_payment_hash = payment_hash
-        return await update_settlement(current, expected_status=current.status)
+        # Compare-and-set on the stored invoice, writing only the commission's
+        # columns: two runs can never both store (and pay) an invoice.
+        return await compare_and_set(
+            "settlements",
+            fresh.id,
+            {"commission_payment_hash": replacing},
+            {"commission_bolt11": bolt11, "commission_payment_hash": payment_hash},
+        )
 
     result = await transfer(
         source_wallet_id=fresh.wallet_id,
@@ -565,12 +569,28 @@ async def _pay_commission(settlement: Settlement) -> None:
         stored_hash=fresh.commission_payment_hash,
         remember=remember,
     )
-    current = await get_settlement(fresh.id)
-    if not current or result.contended:
+    if result.contended:
         return
-    current.commission_status = "confirmed" if result.ok else "failed"
-    current.commission_error = None if result.ok else (result.error or "")[:500]
-    await update_settlement(current, expected_status=current.status)
+    if result.ok:
+        await compare_and_set(
+            "settlements",
+            fresh.id,
+            {"commission_payment_hash": result.payment_hash},
+            {"commission_status": "confirmed", "commission_error": None},
+        )
+        return
+    current = await get_settlement(fresh.id)
+    if not current or current.commission_status == "confirmed":
+        return  # another run paid it meanwhile: never write a failure over that
+    await compare_and_set(
+        "settlements",
+        fresh.id,
+        {
+            "commission_status": current.commission_status,
+            "commission_payment_hash": current.commission_payment_hash,
+        },
+        {"commission_status": "failed", "commission_error": (result.error or "")[:500]},
+    )
 
 
 async def _finish(settlement_id: str) -> Settlement:
@@ -579,19 +599,32 @@ async def _finish(settlement_id: str) -> Settlement:
     payouts = await get_settlement_payouts(settlement_id)
     done = (PayoutStatus.confirmed.value, PayoutStatus.cancelled.value)
     failed = [p for p in payouts if p.status not in done]
-    commission_failed = settlement.commission_status == "failed"
-    expected = settlement.status
-    if failed or commission_failed:
+    # Unpaid commission (failed, or still pending because another run holds
+    # it) keeps the settlement open as surely as an unpaid payout does.
+    commission_open = settlement.commission_status in ("pending", "failed")
+    expected = {
+        "status": settlement.status,
+        "commission_status": settlement.commission_status,
+    }
+    if failed or commission_open:
         settlement.status = SettlementStatus.payout_failed.value
         parts = []
         if failed:
             parts.append(f"{len(failed)} payout(s) failed")
-        if commission_failed:
-            parts.append(f"commission failed: {settlement.commission_error}")
+        if commission_open:
+            parts.append(
+                f"commission {settlement.commission_status}: "
+                f"{settlement.commission_error or 'not paid yet'}"
+            )
         settlement.status_detail = "; ".join(parts) + "; retry when fixed"
     else:
         settlement.status = SettlementStatus.completed.value
-    await update_settlement(settlement, expected_status=expected)
+    await compare_and_set(
+        "settlements",
+        settlement.id,
+        expected,
+        {"status": settlement.status, "status_detail": settlement.status_detail},
+    )
     return settlement
 
 
@@ -605,7 +638,7 @@ async def enter_cash_out(
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
-        allowed = (*LOOKUP_STATUSES, SettlementStatus.flagged.value)
+        allowed = (*LOOKUP_STATUSES, *OPERATOR_STATUSES)
         if settlement.status not in allowed:
             raise ProcessingError(
                 f"settlement is {settlement.status}; cash-out data can only be "
@@ -635,7 +668,7 @@ async def dismiss_settlement(
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
-        allowed = (*LOOKUP_STATUSES, SettlementStatus.flagged.value)
+        allowed = (*LOOKUP_STATUSES, *OPERATOR_STATUSES)
         if settlement.status not in allowed:
             raise ProcessingError(
                 f"settlement is {settlement.status}; only a waiting or flagged "
@@ -659,10 +692,19 @@ async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
         settlement = await get_settlement(settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
-        if settlement.status not in (*PAYOUT_STATUSES, *LOOKUP_STATUSES):
+        retryable = (*PAYOUT_STATUSES, *LOOKUP_STATUSES, SettlementStatus.stale.value)
+        if settlement.status not in retryable:
             raise ProcessingError(
                 f"settlement is {settlement.status}; nothing to retry"
             )
+        if settlement.status == SettlementStatus.stale.value:
+            # Look it up once more now (it turns stale again on a later pass
+            # if nothing is found).
+            settlement.status = SettlementStatus.pending.value
+            if not await update_settlement(
+                settlement, expected_status=SettlementStatus.stale.value
+            ):
+                raise ProcessingError("settlement changed meanwhile; reload")
         await add_audit("settlement", settlement.id, "retry", actor, {})
         return await _advance(settlement_id) or settlement
 
@@ -782,19 +824,93 @@ async def _cancel_into_orphan(
                 raise ProcessingError("the orphan changed meanwhile; reload")
 
 
-async def process_open_settlements() -> int:
-    """Advance every settlement that is not finished: resumes half-done ones
-    (oldest first), re-checks waiting ones, retries failed payouts."""
-    open_ones = await get_settlements_by_status(
-        (*PAYOUT_STATUSES, SettlementStatus.ready.value, *LOOKUP_STATUSES)
-    )
-    for settlement in open_ones:
+async def _open_settlements(statuses: tuple[str, ...]) -> AsyncIterator[Settlement]:
+    """Every settlement in `statuses`, a page at a time (never just the first
+    page: 500 waiting settlements must not hide the 501st)."""
+    after = ""
+    while True:
+        page = await get_settlements_by_status(statuses, limit=500, after_id=after)
+        for settlement in page:
+            yield settlement
+        if len(page) < 500:
+            return
+        after = page[-1].id
+
+
+async def resume_payouts() -> int:
+    """Money in flight first: settlements planned or paying (interrupted by a
+    crash, or with failed payouts to retry), and ready ones. Returns how many
+    were advanced."""
+    advanced = 0
+    async for settlement in _open_settlements(
+        (*PAYOUT_STATUSES, SettlementStatus.ready.value)
+    ):
         try:
             await process_settlement(settlement.id)
+            advanced += 1
         except Exception as exc:
             logger.error(f"satmachineadmin: settlement {settlement.id}: {exc}")
-    pending = await get_payouts_by_status(PayoutStatus.pending.value)
-    return len(open_ones) + len(pending)
+    return advanced
+
+
+def lookup_delay(attempts: int) -> timedelta:
+    """How long a waiting settlement rests after `attempts` lookups: 1, 2, 4 ...
+    minutes, at most an hour (each lookup can cost a Lamassu/SSH connection)."""
+    if attempts <= 0:
+        return timedelta(0)
+    return min(timedelta(minutes=2 ** min(attempts - 1, 10)), timedelta(hours=1))
+
+
+def is_lookup_due(settlement: Settlement, now: datetime) -> bool:
+    if settlement.status == SettlementStatus.pending.value:
+        return True
+    if not settlement.last_lookup_at:
+        return True
+    last = _as_utc(settlement.last_lookup_at)
+    return now >= last + lookup_delay(settlement.lookup_attempts)
+
+
+async def look_up_waiting(
+    config: LamassuConfig | None, ignore_back_off: bool = False
+) -> int:
+    """Settlements waiting for cash-out data, each when its back-off allows;
+    those waiting longer than the configured window become `stale` for the
+    operator instead of being looked up forever. Returns how many were
+    looked up."""
+    window = timedelta(hours=config.waiting_window_hours if config else 24)
+    looked_up = 0
+    now = utc_now()
+    async for settlement in _open_settlements(LOOKUP_STATUSES):
+        try:
+            if now - _as_utc(settlement.paid_at) > window:
+                await _mark_stale(settlement, window)
+            elif ignore_back_off or is_lookup_due(settlement, now):
+                await process_settlement(settlement.id)
+                looked_up += 1
+        except Exception as exc:
+            logger.error(f"satmachineadmin: settlement {settlement.id}: {exc}")
+    return looked_up
+
+
+async def _mark_stale(settlement: Settlement, window: timedelta) -> None:
+    hours = int(window.total_seconds() // 3600)
+    expected = settlement.status
+    settlement.status = SettlementStatus.stale.value
+    settlement.status_detail = (
+        f"still waiting after {hours} h ({settlement.status_detail or expected}); "
+        "enter the cash-out data, dismiss it, or retry to look it up once more"
+    )[:500]
+    async with money_lock():
+        if await update_settlement(settlement, expected_status=expected):
+            logger.warning(
+                f"satmachineadmin: settlement {settlement.id} is stale: "
+                f"{settlement.status_detail}"
+            )
+
+
+async def process_open_settlements() -> int:
+    """Advance every unfinished settlement: payouts first, then lookups."""
+    return await resume_payouts() + await look_up_waiting(await get_config())
 
 
 # ------------------------------------------------------------------- dry run

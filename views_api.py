@@ -855,10 +855,12 @@ async def api_summary(_: ReadAccess) -> dict:
 @satmachineadmin_api_router.post("/manual-poll")
 async def api_manual_poll(_: WriteAccess) -> dict:
     """Parity: run the recovery pass now (scan the source wallet for missed
-    payments, advance waiting settlements, retry payouts)."""
+    payments, advance waiting settlements, retry payouts). Waiting
+    settlements are looked up now, whatever their back-off: the operator
+    asked."""
     from .tasks import run_recovery
 
-    return await run_recovery()
+    return await run_recovery(look_up_now=True)
 
 
 # ----------------------------------------------------------------- CSV export

@@ -2,7 +2,7 @@
 // (/satmachineadmin/api/v1/dca); nothing here computes money, it only formats.
 
 const API = '/satmachineadmin/api/v1/dca'
-const WAITING = ['pending', 'waiting_data', 'waiting_dispense', 'flagged']
+const WAITING = ['pending', 'waiting_data', 'waiting_dispense', 'flagged', 'stale']
 const SETTLEMENT_STATUSES = [
   'pending',
   'waiting_data',
@@ -13,7 +13,8 @@ const SETTLEMENT_STATUSES = [
   'completed',
   'payout_failed',
   'dismissed',
-  'before_upgrade'
+  'before_upgrade',
+  'stale'
 ]
 const STATUS_COLORS = {
   active: 'positive',
@@ -33,6 +34,7 @@ const STATUS_COLORS = {
   cancelled: 'grey',
   dismissed: 'grey',
   before_upgrade: 'purple',
+  stale: 'deep-orange',
   inactive: 'grey'
 }
 
