@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from lnbits.core.crud import get_wallet_for_key
@@ -43,7 +44,8 @@ async def operator_read(
 ) -> Operator:
     key = request.headers.get("X-API-KEY") or request.query_params.get("api-key")
     if key:
-        wallet = await get_wallet_for_key(key)
+        # A NUL cannot be in any key, and PostgreSQL would fail on it (500).
+        wallet = None if "\x00" in key else await get_wallet_for_key(key)
         if not wallet:
             raise HTTPException(HTTPStatus.UNAUTHORIZED, "Invalid API key.")
         if not settings.is_admin_user(wallet.user):
@@ -76,5 +78,71 @@ async def operator_write(
     return operator
 
 
-ReadAccess = Annotated[Operator, Depends(operator_read)]
-WriteAccess = Annotated[Operator, Depends(operator_write)]
+# What a request may carry, checked once the caller is known (an anonymous
+# request learns nothing and costs nothing): PostgreSQL cannot store text with a
+# NUL character (it would answer 500), and a body nested hundreds deep used to
+# exhaust the recursion of this check (a 500 and thousands of log lines).
+MAX_BODY_BYTES = 256 * 1024
+MAX_NESTING = 32
+
+
+async def check_request_content(request: Request) -> None:
+    texts: list[Any] = [dict(request.path_params)]
+    texts.append(list(request.query_params.multi_items()))
+    if request.method not in ("GET", "HEAD", "DELETE"):
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"The request body is larger than {MAX_BODY_BYTES // 1024} KB.",
+            )
+        try:
+            texts.append(json.loads(body or b"null"))
+        except (ValueError, RecursionError):
+            pass  # not JSON: the body's own validation answers
+    if _has_nul(texts):
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST, "Text may not contain NUL (\\u0000) characters."
+        )
+
+
+def _has_nul(root: Any) -> bool:
+    """Walk the value without recursion, refusing deep nesting."""
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+            continue
+        if isinstance(value, dict | list | tuple):
+            if depth > MAX_NESTING:
+                raise HTTPException(
+                    HTTPStatus.BAD_REQUEST,
+                    f"The request is nested more than {MAX_NESTING} levels deep.",
+                )
+            items = (
+                [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            )
+            stack.extend((item, depth + 1) for item in items)
+    return False
+
+
+async def operator_read_checked(
+    request: Request,
+    operator: Annotated[Operator, Depends(operator_read)],
+) -> Operator:
+    await check_request_content(request)
+    return operator
+
+
+async def operator_write_checked(
+    request: Request,
+    operator: Annotated[Operator, Depends(operator_write)],
+) -> Operator:
+    await check_request_content(request)
+    return operator
+
+
+ReadAccess = Annotated[Operator, Depends(operator_read_checked)]
+WriteAccess = Annotated[Operator, Depends(operator_write_checked)]

@@ -215,19 +215,37 @@ class DcaDeposit(BaseModel):
     _fiat = validator("amount", pre=True, allow_reuse=True)(to_fiat)
 
 
+def _known_currency(value: str | None) -> str | None:
+    """An ISO 4217 code LNbits knows (its list of supported fiat currencies):
+    AAA or XXX would open a balance no settlement can ever match."""
+    from lnbits.utils.exchange_rates import currencies
+
+    if value is not None and value not in currencies:
+        raise ValueError(f"{value} is not a fiat currency LNbits knows (ISO 4217)")
+    return value
+
+
 class CreateDepositData(BaseModel):
     client_id: str = Field(..., min_length=1, max_length=64)
     amount: FiatAmount
     currency: str = Field("GTQ", regex=CURRENCY_REGEX)
     notes: str | None = Field(None, max_length=500)
 
+    _currency = validator("currency", allow_reuse=True)(_known_currency)
+
 
 class UpdateDepositData(BaseModel):
-    """Edit a pending deposit."""
+    """Edit a pending deposit. Unknown fields are refused (a misspelt
+    `ammount` must not answer 200 and change nothing)."""
 
     amount: FiatAmount | None = None
     currency: str | None = Field(None, regex=CURRENCY_REGEX)
     notes: str | None = Field(None, max_length=500)
+
+    _currency = validator("currency", allow_reuse=True)(_known_currency)
+
+    class Config:
+        extra = Extra.forbid
 
 
 class UpdateDepositStatusData(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from .auth import WriteAccess
@@ -14,12 +14,10 @@ from .crud import get_config, set_config_timestamps
 from .lamassu import check_connection
 from .lamassu_source import settings_from_config
 from .models import API_ERROR_RESPONSES, utc_now
-from .views_api import reject_nul_characters
 
 satmachineadmin_lamassu_router = APIRouter(
     prefix="/api/v1/dca",
     responses=API_ERROR_RESPONSES,
-    dependencies=[Depends(reject_nul_characters)],
 )
 
 

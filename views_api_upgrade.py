@@ -20,12 +20,11 @@ from .upgrade_line import (
     get_upgrade_line_view,
     process_before_upgrade,
 )
-from .views_api import SettlementFilters, filters_for, reject_nul_characters
+from .views_api import SettlementFilters, filters_for
 
 satmachineadmin_upgrade_router = APIRouter(
     prefix="/api/v1/dca",
     responses=API_ERROR_RESPONSES,
-    dependencies=[Depends(reject_nul_characters)],
 )
 
 

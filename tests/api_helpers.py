@@ -4,20 +4,26 @@ fresh clients, deposits and orphans made through the API itself."""
 from __future__ import annotations
 
 import itertools
-import string
 
 PREFIX = "/satmachineadmin/api/v1/dca"
 
-_codes = (
-    "X" + a + b
-    for a, b in itertools.product(string.ascii_uppercase, string.ascii_uppercase)
-    if a + b != "TS"
-)
+
+def _currency_codes():
+    # Real ISO 4217 codes (deposits accept only those), none the tests name.
+    from lnbits.utils.exchange_rates import currencies
+
+    return iter(sorted(set(currencies) - {"GTQ", "USD", "EUR"}))
+
+
+_codes = None
 _names = itertools.count(1)
 
 
 def fresh_currency() -> str:
-    """A 3-letter code no other test uses: balances in it belong to one test."""
+    """A currency no other test uses: balances in it belong to one test."""
+    global _codes
+    if _codes is None:
+        _codes = _currency_codes()
     return next(_codes)
 
 

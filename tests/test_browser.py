@@ -149,6 +149,10 @@ def test_operator_day_in_the_browser(server, browser):
     ui = Page(browser, server, 1280, 800)
     try:
         ui.test_id("no-config").wait_for()
+        # Every dashboard export formats its cells through csvSafe (exportTable).
+        for text in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
+            assert ui.page.evaluate("t => satmachineCsvSafe(t)", text) == "'" + text
+        assert ui.page.evaluate("satmachineCsvSafe('plain')") == "plain"
 
         # Configuration: source and commission wallets.
         ui.tab("config")

@@ -38,6 +38,15 @@ const STATUS_COLORS = {
   inactive: 'grey'
 }
 
+// A spreadsheet runs a cell that starts with = + - @ (or tab / CR) as a
+// formula: usernames, notes and memos are typed by others, so every exported
+// cell like that is prefixed with ' (OWASP's CSV-injection rule).
+function csvSafe(value) {
+  const text = value === undefined || value === null ? '' : String(value)
+  return /^[=+\-@\t\r]/.test(text) ? "'" + text : text
+}
+window.satmachineCsvSafe = csvSafe
+
 function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
@@ -541,11 +550,14 @@ window.app = Vue.createApp({
       return WAITING.includes(settlement.status)
     },
     exportTable(columns, rows, name) {
-      LNbits.utils.exportCSV(
-        columns.filter(c => c.name !== 'actions'),
-        rows,
-        name
-      )
+      const safeColumns = columns
+        .filter(c => c.name !== 'actions')
+        .map(column => ({
+          ...column,
+          // LNbits formats each cell with `format`; ours runs last.
+          format: value => csvSafe(column.format ? column.format(value) : value)
+        }))
+      LNbits.utils.exportCSV(safeColumns, rows, name)
     },
 
     // ------------------------------------------------------------- requests
