@@ -1,4 +1,4 @@
-.PHONY: run test format check bench
+.PHONY: run test format check bench release
 
 run:
 	scripts/run.sh
@@ -9,6 +9,13 @@ test:
 format:
 	.venv/bin/python -m ruff check --fix .
 	.venv/bin/python -m black .
+
+# dist/satmachineadmin-<version>.zip (what LNbits installs) and its entry in
+# manifest.json (URL + sha256). The archive's URL is the GitHub release
+# v<version>, or $(SATMACHINE_RELEASE_URL_BASE), e.g.
+#   make release SATMACHINE_RELEASE_URL_BASE=https://example.org/satmachineadmin
+release:
+	python3 scripts/release.py
 
 check:
 	.venv/bin/python -m ruff check .

@@ -34,8 +34,23 @@ def free_port() -> int:
 
 
 class LiveLNbits:
-    def __init__(self, database_url: str | None = None, **extra_env: str):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        link_extension: bool = True,
+        **extra_env: str,
+    ):
+        """link_extension=False: an empty extensions folder (the extension is
+        then installed through LNbits' own extension manager)."""
         self.dir = prepare_run_dir(Path(tempfile.mkdtemp(prefix="satmachine-live-")))
+        if not link_extension:
+            (self.dir / "extensions" / "satmachineadmin").unlink()
+        # Answers 200 (or 307 before the first install) once the server is up;
+        # without the extension its paths are 404 after the first install.
+        self.ready_path = (
+            f"{PREFIX}/client-limits" if link_extension else "/api/v1/health"
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.dir / "server.log"
@@ -81,7 +96,7 @@ class LiveLNbits:
                 raise RuntimeError(f"LNbits exited:\n{self.log_tail()}")
             try:
                 # 307: up, redirecting everything to the first install.
-                response = self.http.get(f"{PREFIX}/client-limits")
+                response = self.http.get(self.ready_path)
                 if response.status_code in (200, 307):
                     return
             except httpx.HTTPError:
@@ -124,8 +139,9 @@ class LiveLNbits:
 
     # ---------------------------------------------------------------- setup
 
-    def first_install(self) -> None:
-        """The super user, logged in, with the extension enabled."""
+    def first_install(self, enable: bool = True) -> None:
+        """The super user, logged in, with the extension enabled (unless
+        enable=False: e.g. it is not installed yet)."""
         response = self.http.put(
             "/api/v1/auth/first_install",
             json={
@@ -136,6 +152,11 @@ class LiveLNbits:
         )
         assert response.status_code == 200, response.text
         self.login()
+        if enable:
+            self.enable_extension()
+
+    def enable_extension(self) -> None:
+        """For the super user (every user must enable an extension)."""
         response = self.http.put(
             "/api/v1/extension/satmachineadmin/enable", headers=self.auth
         )
