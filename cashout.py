@@ -87,41 +87,94 @@ def payment_extra_of(settlement: Settlement) -> dict:
     return extra if isinstance(extra, dict) else {}
 
 
-def _decimal(value: Any, name: str) -> Decimal:
+# Bounds on what an ATM may claim: far beyond any real cash-out, and small
+# enough that no arithmetic on them can overflow.
+MAX_SATS = 21_000_000 * 100_000_000
+MAX_FIAT_PER_BTC = Decimal("1e13")
+MAX_BILL = Decimal("1e9")
+MAX_BILL_COUNT = 100_000
+
+
+def _sats(value: Any, name: str) -> int:
+    """A whole number of sats: an int (not a bool, not a float), 0..21M BTC."""
+    if type(value) is not int:
+        raise ValueError(f"{name} must be an integer number of sats")
+    if not 0 <= value <= MAX_SATS:
+        raise ValueError(f"{name} is out of range")
+    return value
+
+
+def _decimal(value: Any, name: str, maximum: Decimal) -> Decimal:
+    """A positive decimal number no larger than `maximum`, given as a number or
+    a short string; never a bool, NaN, infinity or a 1E+999999999."""
     if isinstance(value, bool) or value is None:
         raise ValueError(f"{name} is missing")
+    if not isinstance(value, int | float | str) or len(str(value)) > 40:
+        raise ValueError(f"{name} is not a number")
     try:
-        number = Decimal(str(value))
+        number = Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise ValueError(f"{name} is not a number") from exc
-    if not number.is_finite():
-        raise ValueError(f"{name} is not a number")
+    if not number.is_finite() or not -12 <= number.adjusted() <= 15:
+        raise ValueError(f"{name} is not a plausible number")
+    if number <= 0 or number > maximum:
+        raise ValueError(f"{name} must be positive and at most {maximum:,}")
     return number
 
 
 def _bills_total(bills: Any) -> Decimal | None:
     """Sum dispensed bills given as {"100": 2} or [{"denomination": 100,
-    "count": 2}, ...]; None when absent or unreadable."""
-    total = Decimal(0)
+    "count": 2}, ...]; None when absent. Bills that are present but unreadable
+    are an error: they are the only fact about the cash that left."""
+    if bills is None:
+        return None
     if isinstance(bills, dict):
         items = list(bills.items())
     elif isinstance(bills, list):
         items = []
         for bill in bills:
             if not isinstance(bill, dict):
-                return None
+                raise ValueError("bills must be {denomination: count} entries")
             items.append((bill.get("denomination"), bill.get("count", 1)))
     else:
-        return None
+        raise ValueError("bills must be a list or an object")
+    if len(items) > 100:
+        raise ValueError("too many bill entries")
+    total = Decimal(0)
     for denomination, count in items:
-        try:
-            value, number = Decimal(str(denomination)), int(count)
-        except (InvalidOperation, TypeError, ValueError):
-            return None
-        if value < 0 or number < 0:
-            return None
-        total += value * number
-    return total if total > 0 else None
+        value = _decimal(denomination, "bill denomination", MAX_BILL)
+        if type(count) is not int or not 0 <= count <= MAX_BILL_COUNT:
+            raise ValueError("bill count must be a whole number")
+        total += value * count
+    if total <= 0:
+        raise ValueError("the bills add up to nothing")
+    return total
+
+
+def price_of(fiat: Decimal, principal_sats: int) -> Decimal | None:
+    """Fiat per BTC at which the clients buy: the cash over its principal."""
+    if principal_sats <= 0:
+        return None
+    return Decimal(fiat) * 10**8 / principal_sats
+
+
+def price_disagreement(
+    claimed: Decimal,
+    reference: Decimal,
+    tolerance_percent: Decimal,
+    currency: str,
+    source: str,
+) -> str | None:
+    """Why a claimed price is not trusted (off by more than the tolerance from
+    the reference), or None."""
+    off = abs(claimed - reference) / reference * 100
+    if off <= tolerance_percent:
+        return None
+    return (
+        f"its price {claimed:,.2f} {currency}/BTC is {off:.1f}% away from "
+        f"{reference:,.2f} ({source}); more than the {tolerance_percent}% "
+        "allowed: accept it or correct it"
+    )
 
 
 class PaymentMetadataSource:
@@ -138,23 +191,24 @@ class PaymentMetadataSource:
             return None
         try:
             data = parse_bitspire(settlement.amount_sats, payment_extra, config)
-        except (ValueError, AllocationError) as exc:
+        except (ValueError, AllocationError, ArithmeticError) as exc:
             return Lookup(LookupState.failed, f"invalid bitSpire metadata: {exc}")
+        except Exception as exc:  # a claim we cannot read is never "try again"
+            return Lookup(
+                LookupState.failed,
+                f"unreadable bitSpire metadata: {exc.__class__.__name__}",
+            )
         return Lookup(LookupState.found, "from the payment's bitSpire metadata", data)
 
 
 def parse_bitspire(amount_sats: int, extra: dict, config: LamassuConfig) -> CashOutData:
-    principal = extra.get("principal_sats")
-    fee = extra.get("fee_sats")
-    if not isinstance(principal, int) or not isinstance(fee, int):
-        raise ValueError("principal_sats and fee_sats must be integers")
+    principal = _sats(extra.get("principal_sats"), "principal_sats")
+    fee = _sats(extra.get("fee_sats"), "fee_sats")
     split = split_reported(amount_sats, principal, fee)
     currency = extra.get("currency")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise ValueError("currency must be a 3-letter code")
-    rate = _decimal(extra.get("exchange_rate"), "exchange_rate")
-    if rate <= 0:
-        raise ValueError("exchange_rate must be positive")
+    rate = _decimal(extra.get("exchange_rate"), "exchange_rate", MAX_FIAT_PER_BTC)
     bills_fiat = _bills_total(extra.get("bills"))
     fiat = to_fiat(
         bills_fiat if bills_fiat is not None else Decimal(principal) * rate / 10**8
@@ -165,7 +219,9 @@ def parse_bitspire(amount_sats: int, extra: dict, config: LamassuConfig) -> Cash
     review = None
     tolerance = FEE_TOLERANCE_SATS + amount_sats // 100
     if bills_fiat is not None:
-        expected_principal = split_from_ticker(amount_sats, fiat, rate).principal_sats
+        # Not capped at the amount paid: bills worth far more than the
+        # principal at the reported rate must show, not vanish in a min().
+        expected_principal = round(fiat * 10**8 / rate)
         if abs(expected_principal - principal) > tolerance:
             review = (
                 f"reported principal {principal} sats does not match "

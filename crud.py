@@ -757,6 +757,30 @@ async def get_settlements_by_status(
     )
 
 
+async def get_recent_settlement_prices(
+    currency: str, since: datetime, exclude_id: str, limit: int
+) -> list[Decimal]:
+    """Fiat per BTC of the most recent settlements in `currency` that were
+    distributed (so their price was checked or accepted), newest first."""
+    rows = await db.fetchall(
+        f"SELECT fiat_amount, principal_sats FROM {S}.settlements "
+        "WHERE fiat_code = :currency AND id <> :exclude AND principal_sats > 0 "
+        "AND status IN ('distributing', 'completed', 'payout_failed') "
+        f"AND paid_at >= {ts('since')} ORDER BY paid_at DESC LIMIT :limit",
+        exact_times(
+            {
+                "currency": currency,
+                "exclude": exclude_id,
+                "since": since,
+                "limit": limit,
+            }
+        ),
+    )
+    return [
+        to_fiat(row["fiat_amount"]) * 10**8 / int(row["principal_sats"]) for row in rows
+    ]
+
+
 async def update_settlement(
     settlement: Settlement, expected_status: str | None = None
 ) -> bool:

@@ -433,3 +433,14 @@ async def m010_waiting_window(db: Connection):
     await _add_column(
         db, "lamassu_config", "waiting_window_hours", "INTEGER NOT NULL DEFAULT 24"
     )
+
+
+async def m011_rate_tolerance(db: Connection):
+    """How far (percent) a cash-out's price may be from an independent price
+    before the settlement is flagged for the operator (default 10 %)."""
+    await _add_column(
+        db,
+        "lamassu_config",
+        "rate_tolerance_percent",
+        "DOUBLE PRECISION NOT NULL DEFAULT 10",
+    )

@@ -490,6 +490,7 @@ class LamassuConfig(BaseModel):
     limit_currency: str | None = None
     expected_commission_percentage: float | None = None
     waiting_window_hours: int = 24
+    rate_tolerance_percent: float = 10.0
     scan_checkpoint: datetime | None = None
     created_at: datetime
     updated_at: datetime
@@ -553,6 +554,7 @@ class PublicLamassuConfig(BaseModel):
     limit_currency: str | None
     expected_commission_percentage: float | None
     waiting_window_hours: int = 24
+    rate_tolerance_percent: float = 10.0
     lamassu_configured: bool
     ssh_tunnel_unavailable: str | None = None
     created_at: datetime
@@ -579,6 +581,8 @@ class _ConfigFields(BaseModel):
     expected_commission_percentage: float | None = Field(None, ge=0, lt=1)
     # How long a settlement may wait for its cash-out data before it is stale.
     waiting_window_hours: int | None = Field(None, ge=1, le=24 * 30)
+    # How far a cash-out's price may be from the independent price (percent).
+    rate_tolerance_percent: float | None = Field(None, ge=0.1, le=100)
 
 
 class CreateLamassuConfigData(_ConfigFields):

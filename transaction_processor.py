@@ -91,6 +91,7 @@ from .models import (
     TestTransactionData,
     utc_now,
 )
+from .rate_check import rate_review_reason
 from .upgrade_line import mark_if_before_line, refuse_if_split_by_old_extension
 
 EXTENSION_TAG = "satmachineadmin"
@@ -228,6 +229,7 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
         settlement.status_detail = "no cash-out data found yet; enter it by hand"
     elif result.state == LookupState.found and result.data:
         _apply_cash_out(settlement, result.data)
+        await _check_price(settlement, config)
     elif result.state == LookupState.waiting:
         settlement.status = SettlementStatus.waiting_dispense.value
         settlement.status_detail = result.detail
@@ -237,6 +239,18 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
         logger.warning(f"satmachineadmin: settlement {settlement.id}: {result.detail}")
     await update_settlement(settlement, expected_status=expected)
     return settlement
+
+
+async def _check_price(settlement: Settlement, config: LamassuConfig | None) -> None:
+    """Flag a settlement whose cash-out price nothing independent confirms
+    (rate_check.py). Only a settlement about to be split is checked."""
+    if settlement.status != SettlementStatus.ready.value:
+        return
+    reason = await rate_review_reason(settlement, config)
+    if reason:
+        settlement.status = SettlementStatus.flagged.value
+        settlement.status_detail = reason[:500]
+        logger.warning(f"satmachineadmin: settlement {settlement.id}: {reason}")
 
 
 def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
@@ -647,6 +661,9 @@ async def enter_cash_out(
         cash_out = manual_cash_out(settlement, data)
         expected = settlement.status
         _apply_cash_out(settlement, cash_out)
+        # Typed figures are a claim too: a price far from the market is flagged
+        # (the operator then accepts it knowingly).
+        await _check_price(settlement, await get_config())
         settlement.reviewed_by = actor
         settlement.review_note = data.note
         if not await update_settlement(settlement, expected_status=expected):
@@ -657,6 +674,50 @@ async def enter_cash_out(
             "cash_out_entered",
             actor,
             json.loads(data.json()),
+        )
+        return await _advance(settlement_id) or settlement
+
+
+async def accept_settlement(
+    settlement_id: str, note: str, actor: str | None
+) -> Settlement:
+    """The operator accepts a flagged settlement's cash-out data as it is (e.g.
+    a price nothing could confirm): it is split at once. Only a settlement
+    whose data is complete can be accepted; otherwise enter the data."""
+    async with money_lock():
+        settlement = await get_settlement(settlement_id)
+        if not settlement:
+            raise LookupError("settlement not found")
+        if settlement.status != SettlementStatus.flagged.value:
+            raise ProcessingError(
+                f"settlement is {settlement.status}; only a flagged settlement "
+                "can be accepted"
+            )
+        if (
+            settlement.fiat_amount is None
+            or not settlement.fiat_code
+            or settlement.principal_sats is None
+            or settlement.commission_sats is None
+        ):
+            raise ProcessingError(
+                "this settlement has no complete cash-out data to accept; "
+                "enter it instead"
+            )
+        flagged_for = settlement.status_detail
+        settlement.status = SettlementStatus.ready.value
+        settlement.status_detail = f"accepted by the operator: {note}"[:500]
+        settlement.reviewed_by = actor
+        settlement.review_note = note
+        if not await update_settlement(
+            settlement, expected_status=SettlementStatus.flagged.value
+        ):
+            raise ProcessingError("settlement changed meanwhile; reload and retry")
+        await add_audit(
+            "settlement",
+            settlement.id,
+            "accepted",
+            actor,
+            {"note": note, "flagged_for": flagged_for},
         )
         return await _advance(settlement_id) or settlement
 

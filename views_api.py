@@ -96,6 +96,7 @@ from .models import (
 from .orphan_resolution import resolve_reconciliation
 from .transaction_processor import (
     ProcessingError,
+    accept_settlement,
     cancel_payout,
     dismiss_settlement,
     dry_run,
@@ -586,6 +587,20 @@ async def api_dismiss_settlement(
     and why, and never distribute it."""
     return await _settlement_action(
         dismiss_settlement(settlement_id, data.reason, op.user_id)
+    )
+
+
+@satmachineadmin_api_router.post(
+    "/settlements/{settlement_id}/accept", response_model=Settlement
+)
+async def api_accept_settlement(
+    settlement_id: str, data: DismissSettlementData, op: WriteAccess
+) -> Settlement:
+    """Accept a flagged settlement's cash-out data as it is (`{reason}`: why),
+    e.g. a price nothing could confirm; it is split at once. 409 if it is not
+    flagged or its data is incomplete (enter it with PUT .../cash-out)."""
+    return await _settlement_action(
+        accept_settlement(settlement_id, data.reason, op.user_id)
     )
 
 

@@ -151,7 +151,8 @@ def main() -> None:
     )
     print(
         f"demo: seeded. Log in at {base}/ as {USERNAME} / {PASSWORD} and open "
-        f"{base}/satmachineadmin/"
+        f"{base}/satmachineadmin/. Offline no price feed confirms the ATM's "
+        "price, so the settlement waits flagged: accept it under Settlements."
     )
 
 

@@ -132,10 +132,26 @@ class Env:
         assert wallet
         return wallet.balance
 
+    def market(self, currency: str, fiat_per_btc) -> None:
+        """What LNbits' exchange-rate service answers for `currency` (offline,
+        its cache is the service): the independent price settlements are
+        checked against."""
+        from lnbits.utils.cache import cache
+
+        cache.set(f"btc-price-{currency}", float(fiat_per_btc), expiry=3600)
+
     async def pay(self, from_wallet_id: str, to_wallet_id: str, sats: int, **kw) -> str:
-        """A real internal payment between two wallets; returns the payment hash."""
+        """A real internal payment between two wallets; returns the payment hash.
+        An honest bitSpire ATM: the market price is the one its metadata
+        reports, unless `market=False` (the test sets the market itself)."""
         from lnbits.core.services import create_invoice, pay_invoice
 
+        extra = kw.get("extra")
+        if kw.pop("market", True) and isinstance(extra, dict):
+            try:
+                self.market(str(extra["currency"]), float(extra["exchange_rate"]))
+            except (KeyError, TypeError, ValueError, OverflowError):
+                pass
         invoice = await create_invoice(
             wallet_id=to_wallet_id,
             amount=sats,

@@ -9,6 +9,7 @@ can SIGKILL it and start it again.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,6 +28,50 @@ from lnbits_sandbox import offline_settings, prepare_run_dir
 SUPER_USERNAME = "operator"
 SUPER_PASSWORD = "secret-password-1"
 PREFIX = "/satmachineadmin/api/v1/dca"
+
+
+class PriceFeed:
+    """An exchange-rate provider on 127.0.0.1 for the server's LNbits (its
+    `LNBITS_EXCHANGE_RATE_PROVIDERS`): `GET /<CODE>` answers the price set with
+    `set(code, fiat_per_btc)`, else 404 (LNbits then has no rate for it)."""
+
+    def __init__(self) -> None:
+        self.prices: dict[str, float] = {}
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                price = feed.prices.get(self.path.strip("/").upper())
+                body = str(price).encode() if price else b"no price"
+                self.send_response(200 if price else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def set(self, currency: str, fiat_per_btc: float) -> None:
+        self.prices[currency.upper()] = fiat_per_btc
+
+    def provider_setting(self) -> str:
+        return json.dumps(
+            [
+                {
+                    "name": "test feed",
+                    "api_url": f"http://127.0.0.1:{self.port}/{{TO}}",
+                    "path": "",
+                }
+            ]
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:
@@ -66,6 +113,12 @@ class LiveLNbits:
                 "PORT": str(self.port),
             }
         )
+        # LNbits' exchange-rate service, on loopback: no price until a test
+        # sets one with market() (offline, as scripts/run.sh runs, there is
+        # none: settlements are then flagged for the operator to accept).
+        self.feed = PriceFeed()
+        self.env["LNBITS_EXCHANGE_RATE_PROVIDERS"] = self.feed.provider_setting()
+        self.env["LNBITS_EXCHANGE_RATE_CACHE_SECONDS"] = "0"
         if database_url:
             self.env["LNBITS_DATABASE_URL"] = database_url
         self.env.update(extra_env)
@@ -125,9 +178,14 @@ class LiveLNbits:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def market(self, currency: str, fiat_per_btc: float) -> None:
+        """The price LNbits' exchange-rate service answers for `currency`."""
+        self.feed.set(currency, fiat_per_btc)
+
     def close(self) -> None:
         self.stop()
         self.http.close()
+        self.feed.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:

@@ -58,7 +58,9 @@ def test_curl_walkthrough_runs_as_written():
         )
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
-        assert "settlement: completed" in out
+        # Offline, as the run command: flagged (no price feed), then accepted.
+        assert "settlement: flagged" in out
+        assert "cannot be checked" in out
         assert "resolving again: HTTP 409" in out
 
         settlement = live.api("GET", "/settlements", params={"limit": 1}).json()

@@ -43,7 +43,17 @@ def test_demo_seeds_the_seed_incident_once():
         settlements = live.api("GET", "/settlements").json()["data"]
         assert len(settlements) == 1
         path = f"/settlements/{settlements[0]['id']}"
-        deadline = time.monotonic() + 60  # the split runs after the payment
+        # Offline (no price feed) nothing confirms the ATM's price: the
+        # settlement waits flagged until the operator accepts it.
+        deadline = time.monotonic() + 60
+        while (settlement := live.api("GET", path).json())["status"] != "flagged":
+            assert time.monotonic() < deadline, settlement
+            time.sleep(0.2)
+        assert "cannot be checked" in settlement["status_detail"]
+        assert settlement["payouts"] == []
+        response = live.api("POST", f"{path}/accept", json={"reason": "demo"})
+        assert response.status_code == 200, response.text
+        deadline = time.monotonic() + 60  # the split runs after the acceptance
         while (settlement := live.api("GET", path).json())["status"] != "completed":
             assert time.monotonic() < deadline, settlement
             time.sleep(0.2)

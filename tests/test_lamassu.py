@@ -106,6 +106,7 @@ async def _settlement(payment_hash: str):
 async def setup(env, lamassu_pg):
     await _deactivate_all_clients(env)
     source, commission, payer, clients = await _setup(env, ["50"])
+    env.market("GTQ", 600_000)  # the market agrees with the rows' ticker
     await _configure(env, lamassu_pg)
     await env.fund(payer.id, 100_000)
     yield source, commission, payer, clients

@@ -199,6 +199,7 @@ async def test_unexplained_payment_waits_then_manual_data_distributes(env):
         json={"fiat_amount": "-5", "fiat_code": "GTQ", "principal_sats": 10},
     )
     assert bad.status_code == 400
+    env.market("GTQ", 842_105.26)  # the typed price agrees with the market
     response = await env.api(
         "PUT",
         f"/settlements/{settlement['id']}/cash-out",

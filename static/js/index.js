@@ -853,6 +853,32 @@ window.app = Vue.createApp({
       }
       await this.afterSettlementChange(settlement.id)
     },
+    canAccept(settlement) {
+      return (
+        settlement.status === 'flagged' &&
+        settlement.fiat_amount !== null &&
+        settlement.principal_sats !== null
+      )
+    },
+    acceptSettlement(settlement) {
+      LNbits.utils
+        .confirmDialog(
+          `Flagged: ${settlement.status_detail}. Split it with these figures ` +
+            `(${this.fiat(settlement.fiat_amount, settlement.fiat_code)} for ` +
+            `${this.sats(settlement.principal_sats)})?`
+        )
+        .onOk(async () => {
+          try {
+            await this.request('POST', `/settlements/${settlement.id}/accept`, {
+              reason: 'accepted from the dashboard'
+            })
+            Quasar.Notify.create({ type: 'positive', message: 'Accepted' })
+          } catch (error) {
+            LNbits.utils.notifyApiError(error)
+          }
+          await this.afterSettlementChange(settlement.id)
+        })
+    },
     cancelPayout(settlement, payout) {
       LNbits.utils
         .confirmDialog(
