@@ -30,6 +30,7 @@ from .models import (
     Reconciliation,
     Settlement,
     TransactionView,
+    client_attention,
     utc_now,
 )
 
@@ -332,6 +333,8 @@ _FIGURE_SORTS = {"confirmed_deposits", "remaining_balance"}
 
 
 def _with_remaining(summary: ClientSummary) -> ClientSummary:
+    summary.attention = client_attention(summary)
+    summary.is_new = summary.reviewed_at is None
     summary.confirmed_deposits = to_fiat(summary.confirmed_deposits)
     summary.pending_deposits = to_fiat(summary.pending_deposits)
     summary.distributed_fiat = to_fiat(summary.distributed_fiat)

@@ -444,3 +444,15 @@ async def m011_rate_tolerance(db: Connection):
         "rate_tolerance_percent",
         "DOUBLE PRECISION NOT NULL DEFAULT 10",
     )
+
+
+async def m012_client_review(db: Connection):
+    """When the operator last reviewed a client row. The client extension lets
+    any LNbits user insert their own row; until the operator has looked at it,
+    it is shown as new. Rows from before this migration were already in use,
+    so they count as reviewed when they were created."""
+    await _add_column(db, "dca_clients", "reviewed_at", "TIMESTAMP")
+    await db.execute(
+        f"UPDATE {SCHEMA}.dca_clients SET reviewed_at = created_at "
+        "WHERE reviewed_at IS NULL"
+    )

@@ -131,10 +131,24 @@ class DcaClient(BaseModel):
     status: str = "active"
     created_at: datetime
     updated_at: datetime
+    # When the operator last reviewed this row (NULL: new, e.g. inserted by the
+    # client extension on its own).
+    reviewed_at: datetime | None = None
 
     _fiat = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
         _fiat_or_none
     )
+
+
+def client_attention(client: DcaClient) -> str | None:
+    """Why a client is never paid although it may look like it should be: a
+    mode or status outside the vocabulary (the client extension stores
+    whatever it is given)."""
+    if client.dca_mode not in {m.value for m in DcaMode}:
+        return f"unknown mode {client.dca_mode!r}: never paid; set flow or fixed"
+    if client.status not in {s.value for s in ClientStatus}:
+        return f"unknown status {client.status!r}: never paid; set active"
+    return None
 
 
 class CreateDcaClientData(BaseModel):
@@ -182,6 +196,8 @@ class ClientSummary(DcaClient):
     reserved_fiat: Decimal = Decimal("0")
     remaining_balance: Decimal = Decimal("0")
     wallet_name: str | None = None
+    attention: str | None = None  # see client_attention
+    is_new: bool = False  # never reviewed by the operator
     # The figures above are in `currency`; these are every currency's.
     balances: list[CurrencyFigures] = []
 

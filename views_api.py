@@ -261,9 +261,25 @@ async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaCl
         status="active",
         created_at=now,
         updated_at=now,
+        reviewed_at=now,  # registered by the operator: reviewed
     )
     await create_client(client)
     await add_audit("client", client.id, "registered", op.user_id, data.dict())
+    return client
+
+
+@satmachineadmin_api_router.put(
+    "/clients/{client_id}/reviewed", response_model=DcaClient
+)
+async def api_review_client(client_id: str, op: WriteAccess) -> DcaClient:
+    """The operator has looked at a client row (e.g. one the client extension
+    inserted): it is no longer shown as new."""
+    client = await get_client(client_id)
+    if not client:
+        raise _not_found("Client")
+    client.reviewed_at = utc_now()
+    await update_client(client)
+    await add_audit("client", client.id, "reviewed", op.user_id, {})
     return client
 
 

@@ -417,10 +417,23 @@ window.app = Vue.createApp({
       return wallets.map(w => ({ label: `${w.name} (${shortId(w.id)})`, value: w.id }))
     },
     clientOptions() {
-      return this.clients.map(c => ({
-        label: `${c.username || shortId(c.id)}${c.status === 'active' ? '' : ' (inactive)'}`,
-        value: c.id
-      }))
+      // Two clients may share a username (anyone can register through the
+      // client extension): the wallet, the user, the date and the state tell
+      // them apart.
+      return this.clients.map(c => {
+        const marks = [
+          c.status === 'active' ? null : c.status,
+          c.is_new ? 'NEW, not reviewed' : null,
+          c.attention ? 'needs attention' : null
+        ].filter(Boolean)
+        return {
+          label:
+            `${c.username || shortId(c.id)} · wallet ${shortId(c.wallet_id)}` +
+            ` · user ${shortId(c.user_id)} · since ${String(c.created_at).slice(0, 10)}` +
+            (marks.length ? ` (${marks.join(', ')})` : ''),
+          value: c.id
+        }
+      })
     },
     waitingCount() {
       if (!this.summary) return 0
@@ -878,6 +891,15 @@ window.app = Vue.createApp({
           }
           await this.afterSettlementChange(settlement.id)
         })
+    },
+    async reviewClient(client) {
+      try {
+        await this.request('PUT', `/clients/${client.id}/reviewed`)
+        Quasar.Notify.create({ type: 'positive', message: 'Client reviewed' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.loadClients()
     },
     cancelPayout(settlement, payout) {
       LNbits.utils
