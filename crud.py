@@ -23,6 +23,8 @@ from .models import (
     DcaClient,
     DcaDeposit,
     DcaPayment,
+    DepositView,
+    DistributedRow,
     DistributionView,
     LamassuConfig,
     PayoutStatus,
@@ -329,7 +331,12 @@ async def get_currency_figures(client_ids: Sequence[str]) -> dict[str, list[dict
 
 
 # Sorting by these needs every client's figures before a page can be cut.
-_FIGURE_SORTS = {"confirmed_deposits", "remaining_balance"}
+_FIGURE_SORTS = {
+    "confirmed_deposits",
+    "distributed_fiat",
+    "distributed_sats",
+    "remaining_balance",
+}
 
 
 def _with_remaining(summary: ClientSummary) -> ClientSummary:
@@ -473,11 +480,17 @@ async def get_deposit(deposit_id: str) -> DcaDeposit | None:
     )
 
 
+_DEPOSIT_VIEW = f"""
+    SELECT d.*, c.username AS username
+    FROM {S}.dca_deposits d LEFT JOIN {S}.dca_clients c ON c.id = d.client_id
+"""
+
+
 async def get_deposits(
     filters: Filters | None = None,
     client_id: str | None = None,
     status: str | None = None,
-) -> Page[DcaDeposit]:
+) -> Page[DepositView]:
     where, values = [], {}
     if client_id:
         where.append("client_id = :client_id")
@@ -486,12 +499,30 @@ async def get_deposits(
         where.append("status = :status")
         values["status"] = status
     return await db.fetch_page(
-        f"SELECT * FROM {S}.dca_deposits",
+        f"SELECT * FROM ({_DEPOSIT_VIEW}) AS deposits",
         where=where,
         values=values,
         filters=filters,
-        model=DcaDeposit,
+        model=DepositView,
     )
+
+
+async def get_distributed_per_day(since: datetime) -> list[dict[str, Any]]:
+    """Sats distributed per (UTC) day since `since`, for the overview chart:
+    two columns of the settlements in the window, summed here (the same on
+    both databases)."""
+    rows = await db.fetchall(
+        f"SELECT paid_at, distributed_sats FROM {S}.settlements "
+        "WHERE status IN ('distributing', 'completed', 'payout_failed') "
+        f"AND distributed_sats > 0 AND paid_at >= {ts('since')}",
+        exact_times({"since": since}),
+        model=DistributedRow,
+    )
+    per_day: dict[str, int] = {}
+    for row in rows:
+        day = row.paid_at.date().isoformat()
+        per_day[day] = per_day.get(day, 0) + row.distributed_sats
+    return [{"day": day, "sats": per_day[day]} for day in sorted(per_day)]
 
 
 async def update_deposit_if_status(deposit: DcaDeposit, expected_status: str) -> bool:

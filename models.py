@@ -241,6 +241,17 @@ def _known_currency(value: str | None) -> str | None:
     return value
 
 
+class DepositView(DcaDeposit):
+    """A deposit with its client's name, for the deposits table."""
+
+    username: str | None = None
+
+
+class DistributedRow(BaseModel):
+    paid_at: datetime
+    distributed_sats: int
+
+
 class CreateDepositData(BaseModel):
     client_id: str = Field(..., min_length=1, max_length=64)
     amount: FiatAmount

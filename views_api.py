@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from .crud import (
     get_config_by_id,
     get_deposit,
     get_deposits,
+    get_distributed_per_day,
     get_flow_balances,
     get_payments,
     get_reconciliation,
@@ -70,6 +72,7 @@ from .models import (
     DcaDeposit,
     DcaPayment,
     DepositStatus,
+    DepositView,
     DismissSettlementData,
     DistributionView,
     LamassuConfig,
@@ -125,6 +128,8 @@ class ClientFilters(FilterModel):
         "status",
         "dca_mode",
         "confirmed_deposits",
+        "distributed_fiat",
+        "distributed_sats",
         "remaining_balance",
     ]
     status: str | None
@@ -132,7 +137,7 @@ class ClientFilters(FilterModel):
 
 
 class DepositFilters(FilterModel):
-    __search_fields__ = ["notes", "client_id", "id"]
+    __search_fields__ = ["notes", "client_id", "id", "username"]
     __sort_fields__ = ["created_at", "confirmed_at", "amount", "status"]
     status: str | None
     client_id: str | None
@@ -348,14 +353,14 @@ async def api_set_client_status(
 
 @satmachineadmin_api_router.get(
     "/deposits",
-    response_model=list[DcaDeposit],
+    response_model=list[DepositView],
     openapi_extra=generate_filter_params_openapi(DepositFilters),
 )
 async def api_get_deposits(
     response: Response,
     _: ReadAccess,
     filters: Filters = Depends(filters_for(DepositFilters, "created_at")),
-) -> list[DcaDeposit]:
+) -> list[DepositView]:
     page = await get_deposits(filters)
     response.headers["X-Total-Count"] = str(page.total)
     return page.data
@@ -829,6 +834,22 @@ async def api_test_transaction(
             for a in plan.allocations
         ],
     )
+
+
+class DayFigure(BaseModel):
+    day: str
+    sats: int
+
+
+@satmachineadmin_api_router.get(
+    "/stats/distributed-per-day", response_model=list[DayFigure]
+)
+async def api_distributed_per_day(
+    _: ReadAccess, days: int = Query(90, ge=1, le=3660)
+) -> list[dict]:
+    """Sats distributed to clients per UTC day over the last `days` days (the
+    overview chart), summed on the server however many settlements there are."""
+    return await get_distributed_per_day(utc_now() - timedelta(days=days))
 
 
 @satmachineadmin_api_router.get("/summary", response_model=Summary)

@@ -302,3 +302,70 @@ def _wait_for_settlement(server: LiveLNbits) -> dict:
             return page["data"][0]
         time.sleep(0.2)
     raise AssertionError(f"settlement not processed: {page}")
+
+
+def _typing_target(locator):
+    """Quasar puts a field's attributes on its native input, or on its root."""
+    if locator.evaluate("e => e.tagName") == "INPUT":
+        return locator
+    return locator.locator("input")
+
+
+def test_the_dashboard_at_real_size(server, browser):
+    """5,000 clients (issue 11, part 5): the tables page, sort and search on the
+    server, and the client picker searches as the operator types, so the last
+    client of 5,000 is found and given a deposit."""
+    import sqlite3
+    import uuid
+
+    last_wallet = server.create_user_wallet("zzlast")
+    response = server.api(
+        "POST",
+        "/clients",
+        json={"wallet_id": last_wallet["id"], "username": "zz-last-client"},
+    )
+    assert response.status_code == 201, response.text
+    last = response.json()
+    # 5,000 more rows as the client extension writes them (straight into the
+    # shared tables), older than the last one.
+    database = sqlite3.connect(server.dir / "data" / "ext_satoshimachine.sqlite3")
+    with database:
+        database.executemany(
+            "INSERT INTO dca_clients (id, user_id, wallet_id, username, dca_mode, "
+            "status, created_at, updated_at, reviewed_at) "
+            "VALUES (?, ?, ?, ?, 'flow', 'active', 1, 1, 1)",
+            [
+                (uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex, f"bulk-{i:04d}")
+                for i in range(5_000)
+            ],
+        )
+    database.close()
+
+    ui = Page(browser, server, 1280, 800)
+    try:
+        ui.tab("clients")
+        table = ui.test_id("clients-table")
+        table.get_by_text("of 50").first.wait_for()  # "1-20 of 50xx"
+        assert "bulk-4999" not in table.inner_text()
+        _typing_target(ui.test_id("clients-search")).fill("zz-last")
+        table.get_by_text("zz-last-client").first.wait_for()
+
+        ui.tab("deposits")
+        picker = ui.test_id("deposit-client")
+        picker.click()
+        _typing_target(picker).fill("zz-last")
+        menu = ui.page.locator(".q-menu")
+        menu.locator(".q-item", has_text="zz-last-client").first.click()
+        ui.test_id("deposit-amount").fill("12.34")
+        ui.test_id("deposit-add").click()
+        ui.notified("Deposit added")
+        deposits = server.api(
+            "GET", "/deposits", params={"client_id": last["id"], "limit": 10}
+        ).json()
+        assert [Decimal(str(d["amount"])) for d in deposits] == [Decimal("12.34")]
+        assert not ui.errors, ui.errors
+    except Exception:
+        ui.screenshot("failure-scale")
+        raise
+    finally:
+        ui.close()

@@ -63,9 +63,13 @@ window.app = Vue.createApp({
       config: null,
       configLoaded: false,
       clients: [],
+      // Every client seen (table pages, picker searches), for names by id.
+      clientIndex: {},
+      // The client pickers' options: what the server found for the search.
+      clientPicker: [],
       deposits: [],
       settlements: [],
-      chartSettlements: [],
+      chartDays: [],
       chartHasData: false,
       reconciliations: [],
       details: {},
@@ -73,7 +77,13 @@ window.app = Vue.createApp({
       clientsTable: {
         loading: false,
         search: '',
-        pagination: { rowsPerPage: 20, sortBy: 'username' },
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'username',
+          descending: false
+        },
         columns: [
           {
             name: 'username',
@@ -137,7 +147,13 @@ window.app = Vue.createApp({
         loading: false,
         client: null,
         status: null,
-        pagination: { rowsPerPage: 20 },
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'created_at',
+          descending: true
+        },
         columns: [
           {
             name: 'created_at',
@@ -150,7 +166,7 @@ window.app = Vue.createApp({
           {
             name: 'client',
             label: 'Client',
-            field: row => this.clientName(row.client_id),
+            field: row => row.username || this.clientName(row.client_id),
             align: 'left'
           },
           {
@@ -276,7 +292,13 @@ window.app = Vue.createApp({
       reconTable: {
         loading: false,
         status: 'open',
-        pagination: { rowsPerPage: 20 },
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'created_at',
+          descending: true
+        },
         columns: [
           {
             name: 'created_at',
@@ -420,7 +442,7 @@ window.app = Vue.createApp({
       // Two clients may share a username (anyone can register through the
       // client extension): the wallet, the user, the date and the state tell
       // them apart.
-      return this.clients.map(c => {
+      return this.clientPicker.map(c => {
         const marks = [
           c.status === 'active' ? null : c.status,
           c.is_new ? 'NEW, not reviewed' : null,
@@ -545,7 +567,7 @@ window.app = Vue.createApp({
       return STATUS_COLORS[status] || 'grey'
     },
     clientName(clientId) {
-      const client = this.clients.find(c => c.id === clientId)
+      const client = this.clientIndex[clientId]
       return client ? client.username || shortId(client.id) : shortId(clientId)
     },
     walletName(walletId) {
@@ -611,37 +633,107 @@ window.app = Vue.createApp({
         this.configLoaded = true
       }
     },
-    async loadClients() {
-      this.clientsTable.loading = true
+    // Every table pages, sorts and searches on the server: the dashboard
+    // holds one page, however many rows there are.
+    pageQuery(pagination, filters) {
+      const p = pagination
+      const query = new URLSearchParams({
+        limit: p.rowsPerPage || 1000,
+        offset: (p.page - 1) * (p.rowsPerPage || 0),
+        sortby: p.sortBy,
+        direction: p.descending ? 'desc' : 'asc'
+      })
+      for (const [key, value] of Object.entries(filters || {})) {
+        if (value !== null && value !== undefined && value !== '') query.set(key, value)
+      }
+      return query
+    },
+    async loadPage(table, path, props, filters) {
+      if (props && props.pagination) table.pagination = props.pagination
+      if (!props) table.pagination = { ...table.pagination, page: 1 }
+      table.loading = true
       try {
-        const { data } = await this.request(
+        const response = await this.request(
           'GET',
-          '/clients?limit=1000&sortby=username'
+          `${path}?${this.pageQuery(table.pagination, filters)}`
         )
-        this.clients = data
+        const body = response.data
+        const rows = Array.isArray(body) ? body : body.data
+        const total = Array.isArray(body)
+          ? Number(response.headers['x-total-count'] || rows.length)
+          : body.total
+        table.pagination = { ...table.pagination, rowsNumber: total }
+        return rows
       } catch (error) {
         LNbits.utils.notifyApiError(error)
+        return null
       } finally {
-        this.clientsTable.loading = false
+        table.loading = false
       }
     },
-    async loadDeposits() {
-      this.depositsTable.loading = true
-      const query = new URLSearchParams({
-        limit: 1000,
-        sortby: 'created_at',
-        direction: 'desc'
+    rememberClients(clients) {
+      const index = { ...this.clientIndex }
+      for (const client of clients) index[client.id] = client
+      this.clientIndex = index
+    },
+    async loadClients(props) {
+      const rows = await this.loadPage(this.clientsTable, '/clients', props, {
+        search: this.clientsTable.search
       })
-      if (this.depositsTable.client) query.set('client_id', this.depositsTable.client)
-      if (this.depositsTable.status) query.set('status', this.depositsTable.status)
+      if (rows) {
+        this.clients = rows
+        this.rememberClients(rows)
+      }
+    },
+    // q-select @filter: the pickers search the server as the operator types.
+    async filterClients(value, update) {
+      const query = new URLSearchParams({
+        search: value || '',
+        limit: 30,
+        sortby: 'username'
+      })
       try {
-        const { data } = await this.request('GET', '/deposits?' + query)
-        this.deposits = data
+        const { data } = await this.request('GET', '/clients?' + query)
+        this.rememberClients(data)
+        update(() => {
+          this.clientPicker = data
+        })
+      } catch (error) {
+        update(() => {})
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadDeposits(props) {
+      const rows = await this.loadPage(this.depositsTable, '/deposits', props, {
+        client_id: this.depositsTable.client,
+        status: this.depositsTable.status
+      })
+      if (rows) this.deposits = rows
+    },
+    // The CSV buttons export every row (a page of 1000 at a time), not the
+    // page on screen.
+    async exportAll(path, columns, name, filters) {
+      const rows = []
+      try {
+        for (let offset = 0; ; offset += 1000) {
+          const query = new URLSearchParams({
+            limit: 1000,
+            offset,
+            sortby: 'created_at'
+          })
+          for (const [key, value] of Object.entries(filters || {})) {
+            if (value) query.set(key, value)
+          }
+          const { data } = await this.request('GET', `${path}?${query}`)
+          const page = Array.isArray(data) ? data : data.data
+          rows.push(...page)
+          if (page.length < 1000) break
+        }
       } catch (error) {
         LNbits.utils.notifyApiError(error)
-      } finally {
-        this.depositsTable.loading = false
+        return
       }
+      this.exportTable(columns, rows, name)
     },
     async loadSettlements(props) {
       const table = this.settlementsTable
@@ -682,30 +774,16 @@ window.app = Vue.createApp({
       props.expand = !props.expand
       if (props.expand) this.loadDetail(props.row.id)
     },
-    async loadReconciliations() {
-      this.reconTable.loading = true
-      const query = new URLSearchParams({
-        limit: 1000,
-        sortby: 'created_at',
-        direction: 'desc'
+    async loadReconciliations(props) {
+      const rows = await this.loadPage(this.reconTable, '/reconciliations', props, {
+        status: this.reconTable.status
       })
-      if (this.reconTable.status) query.set('status', this.reconTable.status)
-      try {
-        const { data } = await this.request('GET', '/reconciliations?' + query)
-        this.reconciliations = data.data
-      } catch (error) {
-        LNbits.utils.notifyApiError(error)
-      } finally {
-        this.reconTable.loading = false
-      }
+      if (rows) this.reconciliations = rows
     },
     async loadChart() {
       try {
-        const { data } = await this.request(
-          'GET',
-          '/settlements?limit=1000&sortby=paid_at&direction=desc'
-        )
-        this.chartSettlements = data.data
+        const { data } = await this.request('GET', '/stats/distributed-per-day?days=90')
+        this.chartDays = data
         this.drawChart()
       } catch (error) {
         LNbits.utils.notifyApiError(error)
@@ -713,11 +791,7 @@ window.app = Vue.createApp({
     },
     drawChart() {
       const perDay = {}
-      for (const s of this.chartSettlements) {
-        if (!s.distributed_sats) continue
-        const day = s.paid_at.slice(0, 10)
-        perDay[day] = (perDay[day] || 0) + s.distributed_sats
-      }
+      for (const entry of this.chartDays) perDay[entry.day] = entry.sats
       const days = Object.keys(perDay).sort()
       this.chartHasData = days.length > 0
       if (!this.chartHasData || !this.$refs.chart || typeof Chart === 'undefined')
@@ -770,6 +844,10 @@ window.app = Vue.createApp({
       }
     },
     openDepositFor(client) {
+      this.rememberClients([client])
+      if (!this.clientPicker.some(c => c.id === client.id)) {
+        this.clientPicker = [client, ...this.clientPicker]
+      }
       this.depositForm = {
         client_id: client.id,
         amount: '',
