@@ -28,7 +28,7 @@ from .allocation import (
     split_reported,
     to_fiat,
 )
-from .models import LamassuConfig, ManualCashOutData, Settlement
+from .models import MAX_FIAT, LamassuConfig, ManualCashOutData, Settlement
 
 BITSPIRE_SOURCE = "bitspire"
 # Lamassu and bitSpire round the customer's sats to 100; allow that much slack
@@ -215,6 +215,9 @@ def parse_bitspire(amount_sats: int, extra: dict, config: LamassuConfig) -> Cash
     )
     if fiat <= 0:
         raise ValueError("no fiat amount can be derived")
+    if fiat > MAX_FIAT:
+        # More than any cash-out, and more than the fiat columns hold.
+        raise ValueError(f"the fiat amount {fiat} is implausible (over {MAX_FIAT:,})")
 
     review = None
     tolerance = FEE_TOLERANCE_SATS + amount_sats // 100

@@ -422,6 +422,7 @@ async def get_flow_balances(
     currency: str,
     as_of: datetime,
     exclude_settlement_id: str | None = None,
+    source_wallet_id: str | None = None,
 ) -> list[ClientBalance]:
     """Remaining balances of the active flow-mode clients in `currency`, as of a
     settlement time, in one aggregate query.
@@ -443,15 +444,27 @@ async def get_flow_balances(
         ) d ON d.client_id = c.id
         LEFT JOIN (
             SELECT client_id, SUM(amount_fiat) AS total FROM {S}.dca_payments
-            WHERE {SPENT_PAYOUT_SQL} AND currency = :currency
+            WHERE {SPENT_PAYOUT_SQL}
+              -- A payout of unknown currency (another program wrote it after
+              -- m008's backfill) counts against every currency: never paid
+              -- twice, at worst paid late.
+              AND (currency IS NULL OR UPPER(currency) = :currency)
               AND (settlement_id IS NULL OR settlement_id <> :exclude)
             GROUP BY client_id
         ) p ON p.client_id = c.id
         WHERE c.status = 'active' AND c.dca_mode = 'flow'
+          AND c.wallet_id <> :source_wallet
         ORDER BY c.created_at, c.id
     """
     values = exact_times(
-        {"currency": currency, "as_of": as_of, "exclude": exclude_settlement_id or ""}
+        {
+            "currency": currency,
+            "as_of": as_of,
+            "exclude": exclude_settlement_id or "",
+            # A client row naming the source wallet (another program wrote
+            # it) could only be "paid" by the wallet to itself: never.
+            "source_wallet": source_wallet_id or "",
+        }
     )
     if isinstance(conn, Tx):
         result = await conn.execute(query, values)
@@ -858,8 +871,11 @@ async def get_reconciliation(reconciliation_id: str) -> Reconciliation | None:
 
 
 async def get_reconciliation_by_settlement(settlement_id: str) -> Reconciliation | None:
+    """The settlement's open orphan if it has one, else its first."""
     return await db.fetchone(
-        f"SELECT * FROM {S}.reconciliations WHERE settlement_id = :sid",
+        f"SELECT * FROM {S}.reconciliations WHERE settlement_id = :sid "
+        "ORDER BY CASE WHEN status = 'open' THEN 0 ELSE 1 END, created_at, id "
+        "LIMIT 1",
         {"sid": settlement_id},
         Reconciliation,
     )

@@ -456,3 +456,68 @@ async def m012_client_review(db: Connection):
         f"UPDATE {SCHEMA}.dca_clients SET reviewed_at = created_at "
         "WHERE reviewed_at IS NULL"
     )
+
+
+async def m013_several_orphans_per_settlement(db: Connection):
+    """A settlement may have more than one orphan: the one its split left
+    (`origin` 'split') and one for each payout the operator cancelled after
+    that orphan was resolved ('payout:<id>'). m006's UNIQUE settlement_id goes;
+    (settlement_id, origin) is unique instead. SQLite cannot drop a column
+    constraint, so there the table is rebuilt with every row."""
+    await _add_column(db, "reconciliations", "origin", "TEXT NOT NULL DEFAULT 'split'")
+    if _is_postgres(db):
+        await db.execute(
+            f"ALTER TABLE {SCHEMA}.reconciliations "
+            "DROP CONSTRAINT IF EXISTS reconciliations_settlement_id_key"
+        )
+    else:
+        columns = (
+            "id, settlement_id, orphan_sats, orphan_fiat, fiat_code, exchange_rate, "
+            "status, resolution, target_wallet_id, target_client_id, deposit_id, "
+            "bolt11, payment_hash, error, note, resolved_by, resolved_at, "
+            "created_at, updated_at, payout_id, origin"
+        )
+        await db.execute(f"DROP TABLE IF EXISTS {SCHEMA}.reconciliations_rebuilt")
+        await db.execute(f"""
+            CREATE TABLE {SCHEMA}.reconciliations_rebuilt (
+                id TEXT PRIMARY KEY NOT NULL,
+                settlement_id TEXT NOT NULL,
+                orphan_sats {db.big_int} NOT NULL,
+                orphan_fiat NUMERIC(18, 2) NOT NULL,
+                fiat_code TEXT NOT NULL,
+                exchange_rate DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL DEFAULT 'open',
+                resolution TEXT,
+                target_wallet_id TEXT,
+                target_client_id TEXT,
+                deposit_id TEXT,
+                bolt11 TEXT,
+                payment_hash TEXT,
+                error TEXT,
+                note TEXT,
+                resolved_by TEXT,
+                resolved_at TIMESTAMP,
+                created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+                updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+                payout_id TEXT,
+                origin TEXT NOT NULL DEFAULT 'split'
+            );
+            """)
+        await db.execute(
+            f"INSERT INTO {SCHEMA}.reconciliations_rebuilt ({columns}) "
+            f"SELECT {columns} FROM {SCHEMA}.reconciliations"
+        )
+        await db.execute(f"DROP TABLE {SCHEMA}.reconciliations")
+        await db.execute(
+            f"ALTER TABLE {SCHEMA}.reconciliations_rebuilt RENAME TO reconciliations"
+        )
+        await _create_index(
+            db, "reconciliations_status_idx", "reconciliations", "status"
+        )
+    await _create_index(
+        db,
+        "reconciliations_settlement_origin",
+        "reconciliations",
+        "settlement_id, origin",
+        unique=True,
+    )

@@ -463,6 +463,9 @@ class Reconciliation(BaseModel):
     created_at: datetime
     updated_at: datetime
     payout_id: str | None = None  # the attribution's payout
+    # 'split': what the split left; 'payout:<id>': a payout cancelled after
+    # the settlement's first orphan was resolved.
+    origin: str = "split"
 
     _fiat = validator("orphan_fiat", pre=True, allow_reuse=True)(to_fiat)
 

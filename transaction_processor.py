@@ -290,7 +290,11 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
     async with transaction() as tx:
         balances = await get_flow_balances(
-            tx, settlement.fiat_code, settlement.paid_at, settlement.id
+            tx,
+            settlement.fiat_code,
+            settlement.paid_at,
+            settlement.id,
+            source_wallet_id=settlement.wallet_id,
         )
         plan = distribute(
             settlement.amount_sats, split, settlement.fiat_amount, balances
@@ -429,6 +433,10 @@ async def transfer(
     invoice yet); if it returns False another run stored one first, and that one
     is used instead (the caller reloads)."""
     kind = extra.get("kind", "payout")
+    if target_wallet_id == source_wallet_id:
+        # LNbits lets a wallet pay its own internal invoice: it would "succeed"
+        # with no sat moving, and the payout would debit a balance for nothing.
+        return TransferResult(False, "the target is the source wallet itself")
     extra = {"tag": EXTENSION_TAG, **extra}
     replacing = None
     if stored_bolt11 and stored_hash:
@@ -562,6 +570,9 @@ async def _pay_commission(settlement: Settlement) -> None:
         return
     if not fresh.commission_wallet_id or not fresh.commission_sats:
         return
+    fresh = await _commission_target(fresh)
+    if fresh.commission_status == "kept" or not fresh.commission_wallet_id:
+        return
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         # Compare-and-set on the stored invoice, writing only the commission's
@@ -605,6 +616,50 @@ async def _pay_commission(settlement: Settlement) -> None:
         },
         {"commission_status": "failed", "commission_error": (result.error or "")[:500]},
     )
+
+
+async def _commission_target(settlement: Settlement) -> Settlement:
+    """The commission goes to the wallet stored at the split. If that wallet
+    is gone (deleted) and the operator has since configured another one, it
+    goes there; if the operator has removed the commission wallet, it is kept
+    in the source wallet. Otherwise a deleted wallet would hold the settlement
+    open forever.
+    The old stored invoice is never paid: transfer() abandons an invoice whose
+    wallet is not the target."""
+    assert settlement.commission_wallet_id
+    wallet = await get_wallet(settlement.commission_wallet_id)
+    if wallet and not wallet.deleted:
+        return settlement
+    config = await get_config()
+    configured = config.commission_wallet_id if config else None
+    if configured == settlement.commission_wallet_id:
+        return settlement  # still configured: it fails, visibly, until fixed
+    if configured:
+        current = await get_wallet(configured)
+        if not current or current.deleted:
+            return settlement
+    if not configured or configured == settlement.wallet_id:
+        changes: dict[str, Any] = {
+            "commission_status": "kept",
+            "commission_error": None,
+        }
+        logger.warning(
+            f"satmachineadmin: settlement {settlement.id}: commission wallet "
+            f"{settlement.commission_wallet_id} is gone; commission kept in the "
+            "source wallet"
+        )
+    else:
+        changes = {"commission_wallet_id": configured}
+    await compare_and_set(
+        "settlements",
+        settlement.id,
+        {
+            "commission_wallet_id": settlement.commission_wallet_id,
+            "commission_status": settlement.commission_status,
+        },
+        changes,
+    )
+    return await get_settlement(settlement.id) or settlement
 
 
 async def _finish(settlement_id: str) -> Settlement:
@@ -817,10 +872,9 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
             raise LookupError("settlement not found")
         rec = await get_reconciliation_by_settlement(settlement.id)
         if rec and rec.status != ReconciliationStatus.open.value:
-            raise ProcessingError(
-                f"this settlement's orphan is already {rec.status}; its sats "
-                "cannot be added to it"
-            )
+            # Being resolved, or resolved: its amount is decided. The cancelled
+            # payout's sats become an orphan of their own.
+            rec = None
         await _cancel_into_orphan(payout, settlement, rec, reason)
         await add_audit("payout", payout.id, "cancelled", actor, {"reason": reason})
         if settlement.status == SettlementStatus.payout_failed.value:
@@ -865,6 +919,7 @@ async def _cancel_into_orphan(
                 Reconciliation(
                     id=urlsafe_short_hash(),
                     settlement_id=settlement.id,
+                    origin=f"payout:{payout.id}",
                     orphan_sats=sats,
                     orphan_fiat=fiat,
                     fiat_code=settlement.fiat_code or "",

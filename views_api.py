@@ -804,7 +804,13 @@ async def api_test_transaction(
     current balances. Nothing is paid and nothing is recorded."""
     from .crud import db
 
-    balances = await get_flow_balances(db, data.fiat_code, utc_now())
+    config = await get_config()
+    balances = await get_flow_balances(
+        db,
+        data.fiat_code,
+        utc_now(),
+        source_wallet_id=config.source_wallet_id if config else None,
+    )
     try:
         plan = dry_run(data, balances)
     except AllocationError as exc:
