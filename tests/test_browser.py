@@ -108,9 +108,21 @@ class Page:
         return self.page.locator(f'[data-test="{value}"]')
 
     def pick(self, select_test_id: str, option_text: str) -> None:
-        self.test_id(select_test_id).click()
+        select = self.test_id(select_test_id)
+        select.click()
+        typing = (
+            select
+            if select.evaluate("e => e.tagName === 'INPUT' && !e.readOnly")
+            else select.locator("input:not([readonly])")
+        )
+        if typing.count():
+            # A picker that searches the server: type, then take the match.
+            typing.first.fill(option_text)
         menu = self.page.locator(".q-menu")
         menu.locator(".q-item", has_text=option_text).first.click()
+        if typing.count():
+            # A searching picker keeps the focus: move on, as a person would.
+            self.page.keyboard.press("Tab")
         menu.wait_for(state="detached")
 
     def dialog_ok(self) -> None:
@@ -179,11 +191,12 @@ def test_operator_day_in_the_browser(server, browser):
 
         # Deposits: quick add, then confirm each through the dialog.
         ui.tab("deposits")
-        for name, amount in BALANCES.items():
+        for count, (name, amount) in enumerate(BALANCES.items(), start=1):
             ui.pick("deposit-client", name)
             ui.test_id("deposit-amount").fill(amount)
             ui.test_id("deposit-add").click()
             ui.notified("Deposit added")
+            _wait_for(lambda n=count: len(server.api("GET", "/deposits").json()) == n)
             ui.settle()
         deposits = server.api("GET", "/deposits", params={"limit": 100}).json()
         assert sorted(Decimal(str(d["amount"])) for d in deposits) == sorted(
@@ -302,6 +315,15 @@ def _wait_for_settlement(server: LiveLNbits) -> dict:
             return page["data"][0]
         time.sleep(0.2)
     raise AssertionError(f"settlement not processed: {page}")
+
+
+def _wait_for(condition, timeout: float = 15) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def _typing_target(locator):

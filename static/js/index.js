@@ -47,6 +47,21 @@ function csvSafe(value) {
 }
 window.satmachineCsvSafe = csvSafe
 
+// Two clients may share a username (anyone can register through the client
+// extension): the wallet, the user, the date and the state tell them apart.
+function clientLabel(c) {
+  const marks = [
+    c.status === 'active' ? null : c.status,
+    c.is_new ? 'NEW, not reviewed' : null,
+    c.attention ? 'needs attention' : null
+  ].filter(Boolean)
+  return (
+    `${c.username || shortId(c.id)} · wallet ${shortId(c.wallet_id)}` +
+    ` · user ${shortId(c.user_id)} · since ${String(c.created_at).slice(0, 10)}` +
+    (marks.length ? ` (${marks.join(', ')})` : '')
+  )
+}
+
 function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
@@ -439,23 +454,7 @@ window.app = Vue.createApp({
       return wallets.map(w => ({ label: `${w.name} (${shortId(w.id)})`, value: w.id }))
     },
     clientOptions() {
-      // Two clients may share a username (anyone can register through the
-      // client extension): the wallet, the user, the date and the state tell
-      // them apart.
-      return this.clientPicker.map(c => {
-        const marks = [
-          c.status === 'active' ? null : c.status,
-          c.is_new ? 'NEW, not reviewed' : null,
-          c.attention ? 'needs attention' : null
-        ].filter(Boolean)
-        return {
-          label:
-            `${c.username || shortId(c.id)} · wallet ${shortId(c.wallet_id)}` +
-            ` · user ${shortId(c.user_id)} · since ${String(c.created_at).slice(0, 10)}` +
-            (marks.length ? ` (${marks.join(', ')})` : ''),
-          value: c.id
-        }
-      })
+      return this.clientPicker.map(c => ({ label: clientLabel(c), value: c.id }))
     },
     waitingCount() {
       if (!this.summary) return 0
@@ -686,9 +685,16 @@ window.app = Vue.createApp({
       }
     },
     // q-select @filter: the pickers search the server as the operator types.
-    async filterClients(value, update) {
+    async filterClients(value, update, abort) {
+      const text = String(value || '')
+      // fill-input writes the chosen client's label into the field: that is
+      // a choice made, not a search (and must not reopen the menu).
+      if (text && this.clientPicker.some(c => clientLabel(c) === text)) {
+        abort()
+        return
+      }
       const query = new URLSearchParams({
-        search: value || '',
+        search: text,
         limit: 30,
         sortby: 'username'
       })
