@@ -120,9 +120,21 @@ class Page:
             typing.first.fill(option_text)
         menu = self.page.locator(".q-menu")
         menu.locator(".q-item", has_text=option_text).first.click()
-        if typing.count():
-            # A searching picker keeps the focus: move on, as a person would.
-            self.page.keyboard.press("Tab")
+        if not typing.count():
+            menu.wait_for(state="detached")
+            return
+        # A searching picker keeps the focus, and its menu can open again
+        # after the choice (a known glitch, see the closing note): move on,
+        # as a person would, until it stays closed.
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        self.page.keyboard.press("Tab")
+        for _ in range(10):
+            try:
+                menu.wait_for(state="detached", timeout=2_000)
+                return
+            except PlaywrightTimeout:
+                self.page.keyboard.press("Escape")
         menu.wait_for(state="detached")
 
     def dialog_ok(self) -> None:
