@@ -176,6 +176,14 @@ async def _target(
                 f"client {client.username} is {client.status!r}; activate the "
                 "client before attributing an orphan to them"
             )
+        wallet = await get_wallet(client.wallet_id)
+        if not wallet or wallet.deleted:
+            # The attribution's payout could never be paid: it would stay
+            # resolving forever.
+            raise ValueError(
+                f"client {client.username}'s wallet no longer exists; give the "
+                "client a new wallet first"
+            )
         return client.wallet_id, client.id
     return None, None
 

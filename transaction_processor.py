@@ -444,6 +444,13 @@ async def transfer(
             return TransferResult(True, payment_hash=stored_hash)
         pending = await check_internal(stored_hash)
         if pending and pending.wallet_id == target_wallet_id:  # pay this one
+            # ... unless that wallet was deleted meanwhile: LNbits would still
+            # credit it, and the sats would be out of the client's reach.
+            target = await get_wallet(target_wallet_id)
+            if not target or target.deleted:
+                return TransferResult(
+                    False, f"wallet {target_wallet_id} was deleted", stored_hash
+                )
             bolt11, payment_hash = stored_bolt11, stored_hash
         elif pending:
             # The target changed since this invoice was stored (a client's new
