@@ -988,9 +988,14 @@ window.app = Vue.createApp({
     cancelPayout(settlement, payout) {
       LNbits.utils
         .confirmDialog(
-          `Cancel the payout of ${this.sats(payout.amount_sats)} to ` +
-            `${payout.username || payout.client_id}? Its sats become orphan ` +
-            'sats of this settlement and the client keeps the fiat.'
+          payout.transaction_type === 'orphan'
+            ? `Give up attributing the orphan to ` +
+                `${payout.username || payout.client_id}? The attribution's ` +
+                `deposit and payout (${this.sats(payout.amount_sats)}) are ` +
+                'cancelled and the orphan is open again for another decision.'
+            : `Cancel the payout of ${this.sats(payout.amount_sats)} to ` +
+                `${payout.username || payout.client_id}? Its sats become orphan ` +
+                'sats of this settlement and the client keeps the fiat.'
         )
         .onOk(async () => {
           try {
