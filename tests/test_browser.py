@@ -92,9 +92,6 @@ class Page:
     def _console(self, message) -> None:
         if message.type != "error":
             return
-        # LNbits' router asks every extension for optional dynamic routes.
-        if (message.location or {}).get("url", "").endswith("/static/routes.json"):
-            return
         self.errors.append(f"console {message.text} at {message.location}")
 
     def settle(self) -> None:

@@ -66,9 +66,8 @@ function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
 
-window.app = Vue.createApp({
-  el: '#vue',
-  mixins: [windowMixin],
+window.PageSatmachineadmin = {
+  template: '#page-satmachineadmin',
   data() {
     return {
       tab: 'overview',
@@ -1240,4 +1239,4 @@ window.app = Vue.createApp({
     }
     await this.refreshAll()
   }
-})
+}
