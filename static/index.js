@@ -745,6 +745,22 @@ window.PageSatmachineadmin = {
     statusOptions(statuses) {
       return statuses.map(value => ({ label: this.statusLabel(value), value }))
     },
+    // Quasar writes these in English whatever LNbits' language.
+    paginationLabel(first, last, total) {
+      return t('common.page_of', {
+        first: this.number(first),
+        last: this.number(last),
+        total: this.number(total)
+      })
+    },
+    confirm(message) {
+      const dialog = LNbits.utils.confirmDialog(message)
+      dialog.update({
+        ok: { flat: true, color: 'orange', label: t('common.ok') },
+        cancel: { flat: true, color: 'grey', label: t('common.cancel') }
+      })
+      return dialog
+    },
     statusColor(status) {
       return STATUS_COLORS[status] || 'grey'
     },
@@ -1080,23 +1096,19 @@ window.PageSatmachineadmin = {
         .catch(LNbits.utils.notifyApiError)
     },
     confirmDeposit(deposit) {
-      LNbits.utils
-        .confirmDialog(
-          t('deposits.confirm_question', {
-            amount: this.fiat(deposit.amount, deposit.currency),
-            client: this.clientName(deposit.client_id)
-          })
-        )
-        .onOk(() => this.setDepositStatus(deposit, 'confirmed'))
+      this.confirm(
+        t('deposits.confirm_question', {
+          amount: this.fiat(deposit.amount, deposit.currency),
+          client: this.clientName(deposit.client_id)
+        })
+      ).onOk(() => this.setDepositStatus(deposit, 'confirmed'))
     },
     cancelDeposit(deposit) {
-      LNbits.utils
-        .confirmDialog(
-          t('deposits.cancel_question', {
-            amount: this.fiat(deposit.amount, deposit.currency)
-          })
-        )
-        .onOk(() => this.setDepositStatus(deposit, 'cancelled'))
+      this.confirm(
+        t('deposits.cancel_question', {
+          amount: this.fiat(deposit.amount, deposit.currency)
+        })
+      ).onOk(() => this.setDepositStatus(deposit, 'cancelled'))
     },
     openEditDeposit(deposit) {
       this.editDepositDialog = {
@@ -1151,28 +1163,26 @@ window.PageSatmachineadmin = {
       )
     },
     acceptSettlement(settlement) {
-      LNbits.utils
-        .confirmDialog(
-          t('settlements.accept_question', {
-            detail: settlement.status_detail,
-            fiat: this.fiat(settlement.fiat_amount, settlement.fiat_code),
-            sats: this.sats(settlement.principal_sats)
-          })
-        )
-        .onOk(async () => {
-          try {
-            await this.request('POST', `/settlements/${settlement.id}/accept`, {
-              reason: 'accepted from the dashboard'
-            })
-            Quasar.Notify.create({
-              type: 'positive',
-              message: t('settlements.accepted')
-            })
-          } catch (error) {
-            LNbits.utils.notifyApiError(error)
-          }
-          await this.afterSettlementChange(settlement.id)
+      this.confirm(
+        t('settlements.accept_question', {
+          detail: settlement.status_detail,
+          fiat: this.fiat(settlement.fiat_amount, settlement.fiat_code),
+          sats: this.sats(settlement.principal_sats)
         })
+      ).onOk(async () => {
+        try {
+          await this.request('POST', `/settlements/${settlement.id}/accept`, {
+            reason: 'accepted from the dashboard'
+          })
+          Quasar.Notify.create({
+            type: 'positive',
+            message: t('settlements.accepted')
+          })
+        } catch (error) {
+          LNbits.utils.notifyApiError(error)
+        }
+        await this.afterSettlementChange(settlement.id)
+      })
     },
     async reviewClient(client) {
       try {
@@ -1184,32 +1194,30 @@ window.PageSatmachineadmin = {
       await this.loadClients()
     },
     cancelPayout(settlement, payout) {
-      LNbits.utils
-        .confirmDialog(
-          payout.transaction_type === 'orphan'
-            ? t('settlements.cancel_orphan_question', {
-                client: payout.username || payout.client_id,
-                sats: this.sats(payout.amount_sats)
-              })
-            : t('settlements.cancel_payout_question', {
-                client: payout.username || payout.client_id,
-                sats: this.sats(payout.amount_sats)
-              })
-        )
-        .onOk(async () => {
-          try {
-            await this.request('POST', `/payouts/${payout.id}/cancel`, {
-              reason: 'cancelled from the dashboard'
+      this.confirm(
+        payout.transaction_type === 'orphan'
+          ? t('settlements.cancel_orphan_question', {
+              client: payout.username || payout.client_id,
+              sats: this.sats(payout.amount_sats)
             })
-            Quasar.Notify.create({
-              type: 'positive',
-              message: t('settlements.payout_cancelled')
+          : t('settlements.cancel_payout_question', {
+              client: payout.username || payout.client_id,
+              sats: this.sats(payout.amount_sats)
             })
-          } catch (error) {
-            LNbits.utils.notifyApiError(error)
-          }
-          await this.afterSettlementChange(settlement.id)
-        })
+      ).onOk(async () => {
+        try {
+          await this.request('POST', `/payouts/${payout.id}/cancel`, {
+            reason: 'cancelled from the dashboard'
+          })
+          Quasar.Notify.create({
+            type: 'positive',
+            message: t('settlements.payout_cancelled')
+          })
+        } catch (error) {
+          LNbits.utils.notifyApiError(error)
+        }
+        await this.afterSettlementChange(settlement.id)
+      })
     },
     openCashOut(settlement) {
       this.cashOutDialog = {

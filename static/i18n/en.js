@@ -6,6 +6,9 @@ window.i18n.global.mergeLocaleMessage('en', {
   satmachineadmin: {
     common: {
       csv: 'CSV',
+      ok: 'OK',
+      rows_per_page: 'Records per page:',
+      page_of: '{first}-{last} of {total}',
       close: 'Close',
       cancel: 'Cancel',
       save: 'Save',

@@ -4,6 +4,9 @@ window.i18n.global.mergeLocaleMessage('es', {
   satmachineadmin: {
     common: {
       csv: 'CSV',
+      ok: 'Aceptar',
+      rows_per_page: 'Filas por página:',
+      page_of: '{first}-{last} de {total}',
       close: 'Cerrar',
       cancel: 'Cancelar',
       save: 'Guardar',
