@@ -16,7 +16,7 @@ echo "== lint"
 $PY -m ruff check .
 $PY -m black --check -q .
 $PY -m mypy . --no-error-summary || { echo "mypy failed"; exit 1; }
-node_modules/.bin/prettier --check static/js templates
+node_modules/.bin/prettier --check static templates
 
 if [ $# -gt 0 ]; then
   echo "== tests (SQLite)"
