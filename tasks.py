@@ -29,12 +29,24 @@ RECOVERY_INTERVAL_SECONDS = 60
 
 listener_status: dict[str, object] = {"started_at": None, "last_payment_at": None}
 recovery_status: dict[str, object] = {"last_run_at": None, "last_error": None}
+# Payments the listener is handling right now (recorded, not yet processed):
+# with LNbits' queues and the money lock, tells whether the listener is idle.
+payments_in_hand = 0
 
 
 async def on_invoice_paid(payment: Payment) -> None:
     """Called for every settled incoming payment on the instance. Never raises:
     an exception here would drop the payment and pause the listener; the
     recovery scan would still find it, but later."""
+    global payments_in_hand
+    payments_in_hand += 1
+    try:
+        await _handle_payment(payment)
+    finally:
+        payments_in_hand -= 1
+
+
+async def _handle_payment(payment: Payment) -> None:
     try:
         crash_point("before_record")
         settlement = await record_payment(payment)

@@ -167,17 +167,33 @@ class Env:
             method, f"/satmachineadmin/api/v1/dca{path}", headers=headers, **kw
         )
 
-    async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the listener and processor have nothing left to do."""
+    async def settle(self, timeout: float = 60.0) -> None:
+        """Wait until the listener and processor have nothing left to do: no
+        payment waiting in LNbits' queues or the listener's, none in hand, the
+        money lock free, twice in a row. Returns as soon as that holds, so a
+        generous timeout costs nothing on a fast machine and keeps a loaded
+        one (CI) from reading state the listener has not reached yet."""
+        from lnbits.task_manager import task_manager
+        from satmachineadmin import tasks
         from satmachineadmin.transaction_processor import processing_lock
 
+        def busy() -> bool:
+            queues = [task_manager.invoice_queue, task_manager.internal_invoice_queue]
+            queues += [t.invoice_queue for t in task_manager.tasks if t.invoice_queue]
+            return (
+                any(q.qsize() for q in queues)
+                or tasks.payments_in_hand > 0
+                or processing_lock.locked()
+            )
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         await asyncio.sleep(0.05)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
+        while loop.time() < deadline:
             await asyncio.sleep(0.1)
-            if not processing_lock.locked():
+            if not busy():
                 await asyncio.sleep(0.1)
-                if not processing_lock.locked():
+                if not busy():
                     return
 
 
