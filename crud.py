@@ -1161,7 +1161,11 @@ async def acknowledge_alert(
     )
 
 
-async def get_alerts(filters: Filters) -> Page[Alert]:
+async def get_alerts(filters: Filters, open_only: bool = False) -> Page[Alert]:
     return await db.fetch_page(
-        f"SELECT * FROM {S}.alerts", [], {}, filters=filters, model=Alert
+        f"SELECT * FROM {S}.alerts",
+        ["cleared_at IS NULL"] if open_only else [],
+        {},
+        filters=filters,
+        model=Alert,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from lnbits.db import FilterModel, Filters, Page
@@ -60,8 +60,11 @@ class AlertFilters(FilterModel):
 async def api_get_alerts(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(AlertFilters, "opened_at")),
+    state: Literal["open", "all"] = Query("all"),
 ) -> Page:
-    return await get_alerts(filters)
+    """Alerts, newest first; `state=open`: only those whose condition holds
+    (or, for events, not yet acknowledged)."""
+    return await get_alerts(filters, open_only=state == "open")
 
 
 @satmachineadmin_alerts_router.post(

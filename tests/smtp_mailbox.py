@@ -47,26 +47,32 @@ class Mailbox:
             )
         return "250 OK"
 
-    def to(self, address: str) -> list[Mail]:
+    def to(self, address: str, match: str = "") -> list[Mail]:
         with self._lock:
-            return [m for m in self.messages if address in m.to]
+            return [m for m in self.messages if address in m.to and match in m.body]
 
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
 
     async def wait_for(
-        self, address: str, count: int, timeout: float = 15, quiet: float = 1.0
+        self,
+        address: str,
+        count: int,
+        timeout: float = 15,
+        quiet: float = 0.7,
+        match: str = "",
     ) -> list[Mail]:
-        """The messages to `address` once there are `count` of them and no
-        more arrive for `quiet` seconds (so a duplicate would be seen)."""
+        """The messages to `address` (whose body has `match`) once there are
+        `count` of them (or `timeout` passed) and then no more arrived for
+        `quiet` seconds, so a duplicate would be seen."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.to(address)) < count:
+        while len(self.to(address, match)) < count:
             if asyncio.get_running_loop().time() > deadline:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         await asyncio.sleep(quiet)
-        return self.to(address)
+        return self.to(address, match)
 
 
 def _self_signed(folder: Path) -> ssl.SSLContext:

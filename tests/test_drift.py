@@ -181,11 +181,9 @@ async def test_lamassu_cassettes_against_tracked_balances(
             assert "lamassu-account-Secret" not in response.text
 
             await check_alerts()
-            mails = [
-                m
-                for m in await mailbox.wait_for(OPERATOR, 1)
-                if "Untracked cash in the machines" in m.body
-            ]
+            mails = await mailbox.wait_for(
+                OPERATOR, 1, match="Untracked cash in the machines"
+            )
             assert len(mails) == 1
             assert f"250.00 {currency}" in mails[0].body
 
@@ -195,7 +193,7 @@ async def test_lamassu_cassettes_against_tracked_balances(
             open_alerts = await crud.get_open_alerts(["drift_untracked"])
             assert not [a for a in open_alerts if a.subject == currency]
             await check_alerts()
-            await mailbox.wait_for(OPERATOR, 99, timeout=0.5)
+            await mailbox.wait_for(OPERATOR, 2, timeout=0)
             assert (
                 len([m for m in mailbox.to(OPERATOR) if "Untracked cash" in m.body])
                 == 1

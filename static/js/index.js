@@ -62,6 +62,51 @@ function clientLabel(c) {
   )
 }
 
+// Configuration -> Alerts: each switch, and its threshold when it has one.
+const ALERT_ITEMS = [
+  { key: 'orphan_new', label: 'New orphan' },
+  {
+    key: 'orphan_old',
+    label: 'Orphan still open after',
+    threshold: 'orphan_max_age_hours',
+    unit: 'hours'
+  },
+  { key: 'settlement_flagged', label: 'Settlement flagged for review' },
+  {
+    key: 'settlement_waiting',
+    label: 'Settlement waiting for cash-out data or dispense after',
+    threshold: 'settlement_waiting_minutes',
+    unit: 'minutes'
+  },
+  {
+    key: 'payout_failed',
+    label: 'Payout failed after',
+    threshold: 'payout_failed_attempts',
+    unit: 'attempts'
+  },
+  { key: 'payout_uncovered', label: 'Payout the source wallet cannot cover' },
+  {
+    key: 'lamassu_down',
+    label: 'Lamassu database / SSH tunnel unreachable for',
+    threshold: 'lamassu_down_minutes',
+    unit: 'minutes'
+  },
+  { key: 'missed_payment', label: 'Payment found by the recovery scan' },
+  {
+    key: 'drift_untracked',
+    label: 'Untracked cash in the machines above',
+    threshold: 'drift_untracked_threshold',
+    unit: 'fiat'
+  },
+  {
+    key: 'drift_orphan_week',
+    label: 'Orphan fiat in 7 days above',
+    threshold: 'drift_orphan_week_threshold',
+    unit: 'fiat'
+  },
+  { key: 'client_notices', label: 'Client notices (balance 0.00, opted-in clients)' }
+]
+
 function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
@@ -86,6 +131,102 @@ window.app = Vue.createApp({
       settlements: [],
       chartDays: [],
       chartHasData: false,
+      drift: null,
+      driftLoading: false,
+      orphanChartHasData: false,
+      alerts: [],
+      alertStatus: null,
+      alertForm: null,
+      savingAlerts: false,
+      checkingAlerts: false,
+      alertItems: ALERT_ITEMS,
+      alertsTable: {
+        loading: false,
+        state: 'open',
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'opened_at',
+          descending: true
+        },
+        columns: [
+          {
+            name: 'opened_at',
+            label: 'Opened',
+            field: 'opened_at',
+            sortable: true,
+            align: 'left',
+            format: val => this.date(val)
+          },
+          {
+            name: 'message',
+            label: 'Alert',
+            field: 'message',
+            align: 'left'
+          },
+          {
+            name: 'audience',
+            label: 'To',
+            field: 'audience',
+            align: 'left',
+            format: val => (val === 'client' ? 'client' : 'operator')
+          },
+          {
+            name: 'sent_at',
+            label: 'Sent',
+            field: 'sent_at',
+            align: 'left',
+            format: val => (val ? this.date(val) : 'not yet')
+          },
+          {
+            name: 'cleared_at',
+            label: 'State',
+            field: 'cleared_at',
+            sortable: true,
+            align: 'left',
+            format: (val, row) =>
+              val
+                ? 'cleared ' + this.date(val)
+                : row && row.acknowledged_at
+                  ? 'open, acknowledged'
+                  : 'open'
+          },
+          { name: 'actions', label: '', field: 'id', align: 'right' }
+        ]
+      },
+      driftColumns: [
+        { name: 'currency', label: 'Currency', field: 'currency', align: 'left' },
+        {
+          name: 'tracked',
+          label: 'Tracked balances',
+          field: 'tracked',
+          align: 'right',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'machine_cash',
+          label: 'Cash in machines',
+          field: 'machine_cash',
+          align: 'right',
+          format: (val, row) =>
+            val == null ? 'not reported' : this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'untracked',
+          label: 'Untracked',
+          field: 'untracked',
+          align: 'right',
+          format: (val, row) => (val == null ? '' : this.fiat(val, row && row.currency))
+        },
+        {
+          name: 'orphan_fiat_7d',
+          label: 'Orphans, 7 days',
+          field: 'orphan_fiat_7d',
+          align: 'right',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        }
+      ],
       reconciliations: [],
       details: {},
       settlementStatuses: SETTLEMENT_STATUSES,
@@ -438,6 +579,16 @@ window.app = Vue.createApp({
     }
   },
   computed: {
+    channelText() {
+      const channels = (this.alertStatus && this.alertStatus.channels) || {}
+      const on = Object.keys(channels).filter(k => channels[k])
+      return on.length
+        ? on.join(', ') + ' on'
+        : 'no channel is on: alerts are only listed here'
+    },
+    driftMachines() {
+      return (this.drift && this.drift.machines) || []
+    },
     adminKey() {
       const wallets = (this.g.user && this.g.user.wallets) || []
       return wallets.length ? wallets[0].adminkey : null
@@ -607,7 +758,11 @@ window.app = Vue.createApp({
           this.loadDeposits(),
           this.loadSettlements(),
           this.loadReconciliations(),
-          this.loadChart()
+          this.loadChart(),
+          this.loadDrift(),
+          this.loadAlerts(),
+          this.loadAlertStatus(),
+          this.loadAlertSettings()
         ])
       } finally {
         this.refreshing = false
@@ -821,6 +976,142 @@ window.app = Vue.createApp({
           plugins: { legend: { display: false } }
         }
       })
+    },
+
+    // ----------------------------------------------------------- drift
+    async loadDrift(refresh) {
+      this.driftLoading = true
+      try {
+        const { data } = await this.request(
+          'GET',
+          '/drift' + (refresh ? '?refresh=true' : '')
+        )
+        this.drift = data
+        this.drawOrphanChart()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.driftLoading = false
+      }
+    },
+    driftAlarm(row) {
+      const limit = this.alertForm && Number(this.alertForm.drift_untracked_threshold)
+      return row.untracked != null && limit && Number(row.untracked) > limit
+    },
+    machineLine(machine) {
+      const name = machine.name || shortId(machine.machine)
+      if (machine.error) return `${machine.source} ${name}: ${machine.error}`
+      const units = machine.cassettes
+        .map(c => `${c.count} × ${Number(c.denomination)}`)
+        .join(' + ')
+      return (
+        `${machine.source} ${name}: ${units || 'empty'} = ` +
+        this.fiat(machine.total, machine.currency)
+      )
+    },
+    drawOrphanChart() {
+      const rows = (this.drift && this.drift.weekly_orphans) || []
+      const weeks = [...new Set(rows.map(r => r.week))].sort()
+      const currencies = [...new Set(rows.map(r => r.currency))].sort()
+      this.orphanChartHasData = rows.length > 0
+      if (
+        !this.orphanChartHasData ||
+        !this.$refs.orphanChart ||
+        typeof Chart === 'undefined'
+      )
+        return
+      if (this.orphanChart) this.orphanChart.destroy()
+      const colors = ['#e53935', '#fb8c00', '#8e24aa', '#3949ab', '#00897b']
+      this.orphanChart = new Chart(this.$refs.orphanChart.getContext('2d'), {
+        type: 'bar',
+        data: {
+          labels: weeks,
+          datasets: currencies.map((currency, i) => ({
+            label: currency,
+            data: weeks.map(week => {
+              const row = rows.find(r => r.week === week && r.currency === currency)
+              return row ? Number(row.fiat) : 0
+            }),
+            backgroundColor: colors[i % colors.length]
+          }))
+        },
+        options: { responsive: true, maintainAspectRatio: false }
+      })
+    },
+
+    // ----------------------------------------------------------- alerts
+    async loadAlerts(props) {
+      const rows = await this.loadPage(this.alertsTable, '/alerts', props, {
+        state: this.alertsTable.state
+      })
+      if (rows) this.alerts = rows
+    },
+    async loadAlertStatus() {
+      try {
+        const { data } = await this.request('GET', '/alerts-status')
+        this.alertStatus = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadAlertSettings() {
+      try {
+        const { data } = await this.request('GET', '/alert-settings')
+        this.alertForm = { ...data }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async saveAlertSettings() {
+      this.savingAlerts = true
+      try {
+        const body = { ...this.alertForm }
+        for (const item of ALERT_ITEMS) {
+          if (item.threshold && body[item.threshold] !== '') {
+            body[item.threshold] =
+              item.unit === 'fiat'
+                ? String(body[item.threshold])
+                : Number(body[item.threshold])
+          }
+        }
+        body.digest_after = Number(body.digest_after)
+        const { data } = await this.request('PUT', '/alert-settings', body)
+        this.alertForm = { ...data }
+        Quasar.Notify.create({ type: 'positive', message: 'Alert settings saved' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.savingAlerts = false
+      }
+    },
+    async checkAlerts() {
+      this.checkingAlerts = true
+      try {
+        await this.request('POST', '/alerts/check')
+        await Promise.all([this.loadAlerts(), this.loadAlertStatus()])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.checkingAlerts = false
+      }
+    },
+    async acknowledgeAlert(alert) {
+      try {
+        await this.request('POST', `/alerts/${alert.id}/acknowledge`)
+        await Promise.all([this.loadAlerts(), this.loadAlertStatus()])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async toggleClientNotice(client) {
+      try {
+        await this.request('PUT', `/clients/${client.id}`, {
+          notify_balance_empty: !client.notify_balance_empty
+        })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
     },
 
     // ------------------------------------------------------------- clients
@@ -1223,7 +1514,11 @@ window.app = Vue.createApp({
   },
   watch: {
     tab(value) {
-      if (value === 'overview') this.$nextTick(() => this.drawChart())
+      if (value === 'overview')
+        this.$nextTick(() => {
+          this.drawChart()
+          this.drawOrphanChart()
+        })
     }
   },
   async created() {
