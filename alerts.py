@@ -235,7 +235,7 @@ async def _settlement_conditions(
                 Condition(
                     "settlement_waiting",
                     row["id"],
-                    f"{what} is {row['status']} for {_hours(age)}: {detail}.",
+                    f"{what} is {code(row['status'])} for {_hours(age)}: {detail}.",
                 )
             )
 

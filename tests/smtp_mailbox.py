@@ -168,3 +168,20 @@ def smtp_server():
         for key, value in saved.items():
             setattr(settings, key, value)
         controller.stop()
+
+
+@contextmanager
+def silent_alerts():
+    """Alerts opened meanwhile are marked sent but not sent: what earlier tests
+    (or files) left holding is not the mail a test expects."""
+    from satmachineadmin import alerts
+
+    async def nothing(*_args, **_kw) -> None:
+        return None
+
+    real = alerts._send_admin, alerts._send_client
+    alerts._send_admin, alerts._send_client = nothing, nothing
+    try:
+        yield
+    finally:
+        alerts._send_admin, alerts._send_client = real
