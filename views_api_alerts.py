@@ -3,6 +3,7 @@ list and acknowledge alerts, their settings, and the per-currency drift."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from .models import (
     AlertPage,
     AlertSettings,
     UpdateAlertSettings,
+    document_nullable,
     utc_now,
 )
 from .views_api import filters_for
@@ -104,7 +106,13 @@ async def api_alert_status(_: ReadAccess) -> dict:
     }
 
 
-@satmachineadmin_alerts_router.post("/alerts/check")
+class AlertCheck(BaseModel):
+    opened: int
+    cleared: int
+    sent: int
+
+
+@satmachineadmin_alerts_router.post("/alerts/check", response_model=AlertCheck)
 async def api_check_alerts(_: WriteAccess) -> dict:
     """Evaluate every alert now (the recovery pass does it every minute)."""
     return await check_alerts()
@@ -141,12 +149,34 @@ class WeekOrphans(BaseModel):
     fiat: Decimal
 
 
+class CashUnit(BaseModel):
+    unit: str | None = None  # Lamassu: cassette1..4, recycler1..6
+    denomination: Decimal
+    count: int
+
+
+class MachineCash(BaseModel):
+    source: str  # lamassu or bitspire
+    machine: str  # Lamassu device id, or bitSpire machine npub
+    name: str | None
+    currency: str | None
+    cassettes: list[CashUnit]
+    total: Decimal | None  # None: unreadable (see error)
+    reported_at: datetime | None
+    error: str | None
+
+
 class DriftReport(BaseModel):
     currencies: list[CurrencyDrift]
-    machines: list[dict[str, Any]]
+    machines: list[MachineCash]
     weekly_orphans: list[WeekOrphans]
-    lamassu_read_at: Any = None
+    lamassu_read_at: datetime | None = None
     lamassu_error: str | None = None
+
+
+document_nullable(
+    AlertCheck, AlertStatus, CashUnit, MachineCash, CurrencyDrift, DriftReport
+)
 
 
 @satmachineadmin_alerts_router.get("/drift", response_model=DriftReport)
