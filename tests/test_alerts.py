@@ -71,6 +71,22 @@ async def _source(env, commission: bool = False):
     return source, payer
 
 
+async def _settled_as(env, payment_hash: str, status: str):
+    """The settlement once the listener has taken it to `status`."""
+    import asyncio
+
+    from satmachineadmin import crud
+
+    settlement = None
+    for _ in range(200):
+        await env.settle()
+        settlement = await crud.get_settlement_by_hash(payment_hash)
+        if settlement and settlement.status == status:
+            return settlement
+        await asyncio.sleep(0.1)
+    raise AssertionError(settlement)
+
+
 def _titled(mails, title: str) -> list:
     return [m for m in mails if f"{title}:" in m.body]
 
@@ -88,7 +104,7 @@ async def test_new_orphan_mailed_once_with_its_figures(env, mailbox):
     payment_hash = await env.pay(
         payer.id, source.id, 20_000, extra=_bitspire(19_000, 1_000, currency)
     )
-    await env.settle()
+    await _settled_as(env, payment_hash, "completed")
 
     mails = await mailbox.wait_for(OPERATOR, 2)
     assert len(mails) == 2, [m.body for m in mails]
@@ -214,16 +230,13 @@ async def test_flagged_and_waiting_settlements(env, mailbox):
     )
     # No metadata, no Lamassu: waits for cash-out data.
     waiting_hash = await env.pay(payer.id, source.id, 7_000)
-    await env.settle()
+    flagged = await _settled_as(env, flagged_hash, "flagged")
+    waiting = await _settled_as(env, waiting_hash, "waiting_data")
     mails = await mailbox.wait_for(OPERATOR, 1)
     assert len(mails) == 1, [m.body for m in mails]
-    flagged = await crud.get_settlement_by_hash(flagged_hash)
-    assert flagged and flagged.status == "flagged"
     assert "Settlement flagged for review" in mails[0].body
     assert flagged.id in mails[0].body
 
-    waiting = await crud.get_settlement_by_hash(waiting_hash)
-    assert waiting and waiting.status == "waiting_data"
     await crud.db.execute(
         "UPDATE satoshimachine.settlements SET paid_at = "
         f"{crud.ts('t')} WHERE id = :id",

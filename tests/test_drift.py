@@ -21,6 +21,21 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+async def _completed(env, payment_hashes: list[str]) -> None:
+    """Wait until every one of these settlements is split and paid."""
+    import asyncio
+
+    from satmachineadmin import crud
+
+    for _ in range(200):
+        await env.settle()
+        settlements = [await crud.get_settlement_by_hash(h) for h in payment_hashes]
+        if all(s and s.status == "completed" for s in settlements):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError([s and s.status for s in settlements])
+
+
 def _row(report: dict, currency: str) -> dict:
     return next(r for r in report["currencies"] if r["currency"] == currency)
 
@@ -236,29 +251,35 @@ async def test_bitspire_cassettes_and_weekly_orphans(env):
         }
 
     # An unreadable report, then a good one: the newest report counts.
-    await env.pay(
-        payer.id, source.id, 10_000, extra=extra("d1", [{"denomination": 100}])
-    )
-    await env.settle()
+    hashes = [
+        await env.pay(
+            payer.id, source.id, 10_000, extra=extra("d1", [{"denomination": 100}])
+        )
+    ]
+    await _completed(env, hashes)
     report = (await env.api("GET", "/drift")).json()
     (machine,) = [m for m in report["machines"] if m["machine"] == "npub1drift"]
     assert machine["total"] is None and "unreadable cassettes" in machine["error"]
     assert _row(report, currency)["machine_cash"] is None
 
     cassettes = [{"denomination": 100, "count": 4}, {"denomination": 20, "count": 5}]
-    await env.pay(payer.id, source.id, 10_000, extra=extra("d2", cassettes))
+    hashes.append(
+        await env.pay(payer.id, source.id, 10_000, extra=extra("d2", cassettes))
+    )
     # Another machine in the same currency, and a report without cassettes
     # (which does not hide the machine's earlier one).
-    await env.pay(
-        payer.id,
-        source.id,
-        10_000,
-        extra=extra("d3", [{"denomination": 50, "count": 1}], npub="npub1other"),
+    hashes.append(
+        await env.pay(
+            payer.id,
+            source.id,
+            10_000,
+            extra=extra("d3", [{"denomination": 50, "count": 1}], npub="npub1other"),
+        )
     )
     no_cassettes = extra("d4", None)
     del no_cassettes["cassettes"]
-    await env.pay(payer.id, source.id, 10_000, extra=no_cassettes)
-    await env.settle()
+    hashes.append(await env.pay(payer.id, source.id, 10_000, extra=no_cassettes))
+    await _completed(env, hashes)
 
     report = (await env.api("GET", "/drift")).json()
     row = _row(report, currency)
