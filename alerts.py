@@ -70,7 +70,9 @@ KINDS: dict[str, str] = {
     "client_balance_empty": "Client balance fully converted",
 }
 # Kinds that clear themselves when their condition is gone (the others:
-# events, cleared when acknowledged; lamassu_down, cleared on a good poll).
+# events, cleared when acknowledged; lamassu_down, cleared on a good poll;
+# client_balance_empty, cleared only when the balance is above zero again, so
+# switching the notice or the client off and on never tells twice).
 CONDITION_KINDS = (
     "payout_uncovered",
     "payout_failed",
@@ -80,7 +82,6 @@ CONDITION_KINDS = (
     "orphan_old",
     "drift_untracked",
     "drift_orphan_week",
-    "client_balance_empty",
 )
 EVENT_KINDS = ("missed_payment",)
 WAITING_STATUSES = ("pending", "waiting_data", "waiting_dispense", "stale")
@@ -383,6 +384,22 @@ async def _client_conditions(settings: AlertSettings, out: list[Condition]) -> N
                 )
 
 
+async def _refilled_balances(open_alerts) -> set[str]:
+    """Open client notices whose balance is above zero again: a new cycle."""
+    notices = [a for a in open_alerts if a.kind == "client_balance_empty"]
+    if not notices:
+        return set()
+    figures = await get_currency_figures(
+        sorted({a.subject.split(":", 1)[0] for a in notices})
+    )
+    balances = {
+        f"{client_id}:{e['currency']}": e["confirmed_deposits"] - e["distributed_fiat"]
+        for client_id, entries in figures.items()
+        for e in entries
+    }
+    return {a.id for a in notices if balances.get(a.subject, 0) > 0}
+
+
 async def current_conditions(
     settings: AlertSettings, config: LamassuConfig | None, now: datetime
 ) -> tuple[list[Condition], set[str]]:
@@ -436,9 +453,10 @@ async def check_alerts(now: datetime | None = None) -> dict[str, int]:
             )
             if await insert_alert_if_absent(alert):
                 opened += 1
+        refilled = await _refilled_balances(open_alerts.values())
         cleared = 0
         for key, alert in open_alerts.items():
-            if alert.kind in managed and key not in holding:
+            if (alert.kind in managed and key not in holding) or alert.id in refilled:
                 if await clear_alert(alert.id, now):
                     cleared += 1
                     await _send_cleared(alert, config, now)

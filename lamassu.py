@@ -415,7 +415,19 @@ class LamassuClient:
         denominations and currency (newest `user_config` row of type
         'config'). Only columns that exist are read; an older server without
         these tables answers ([], {})."""
-        rows = await self._fetch(
+
+        async def fetch(query: str) -> list[Any]:
+            try:
+                return await self.conn.fetch(query)
+            except asyncpg.InsufficientPrivilegeError:
+                raise LamassuError(
+                    f"user '{self.settings.user}' may not read devices and "
+                    "user_config (the machines' cassettes): grant it SELECT"
+                ) from None
+            except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+                raise _db_error(exc, self.settings) from None
+
+        rows = await fetch(
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_name IN ('devices', 'user_config') "
             "AND table_schema = ANY(current_schemas(false))"
@@ -439,7 +451,7 @@ class LamassuClient:
         ]
         devices = [
             dict(row)
-            for row in await self._fetch(
+            for row in await fetch(
                 f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id "
                 "LIMIT 200"
             )
@@ -448,7 +460,7 @@ class LamassuClient:
         config_columns = columns.get("user_config", set())
         if {"type", "data"} <= config_columns:
             valid = " AND valid" if "valid" in config_columns else ""
-            rows = await self._fetch(
+            rows = await fetch(
                 "SELECT data::text AS data FROM user_config "
                 f"WHERE type = 'config'{valid} ORDER BY id DESC LIMIT 1"
             )

@@ -343,6 +343,20 @@ async def test_client_notice_once_per_balance_cycle(env, mailbox):
     await mailbox.wait_for(CLIENT_MAIL, 2, timeout=0, match="fully converted")
     assert len(notices()) == 1
 
+    # Switching the notice (or the client) off and on at zero: no second one.
+    for body in ({"notify_balance_empty": False}, {"notify_balance_empty": True}):
+        response = await env.api("PUT", f"/clients/{client['id']}", json=body)
+        assert response.status_code == 200
+        await check_alerts()
+    for status in ("inactive", "active"):
+        response = await env.api(
+            "PUT", f"/clients/{client['id']}/status", json={"status": status}
+        )
+        assert response.status_code == 200
+        await check_alerts()
+    await mailbox.wait_for(CLIENT_MAIL, 2, timeout=0, match="fully converted")
+    assert len(notices()) == 1
+
     # A top-up starts a new cycle; reaching zero again is told again, once.
     await add_deposit(env, client["id"], "5", currency, confirm=True)
     await check_alerts()
@@ -354,3 +368,27 @@ async def test_client_notice_once_per_balance_cycle(env, mailbox):
     # The operator's own mail never goes to the client, nor the reverse.
     assert all(CLIENT_MAIL not in m.to for m in mailbox.to(OPERATOR))
     assert not [m for m in mailbox.to(OPERATOR) if "fully converted" in m.body]
+
+
+async def test_a_broken_alert_check_never_touches_the_money(env, monkeypatch):
+    """The money paths only poke the alerts (after their work is committed):
+    an alert check that fails is logged, and settlements go on."""
+    from satmachineadmin import alerts
+    from satmachineadmin.tasks import recovery_status, run_recovery
+
+    async def broken(*_args, **_kw):
+        raise RuntimeError("alerts are down")
+
+    monkeypatch.setattr(alerts, "check_alerts", broken)
+    await _deactivate_all_clients(env)
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    await add_deposit(env, client["id"], "100", currency, confirm=True)
+    await env.fund(payer.id, 20_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 10_000, extra=_bitspire(9_500, 500, currency)
+    )
+    await _settled_as(env, payment_hash, "completed")
+    await run_recovery()  # does not raise
+    assert recovery_status["last_error"] is None
