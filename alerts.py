@@ -88,6 +88,7 @@ WAITING_STATUSES = ("pending", "waiting_data", "waiting_dispense", "stale")
 INSUFFICIENT = "insufficient balance"
 ROW_LIMIT = 1000
 DIGEST_LINES = 10
+POKE_DELAY_SECONDS = 1.0
 
 # What the recovery pass saw of the Lamassu database (this process).
 lamassu_health: dict[str, Any] = {"failing_since": None, "error": None, "ok_at": None}
@@ -610,6 +611,9 @@ async def _poked() -> None:
     global _poke_again
     while True:
         _poke_again = False
+        # A moment later: a burst of settlements is one check (and one
+        # summary), and the payments being recorded get the database first.
+        await asyncio.sleep(POKE_DELAY_SECONDS)
         await run_check()
         if not _poke_again:
             return

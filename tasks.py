@@ -30,6 +30,9 @@ SCAN_OVERLAP = timedelta(days=2)
 RECOVERY_INTERVAL_SECONDS = 60
 
 listener_status: dict[str, object] = {"started_at": None, "last_payment_at": None}
+# Payments the listener is handling now (recorded before the processing lock
+# is taken): the tests wait for none.
+in_flight: dict[str, int] = {"payments": 0}
 recovery_status: dict[str, object] = {"last_run_at": None, "last_error": None}
 
 
@@ -37,6 +40,7 @@ async def on_invoice_paid(payment: Payment) -> None:
     """Called for every settled incoming payment on the instance. Never raises:
     an exception here would drop the payment and pause the listener; the
     recovery scan would still find it, but later."""
+    in_flight["payments"] += 1
     try:
         crash_point("before_record")
         settlement = await record_payment(payment)
@@ -46,6 +50,8 @@ async def on_invoice_paid(payment: Payment) -> None:
             poke()  # after the work is committed; never raises
     except Exception as exc:
         logger.error(f"satmachineadmin: handling payment {payment.payment_hash}: {exc}")
+    finally:
+        in_flight["payments"] -= 1
 
 
 async def scan_source_wallet() -> int:

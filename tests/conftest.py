@@ -168,16 +168,22 @@ class Env:
         )
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the listener and processor have nothing left to do."""
+        """Wait until the listener and processor have nothing left to do (the
+        listener records a payment before it takes the processing lock, so a
+        payment in its hands counts too)."""
+        from satmachineadmin.tasks import in_flight
         from satmachineadmin.transaction_processor import processing_lock
+
+        def busy() -> bool:
+            return processing_lock.locked() or in_flight["payments"] > 0
 
         await asyncio.sleep(0.05)
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
-            if not processing_lock.locked():
+            if not busy():
                 await asyncio.sleep(0.1)
-                if not processing_lock.locked():
+                if not busy():
                     return
 
 
