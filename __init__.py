@@ -11,6 +11,7 @@ from .tasks import (
 )
 from .views import satmachineadmin_generic_router
 from .views_api import satmachineadmin_api_router
+from .views_api_alerts import satmachineadmin_alerts_router
 from .views_api_lamassu import satmachineadmin_lamassu_router
 from .views_api_statements import satmachineadmin_statements_router
 from .views_api_upgrade import satmachineadmin_upgrade_router
@@ -23,6 +24,7 @@ satmachineadmin_ext.include_router(satmachineadmin_api_router)
 satmachineadmin_ext.include_router(satmachineadmin_lamassu_router)
 satmachineadmin_ext.include_router(satmachineadmin_upgrade_router)
 satmachineadmin_ext.include_router(satmachineadmin_statements_router)
+satmachineadmin_ext.include_router(satmachineadmin_alerts_router)
 
 satmachineadmin_static_files = [
     {"path": "/satmachineadmin/static", "name": "satmachineadmin_static"}

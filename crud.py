@@ -17,6 +17,8 @@ from sqlalchemy import event, text
 
 from .allocation import ClientBalance, to_fiat
 from .models import (
+    Alert,
+    AlertSettings,
     AuditEntry,
     ClientBalanceSummary,
     ClientSummary,
@@ -1064,4 +1066,125 @@ async def get_audit(entity: str, entity_id: str) -> list[AuditEntry]:
         "ORDER BY created_at, id",
         {"entity": entity, "eid": entity_id},
         AuditEntry,
+    )
+
+
+# ------------------------------------------------------------------------- alerts
+
+
+async def get_alert_settings() -> AlertSettings:
+    row = await db.fetchone(
+        f"SELECT data FROM {S}.alert_settings WHERE id = 'settings'"
+    )
+    if not row:
+        return AlertSettings()
+    try:
+        return AlertSettings.parse_raw(row["data"])
+    except ValueError:
+        return AlertSettings()
+
+
+async def set_alert_settings(settings: AlertSettings) -> AlertSettings:
+    now = utc_now()
+    values = exact_times({"data": settings.json(), "now": now})
+    updated = await db.execute(
+        f"UPDATE {S}.alert_settings SET data = :data, updated_at = {ts('now')} "
+        "WHERE id = 'settings'",
+        values,
+    )
+    if updated.rowcount != 1:
+        await db.execute(
+            f"INSERT INTO {S}.alert_settings (id, data, updated_at) "
+            f"VALUES ('settings', :data, {ts('now')}) ON CONFLICT (id) DO UPDATE "
+            "SET data = :data",
+            values,
+        )
+    return settings
+
+
+async def insert_alert_if_absent(alert: Alert) -> bool:
+    """Insert unless an alert for (kind, subject) is open already: the partial
+    unique index decides, across processes (ON CONFLICT DO NOTHING without a
+    target). True if it is new."""
+    query = insert_query(f"{S}.alerts", alert) + " ON CONFLICT DO NOTHING"
+    async with transaction() as tx:
+        result = await tx.conn.conn.execute(text(query), model_to_dict(alert))
+        return result.rowcount == 1
+
+
+async def get_open_alerts(kinds: Sequence[str] | None = None) -> list[Alert]:
+    values: dict[str, Any] = {}
+    where = "cleared_at IS NULL"
+    if kinds:
+        values = {f"k{i}": kind for i, kind in enumerate(kinds)}
+        where += f" AND kind IN ({', '.join(':' + k for k in values)})"
+    return await db.fetchall(
+        f"SELECT * FROM {S}.alerts WHERE {where} ORDER BY opened_at, id",
+        values,
+        Alert,
+    )
+
+
+async def clear_alert(alert_id: str, now: datetime) -> bool:
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.alerts SET cleared_at = {ts('now')} "
+            "WHERE id = :id AND cleared_at IS NULL",
+            {"id": alert_id, "now": now},
+        )
+        == 1
+    )
+
+
+async def claim_alert_send(alert_id: str, column: str, now: datetime) -> bool:
+    """Mark an alert (or its clearing) sent, once: True for the one caller
+    that may send it."""
+    assert column in ("sent_at", "cleared_sent_at")
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.alerts SET {column} = {ts('now')} "
+            f"WHERE id = :id AND {column} IS NULL",
+            {"id": alert_id, "now": now},
+        )
+        == 1
+    )
+
+
+async def get_unsent_alerts(limit: int = 500) -> list[Alert]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.alerts WHERE sent_at IS NULL AND cleared_at IS NULL "
+        "ORDER BY opened_at, id LIMIT :limit",
+        {"limit": limit},
+        Alert,
+    )
+
+
+async def get_alert(alert_id: str) -> Alert | None:
+    return await db.fetchone(
+        f"SELECT * FROM {S}.alerts WHERE id = :id", {"id": alert_id}, Alert
+    )
+
+
+async def acknowledge_alert(
+    alert_id: str, actor: str | None, now: datetime, clear: bool
+) -> bool:
+    sets = f"acknowledged_at = {ts('now')}, acknowledged_by = :actor"
+    if clear:
+        sets += f", cleared_at = COALESCE(cleared_at, {ts('now')})"
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.alerts SET {sets} WHERE id = :id AND acknowledged_at IS NULL",
+            {"id": alert_id, "actor": actor, "now": now},
+        )
+        == 1
+    )
+
+
+async def get_alerts(filters: Filters, open_only: bool = False) -> Page[Alert]:
+    return await db.fetch_page(
+        f"SELECT * FROM {S}.alerts",
+        ["cleared_at IS NULL"] if open_only else [],
+        {},
+        filters=filters,
+        model=Alert,
     )

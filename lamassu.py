@@ -18,6 +18,7 @@ configured passwords or keys.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -407,6 +408,78 @@ class LamassuClient:
             MAX_ROWS,
         )
         return [LamassuCashOut.from_record(row) for row in rows]
+
+    async def cash_units(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The machines' dispenser counts (`devices`: cassette1..4, and
+        recycler1..6 on newer servers) and the config keys that give their
+        denominations and currency (newest `user_config` row of type
+        'config'). Only columns that exist are read; an older server without
+        these tables answers ([], {})."""
+
+        async def fetch(query: str) -> list[Any]:
+            try:
+                return await self.conn.fetch(query)
+            except asyncpg.InsufficientPrivilegeError:
+                raise LamassuError(
+                    f"user '{self.settings.user}' may not read devices and "
+                    "user_config (the machines' cassettes): grant it SELECT"
+                ) from None
+            except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+                raise _db_error(exc, self.settings) from None
+
+        rows = await fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_name IN ('devices', 'user_config') "
+            "AND table_schema = ANY(current_schemas(false))"
+        )
+        columns: dict[str, set[str]] = {}
+        for row in rows:
+            columns.setdefault(row["table_name"], set()).add(row["column_name"])
+        device_columns = columns.get("devices", set())
+        if "device_id" not in device_columns:
+            return [], {}
+        wanted = [
+            *(f"cassette{i}" for i in range(1, 5)),
+            *(f"recycler{i}" for i in range(1, 7)),
+            "number_of_cassettes",
+            "number_of_recyclers",
+            "name",
+        ]
+        # Column names come from the list above, never from input.
+        selected = ["device_id::text AS device_id"] + [
+            name for name in wanted if name in device_columns
+        ]
+        devices = [
+            dict(row)
+            for row in await fetch(
+                f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id "
+                "LIMIT 200"
+            )
+        ]
+        config: dict[str, Any] = {}
+        config_columns = columns.get("user_config", set())
+        if {"type", "data"} <= config_columns:
+            valid = " AND valid" if "valid" in config_columns else ""
+            rows = await fetch(
+                "SELECT data::text AS data FROM user_config "
+                f"WHERE type = 'config'{valid} ORDER BY id DESC LIMIT 1"
+            )
+            if rows and rows[0]["data"] and len(rows[0]["data"]) < 5_000_000:
+                try:
+                    data = json.loads(rows[0]["data"])
+                except ValueError:
+                    data = {}
+                inner = data.get("config") if isinstance(data, dict) else None
+                if isinstance(inner, dict):
+                    # Only what the cassettes need: nothing else of Lamassu's
+                    # config is kept.
+                    config = {
+                        k: v
+                        for k, v in inner.items()
+                        if k.startswith("cashOut_")
+                        or k in ("locale_fiatCurrency", "locale_overrides")
+                    }
+        return devices, config
 
     async def server_time(self) -> tuple[datetime, str]:
         rows = await self._fetch(

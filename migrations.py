@@ -521,3 +521,53 @@ async def m013_several_orphans_per_settlement(db: Connection):
         "settlement_id, origin",
         unique=True,
     )
+
+
+async def m015_alerts(db: Connection):
+    """Alerts to the operator (and opt-in notices to clients), sent through
+    LNbits' own notification channels (alerts.py).
+
+    * `alerts`: one row per condition while it holds; the partial UNIQUE index
+      on (kind, subject) among rows not yet cleared is the deduplication: a
+      condition is opened (and sent) once, however many processes or passes
+      see it, until it clears.
+    * `alert_settings`: one row, the per-alert switches and thresholds (JSON).
+    * `dca_clients.notify_balance_empty`: the client asked to be told when a
+      balance reaches zero (off by default; the client extension's INSERTs
+      leave it off)."""
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.alerts (
+            id TEXT PRIMARY KEY NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            audience TEXT NOT NULL DEFAULT 'operator',
+            title TEXT NOT NULL,
+            message TEXT NOT NULL,
+            opened_at TIMESTAMP NOT NULL,
+            last_seen_at TIMESTAMP,
+            cleared_at TIMESTAMP,
+            acknowledged_at TIMESTAMP,
+            acknowledged_by TEXT,
+            sent_at TIMESTAMP,
+            cleared_sent_at TIMESTAMP
+        );
+        """)
+    await _create_index(
+        db,
+        "alerts_open_key",
+        "alerts",
+        "kind, subject",
+        unique=True,
+        where="cleared_at IS NULL",
+    )
+    await _create_index(db, "alerts_opened_idx", "alerts", "opened_at")
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.alert_settings (
+            id TEXT PRIMARY KEY NOT NULL,
+            data TEXT NOT NULL,
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """)
+    await _add_column(
+        db, "dca_clients", "notify_balance_empty", "BOOLEAN NOT NULL DEFAULT false"
+    )

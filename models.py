@@ -134,6 +134,9 @@ class DcaClient(BaseModel):
     # When the operator last reviewed this row (NULL: new, e.g. inserted by the
     # client extension on its own).
     reviewed_at: datetime | None = None
+    # The client asked to be told (through their own LNbits notification
+    # settings) when a balance reaches 0.00. Off unless set.
+    notify_balance_empty: bool | None = False
 
     _fiat = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
         _fiat_or_none
@@ -169,6 +172,7 @@ class UpdateDcaClientData(BaseModel):
     dca_mode: DcaMode | None = None
     fixed_mode_daily_limit: FiatAmount | None = None
     status: ClientStatus | None = None
+    notify_balance_empty: bool | None = None
 
 
 class ClientStatusData(BaseModel):
@@ -630,6 +634,87 @@ class UpdateLamassuConfigData(_ConfigFields):
 class ClientLimits(BaseModel):
     max_daily_limit_gtq: float
     currency: str
+
+
+# ------------------------------------------------------------------------- alerts
+
+
+class Alert(BaseModel):
+    """One condition the operator (or, for `audience` client, a client) was
+    told about: open while it holds, cleared when it no longer does."""
+
+    id: str
+    kind: str
+    subject: str
+    audience: str = "operator"
+    title: str
+    message: str
+    opened_at: datetime
+    last_seen_at: datetime | None = None
+    cleared_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    sent_at: datetime | None = None
+    cleared_sent_at: datetime | None = None
+
+
+class AlertPage(BaseModel):
+    data: list[Alert]
+    total: int
+
+
+class AlertSettings(BaseModel):
+    """Per-alert switches and thresholds (Configuration). Fiat thresholds are
+    in the units of each currency they are compared in."""
+
+    orphan_new: bool = True
+    orphan_old: bool = True
+    orphan_max_age_hours: int = Field(24, ge=1, le=24 * 365)
+    settlement_flagged: bool = True
+    settlement_waiting: bool = True
+    settlement_waiting_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    payout_failed: bool = True
+    payout_failed_attempts: int = Field(3, ge=1, le=1000)
+    payout_uncovered: bool = True
+    lamassu_down: bool = True
+    lamassu_down_minutes: int = Field(15, ge=1, le=60 * 24 * 7)
+    missed_payment: bool = True
+    drift_untracked: bool = True
+    drift_untracked_threshold: FiatAmount = Field(FiatAmount("500"))
+    drift_orphan_week: bool = True
+    drift_orphan_week_threshold: FiatAmount = Field(FiatAmount("500"))
+    client_notices: bool = True
+    # More new alerts than this at once are sent as one summary.
+    digest_after: int = Field(3, ge=1, le=100)
+
+    class Config:
+        extra = Extra.ignore
+
+
+class UpdateAlertSettings(BaseModel):
+    """Partial update of AlertSettings (absent: unchanged)."""
+
+    orphan_new: bool | None = None
+    orphan_old: bool | None = None
+    orphan_max_age_hours: int | None = Field(None, ge=1, le=24 * 365)
+    settlement_flagged: bool | None = None
+    settlement_waiting: bool | None = None
+    settlement_waiting_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
+    payout_failed: bool | None = None
+    payout_failed_attempts: int | None = Field(None, ge=1, le=1000)
+    payout_uncovered: bool | None = None
+    lamassu_down: bool | None = None
+    lamassu_down_minutes: int | None = Field(None, ge=1, le=60 * 24 * 7)
+    missed_payment: bool | None = None
+    drift_untracked: bool | None = None
+    drift_untracked_threshold: FiatAmount | None = None
+    drift_orphan_week: bool | None = None
+    drift_orphan_week_threshold: FiatAmount | None = None
+    client_notices: bool | None = None
+    digest_after: int | None = Field(None, ge=1, le=100)
+
+    class Config:
+        extra = Extra.forbid
 
 
 # ------------------------------------------------------------- API documentation

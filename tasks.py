@@ -9,7 +9,9 @@ from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
 from loguru import logger
 
+from .alerts import note_lamassu, note_missed_payments, poke, run_check
 from .crud import get_config, set_config_timestamps
+from .drift import refresh_lamassu_cash
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
 from .models import utc_now
@@ -28,33 +30,28 @@ SCAN_OVERLAP = timedelta(days=2)
 RECOVERY_INTERVAL_SECONDS = 60
 
 listener_status: dict[str, object] = {"started_at": None, "last_payment_at": None}
+# Payments the listener is handling now (recorded before the processing lock
+# is taken): the tests wait for none.
+in_flight: dict[str, int] = {"payments": 0}
 recovery_status: dict[str, object] = {"last_run_at": None, "last_error": None}
-# Payments the listener is handling right now (recorded, not yet processed):
-# with LNbits' queues and the money lock, tells whether the listener is idle.
-payments_in_hand = 0
 
 
 async def on_invoice_paid(payment: Payment) -> None:
     """Called for every settled incoming payment on the instance. Never raises:
     an exception here would drop the payment and pause the listener; the
     recovery scan would still find it, but later."""
-    global payments_in_hand
-    payments_in_hand += 1
-    try:
-        await _handle_payment(payment)
-    finally:
-        payments_in_hand -= 1
-
-
-async def _handle_payment(payment: Payment) -> None:
+    in_flight["payments"] += 1
     try:
         crash_point("before_record")
         settlement = await record_payment(payment)
         if settlement:
             listener_status["last_payment_at"] = utc_now()
             await process_settlement(settlement.id)
+            poke()  # after the work is committed; never raises
     except Exception as exc:
         logger.error(f"satmachineadmin: handling payment {payment.payment_hash}: {exc}")
+    finally:
+        in_flight["payments"] -= 1
 
 
 async def scan_source_wallet() -> int:
@@ -75,14 +72,18 @@ async def scan_source_wallet() -> int:
         complete=True,
         since=int(since.timestamp()),
     )
-    found = 0
+    found = []
     for payment in payments:
-        if await record_payment(payment):
-            found += 1
+        settlement = await record_payment(payment)
+        if settlement:
+            found.append(settlement)
     await set_config_timestamps(config.id, scan_checkpoint=started)
     if found:
-        logger.info(f"satmachineadmin: recovery scan found {found} new settlement(s)")
-    return found
+        logger.info(
+            f"satmachineadmin: recovery scan found {len(found)} new settlement(s)"
+        )
+        await note_missed_payments(found)  # never raises
+    return len(found)
 
 
 async def poll_lamassu_if_configured() -> dict | None:
@@ -93,9 +94,11 @@ async def poll_lamassu_if_configured() -> dict | None:
         return None
     try:
         report = await poll_lamassu(config)
+        note_lamassu(True)
     except Exception as exc:
         report = {"error": str(exc)}
         logger.warning(f"satmachineadmin: Lamassu poll failed: {exc}")
+        note_lamassu(False, str(exc))
     recovery_status["last_poll"] = report
     return report
 
@@ -113,8 +116,10 @@ async def run_recovery(look_up_now: bool = False) -> dict:
     async with lamassu_session(config):
         await look_up_waiting(config, ignore_back_off=look_up_now)
         poll = await poll_lamassu_if_configured()
+        await refresh_lamassu_cash(config, force=look_up_now)  # never raises
     recovery_status["last_run_at"] = utc_now()
     recovery_status["last_error"] = None
+    await run_check()  # never raises
     return {
         "new_settlements": found,
         "lamassu_poll": poll,

@@ -80,6 +80,30 @@ function clientLabel(c) {
   )
 }
 
+// Configuration -> Alerts: each switch, and its threshold when it has one
+// (labels: satmachineadmin.alerts.item.<key>, units: alerts.unit.<unit>).
+const ALERT_ITEMS = [
+  { key: 'orphan_new' },
+  { key: 'orphan_old', threshold: 'orphan_max_age_hours', unit: 'hours' },
+  { key: 'settlement_flagged' },
+  {
+    key: 'settlement_waiting',
+    threshold: 'settlement_waiting_minutes',
+    unit: 'minutes'
+  },
+  { key: 'payout_failed', threshold: 'payout_failed_attempts', unit: 'attempts' },
+  { key: 'payout_uncovered' },
+  { key: 'lamassu_down', threshold: 'lamassu_down_minutes', unit: 'minutes' },
+  { key: 'missed_payment' },
+  { key: 'drift_untracked', threshold: 'drift_untracked_threshold', unit: 'fiat' },
+  {
+    key: 'drift_orphan_week',
+    threshold: 'drift_orphan_week_threshold',
+    unit: 'fiat'
+  },
+  { key: 'client_notices' }
+]
+
 function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
@@ -103,6 +127,128 @@ window.PageSatmachineadmin = {
       settlements: [],
       chartDays: [],
       chartHasData: false,
+      drift: null,
+      driftLoading: false,
+      orphanChartHasData: false,
+      alerts: [],
+      alertStatus: null,
+      alertForm: null,
+      savingAlerts: false,
+      checkingAlerts: false,
+      alertItems: ALERT_ITEMS,
+      alertsTable: {
+        loading: false,
+        state: 'open',
+        pagination: {
+          page: 1,
+          rowsPerPage: 20,
+          rowsNumber: 0,
+          sortBy: 'opened_at',
+          descending: true
+        },
+        columns: [
+          {
+            name: 'opened_at',
+            get label() {
+              return t('alerts.col_opened')
+            },
+            field: 'opened_at',
+            sortable: true,
+            align: 'left',
+            format: val => this.date(val)
+          },
+          {
+            name: 'message',
+            get label() {
+              return t('alerts.col_alert')
+            },
+            field: 'message',
+            align: 'left'
+          },
+          {
+            name: 'audience',
+            get label() {
+              return t('alerts.col_to')
+            },
+            field: 'audience',
+            align: 'left',
+            format: val =>
+              val === 'client' ? t('alerts.to_client') : t('alerts.to_operator')
+          },
+          {
+            name: 'sent_at',
+            get label() {
+              return t('alerts.col_sent')
+            },
+            field: 'sent_at',
+            align: 'left',
+            format: val => (val ? this.date(val) : t('alerts.not_sent'))
+          },
+          {
+            name: 'cleared_at',
+            get label() {
+              return t('alerts.col_state')
+            },
+            field: 'cleared_at',
+            sortable: true,
+            align: 'left',
+            format: (val, row) =>
+              val
+                ? t('alerts.cleared', { date: this.date(val) })
+                : row && row.acknowledged_at
+                  ? t('alerts.open_acknowledged')
+                  : t('alerts.state_open')
+          },
+          { name: 'actions', label: '', field: 'id', align: 'right' }
+        ]
+      },
+      driftColumns: [
+        {
+          name: 'currency',
+          get label() {
+            return t('drift.col_currency')
+          },
+          field: 'currency',
+          align: 'left'
+        },
+        {
+          name: 'tracked',
+          get label() {
+            return t('drift.col_tracked')
+          },
+          field: 'tracked',
+          align: 'right',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'machine_cash',
+          get label() {
+            return t('drift.col_machine_cash')
+          },
+          field: 'machine_cash',
+          align: 'right',
+          format: (val, row) =>
+            val == null ? t('drift.not_reported') : this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'untracked',
+          get label() {
+            return t('drift.col_untracked')
+          },
+          field: 'untracked',
+          align: 'right',
+          format: (val, row) => (val == null ? '' : this.fiat(val, row && row.currency))
+        },
+        {
+          name: 'orphan_fiat_7d',
+          get label() {
+            return t('drift.col_orphans')
+          },
+          field: 'orphan_fiat_7d',
+          align: 'right',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        }
+      ],
       reconciliations: [],
       details: {},
       settlementStatuses: SETTLEMENT_STATUSES,
@@ -571,6 +717,16 @@ window.PageSatmachineadmin = {
     }
   },
   computed: {
+    channelText() {
+      const channels = (this.alertStatus && this.alertStatus.channels) || {}
+      const on = Object.keys(channels).filter(k => channels[k])
+      return on.length
+        ? t('alerts.channels_on', { channels: on.join(', ') })
+        : t('alerts.no_channel')
+    },
+    driftMachines() {
+      return (this.drift && this.drift.machines) || []
+    },
     // The page is for the super user and admins (views.py refuses the others a
     // direct load; the API refuses them everything).
     forbidden() {
@@ -806,7 +962,11 @@ window.PageSatmachineadmin = {
           this.loadDeposits(),
           this.loadSettlements(),
           this.loadReconciliations(),
-          this.loadChart()
+          this.loadChart(),
+          this.loadDrift(),
+          this.loadAlerts(),
+          this.loadAlertStatus(),
+          this.loadAlertSettings()
         ])
       } finally {
         this.refreshing = false
@@ -1026,6 +1186,148 @@ window.PageSatmachineadmin = {
           plugins: { legend: { display: false } }
         }
       })
+    },
+
+    // ----------------------------------------------------------- drift
+    async loadDrift(refresh) {
+      this.driftLoading = true
+      try {
+        const { data } = await this.request(
+          'GET',
+          '/drift' + (refresh ? '?refresh=true' : '')
+        )
+        this.drift = data
+        this.drawOrphanChart()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.driftLoading = false
+      }
+    },
+    alertLabel(item) {
+      return t('alerts.item.' + item.key)
+    },
+    alertUnit(item) {
+      return t('alerts.unit.' + item.unit)
+    },
+    driftAlarm(row) {
+      const limit = this.alertForm && Number(this.alertForm.drift_untracked_threshold)
+      return row.untracked != null && limit && Number(row.untracked) > limit
+    },
+    machineLine(machine) {
+      const name = machine.name || shortId(machine.machine)
+      if (machine.error) return `${machine.source} ${name}: ${machine.error}`
+      const units = machine.cassettes
+        .map(c => `${c.count} × ${Number(c.denomination)}`)
+        .join(' + ')
+      return (
+        `${machine.source} ${name}: ${units || t('drift.empty')} = ` +
+        this.fiat(machine.total, machine.currency)
+      )
+    },
+    drawOrphanChart() {
+      const rows = (this.drift && this.drift.weekly_orphans) || []
+      const weeks = [...new Set(rows.map(r => r.week))].sort()
+      const currencies = [...new Set(rows.map(r => r.currency))].sort()
+      this.orphanChartHasData = rows.length > 0
+      if (
+        !this.orphanChartHasData ||
+        !this.$refs.orphanChart ||
+        typeof Chart === 'undefined'
+      )
+        return
+      if (this.orphanChart) this.orphanChart.destroy()
+      const colors = ['#e53935', '#fb8c00', '#8e24aa', '#3949ab', '#00897b']
+      this.orphanChart = new Chart(this.$refs.orphanChart.getContext('2d'), {
+        type: 'bar',
+        data: {
+          labels: weeks,
+          datasets: currencies.map((currency, i) => ({
+            label: currency,
+            data: weeks.map(week => {
+              const row = rows.find(r => r.week === week && r.currency === currency)
+              return row ? Number(row.fiat) : 0
+            }),
+            backgroundColor: colors[i % colors.length]
+          }))
+        },
+        options: { responsive: true, maintainAspectRatio: false }
+      })
+    },
+
+    // ----------------------------------------------------------- alerts
+    async loadAlerts(props) {
+      const rows = await this.loadPage(this.alertsTable, '/alerts', props, {
+        state: this.alertsTable.state
+      })
+      if (rows) this.alerts = rows
+    },
+    async loadAlertStatus() {
+      try {
+        const { data } = await this.request('GET', '/alerts-status')
+        this.alertStatus = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadAlertSettings() {
+      try {
+        const { data } = await this.request('GET', '/alert-settings')
+        this.alertForm = { ...data }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async saveAlertSettings() {
+      this.savingAlerts = true
+      try {
+        const body = { ...this.alertForm }
+        for (const item of ALERT_ITEMS) {
+          if (item.threshold && body[item.threshold] !== '') {
+            body[item.threshold] =
+              item.unit === 'fiat'
+                ? String(body[item.threshold])
+                : Number(body[item.threshold])
+          }
+        }
+        body.digest_after = Number(body.digest_after)
+        const { data } = await this.request('PUT', '/alert-settings', body)
+        this.alertForm = { ...data }
+        Quasar.Notify.create({ type: 'positive', message: t('alerts.saved') })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.savingAlerts = false
+      }
+    },
+    async checkAlerts() {
+      this.checkingAlerts = true
+      try {
+        await this.request('POST', '/alerts/check')
+        await Promise.all([this.loadAlerts(), this.loadAlertStatus()])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      } finally {
+        this.checkingAlerts = false
+      }
+    },
+    async acknowledgeAlert(alert) {
+      try {
+        await this.request('POST', `/alerts/${alert.id}/acknowledge`)
+        await Promise.all([this.loadAlerts(), this.loadAlertStatus()])
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async toggleClientNotice(client) {
+      try {
+        await this.request('PUT', `/clients/${client.id}`, {
+          notify_balance_empty: !client.notify_balance_empty
+        })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
     },
 
     // ------------------------------------------------------------- clients
@@ -1439,7 +1741,11 @@ window.PageSatmachineadmin = {
   },
   watch: {
     tab(value) {
-      if (value === 'overview') this.$nextTick(() => this.drawChart())
+      if (value === 'overview')
+        this.$nextTick(() => {
+          this.drawChart()
+          this.drawOrphanChart()
+        })
     }
   },
   async created() {

@@ -80,12 +80,19 @@ async def make_orphan(env, sats: int = 10_000) -> tuple[dict, dict]:
             "txid": f"orphan-{next(_names)}",
         },
     )
-    await env.settle()
-    response = await env.api("GET", "/settlements", params={"search": payment_hash})
-    assert response.status_code == 200, response.text
-    [settlement] = response.json()["data"]
-    detail = (await env.api("GET", f"/settlements/{settlement['id']}")).json()
-    assert detail["status"] == "completed", detail
+    # The listener records the payment before it takes the processing lock:
+    # under load, wait for the settlement itself, not only for the lock.
+    detail: dict = {}
+    for _ in range(100):
+        await env.settle()
+        response = await env.api("GET", "/settlements", params={"search": payment_hash})
+        assert response.status_code == 200, response.text
+        found = response.json()["data"]
+        if found:
+            detail = (await env.api("GET", f"/settlements/{found[0]['id']}")).json()
+            if detail["status"] == "completed":
+                break
+    assert detail.get("status") == "completed", detail
     assert detail["reconciliation"], detail
     return detail, detail["reconciliation"]
 

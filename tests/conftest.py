@@ -182,7 +182,7 @@ class Env:
             queues += [t.invoice_queue for t in task_manager.tasks if t.invoice_queue]
             return (
                 any(q.qsize() for q in queues)
-                or tasks.payments_in_hand > 0
+                or tasks.in_flight["payments"] > 0
                 or processing_lock.locked()
             )
 

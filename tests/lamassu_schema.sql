@@ -44,3 +44,38 @@ CREATE TABLE cash_out_txs (
   discount smallint,
   fixed_fee numeric(14, 5) NOT NULL DEFAULT 0
 );
+
+-- The machines' dispensers (018 creates `devices` with cassette1/2; later
+-- migrations add cassette3/4, number_of_cassettes, and the recyclers renamed
+-- from stackers) and the config that holds their denominations
+-- (`cashOut_<device_id>_cassetteN`) and fiat currency (`locale_fiatCurrency`,
+-- `locale_overrides`), in the newest valid `user_config` row of type 'config'.
+CREATE TABLE devices (
+  device_id text PRIMARY KEY,
+  name text NOT NULL,
+  cashbox integer NOT NULL DEFAULT 0,
+  cassette1 integer NOT NULL DEFAULT 0,
+  cassette2 integer NOT NULL DEFAULT 0,
+  cassette3 integer NOT NULL DEFAULT 0,
+  cassette4 integer NOT NULL DEFAULT 0,
+  number_of_cassettes integer NOT NULL DEFAULT 2,
+  recycler1 integer NOT NULL DEFAULT 0,
+  recycler2 integer NOT NULL DEFAULT 0,
+  recycler3 integer NOT NULL DEFAULT 0,
+  recycler4 integer NOT NULL DEFAULT 0,
+  recycler5 integer NOT NULL DEFAULT 0,
+  recycler6 integer NOT NULL DEFAULT 0,
+  number_of_recyclers integer NOT NULL DEFAULT 0,
+  paired boolean NOT NULL DEFAULT TRUE,
+  display boolean NOT NULL DEFAULT TRUE,
+  created timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE user_config (
+  id serial PRIMARY KEY,
+  type text NOT NULL,
+  data json NOT NULL,
+  created timestamptz NOT NULL DEFAULT now(),
+  valid boolean NOT NULL,
+  schema_version smallint NOT NULL DEFAULT 1
+);

@@ -23,7 +23,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]
 
 CHROMIUM = os.environ.get("SATMACHINE_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-TABS = ["overview", "clients", "deposits", "settlements", "reconciliation", "config"]
+TABS = [
+    "overview",
+    "clients",
+    "deposits",
+    "settlements",
+    "reconciliation",
+    "alerts",
+    "config",
+]
 BALANCES = {"Ana": "690", "Beto": "7.54", "Carla": "2.38", "Dora": "0.07"}
 SEED_EXTRA = {
     "source": "bitspire",
@@ -185,6 +193,7 @@ _TAB_LABELS = {
     "deposits": "Deposits",
     "settlements": "Settlements",
     "reconciliation": "Reconciliation",
+    "alerts": "Alerts",
     "config": "Configuration",
 }
 

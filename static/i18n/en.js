@@ -50,7 +50,8 @@ window.i18n.global.mergeLocaleMessage('en', {
       deposits: 'Deposits',
       settlements: 'Settlements',
       reconciliation: 'Reconciliation',
-      config: 'Configuration'
+      config: 'Configuration',
+      alerts: 'Alerts'
     },
     status: {
       active: 'active',
@@ -258,6 +259,73 @@ window.i18n.global.mergeLocaleMessage('en', {
       secret_set: 'Set. Type a new one to replace it, or leave empty to keep it.',
       choose_source: 'Choose the source wallet',
       saved: 'Configuration saved'
+    },
+    alerts: {
+      title: 'Alerts',
+      channels: "Sent through LNbits' notifications (Settings, Notifications):",
+      channels_on: '{channels} on',
+      no_channel: 'no channel is on: alerts are only listed here',
+      open: 'Open',
+      all: 'All',
+      check_now: 'Check now',
+      none: 'No alerts.',
+      acknowledge: 'Acknowledge',
+      col_opened: 'Opened',
+      col_alert: 'Alert',
+      col_to: 'To',
+      col_sent: 'Sent',
+      col_state: 'State',
+      to_client: 'client',
+      to_operator: 'operator',
+      not_sent: 'not yet',
+      cleared: 'cleared {date}',
+      open_acknowledged: 'open, acknowledged',
+      state_open: 'open',
+      settings_title: 'Alert settings',
+      settings_caption:
+        'Each alert is sent once per condition through the notification channels of LNbits (the LNbits admin sets Telegram, Nostr or email under Settings, Notifications) and listed under Alerts. Now:',
+      digest_after: 'More new alerts at once than this: one summary',
+      save: 'Save alerts',
+      saved: 'Alert settings saved',
+      notice_on: 'The client is told when a balance reaches 0.00 (click to stop)',
+      notice_off:
+        'Tell the client (their LNbits notifications) when a balance reaches 0.00',
+      item: {
+        orphan_new: 'New orphan',
+        orphan_old: 'Orphan still open after',
+        settlement_flagged: 'Settlement flagged for review',
+        settlement_waiting: 'Settlement waiting for cash-out data or dispense after',
+        payout_failed: 'Payout failed after',
+        payout_uncovered: 'Payout the source wallet cannot cover',
+        lamassu_down: 'Lamassu database or SSH tunnel unreachable for',
+        missed_payment: 'Payment found by the recovery scan',
+        drift_untracked: 'Untracked cash in the machines above',
+        drift_orphan_week: 'Orphan fiat in 7 days above',
+        client_notices: 'Client notices (balance 0.00, opted-in clients)'
+      },
+      unit: {
+        hours: 'hours',
+        minutes: 'minutes',
+        attempts: 'attempts',
+        fiat: 'amount'
+      }
+    },
+    drift: {
+      title: 'Cash in the machines vs tracked balances',
+      read_now: 'Read the machines now',
+      caption:
+        'Untracked means cash the machines report minus every client balance: your own float plus any deposit never recorded.',
+      none: 'No balances or machine reports yet.',
+      lamassu_error: 'Lamassu cassettes: {error}',
+      col_currency: 'Currency',
+      col_tracked: 'Tracked balances',
+      col_machine_cash: 'Cash in machines',
+      col_untracked: 'Untracked',
+      col_orphans: 'Orphans, 7 days',
+      not_reported: 'not reported',
+      empty: 'empty',
+      orphan_chart: 'Orphan fiat per week',
+      no_orphans: 'No orphans in the last 12 weeks.'
     }
   }
 })

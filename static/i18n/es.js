@@ -49,7 +49,8 @@ window.i18n.global.mergeLocaleMessage('es', {
       deposits: 'Depósitos',
       settlements: 'Liquidaciones',
       reconciliation: 'Conciliación',
-      config: 'Configuración'
+      config: 'Configuración',
+      alerts: 'Alertas'
     },
     status: {
       active: 'activo',
@@ -260,6 +261,75 @@ window.i18n.global.mergeLocaleMessage('es', {
         'Configurada. Escriba una nueva para reemplazarla, o deje vacío para conservarla.',
       choose_source: 'Elija la billetera de origen',
       saved: 'Configuración guardada'
+    },
+    alerts: {
+      title: 'Alertas',
+      channels: 'Enviadas por las notificaciones de LNbits (Ajustes, Notificaciones):',
+      channels_on: '{channels} activo',
+      no_channel: 'ningún canal activo: las alertas solo se listan aquí',
+      open: 'Abiertas',
+      all: 'Todas',
+      check_now: 'Revisar ahora',
+      none: 'Sin alertas.',
+      acknowledge: 'Enterado',
+      col_opened: 'Abierta',
+      col_alert: 'Alerta',
+      col_to: 'Para',
+      col_sent: 'Enviada',
+      col_state: 'Estado',
+      to_client: 'cliente',
+      to_operator: 'operador',
+      not_sent: 'todavía no',
+      cleared: 'resuelta {date}',
+      open_acknowledged: 'abierta, vista',
+      state_open: 'abierta',
+      settings_title: 'Ajustes de alertas',
+      settings_caption:
+        'Cada alerta se envía una vez por condición por los canales de notificación de LNbits (el administrador de LNbits configura Telegram, Nostr o correo en Ajustes, Notificaciones) y se lista en Alertas. Ahora:',
+      digest_after: 'Más alertas nuevas a la vez que esto: un resumen',
+      save: 'Guardar alertas',
+      saved: 'Ajustes de alertas guardados',
+      notice_on:
+        'Se avisa al cliente cuando un saldo llega a 0.00 (clic para dejar de avisar)',
+      notice_off:
+        'Avisar al cliente (sus notificaciones de LNbits) cuando un saldo llegue a 0.00',
+      item: {
+        orphan_new: 'Huérfano nuevo',
+        orphan_old: 'Huérfano aún abierto después de',
+        settlement_flagged: 'Liquidación marcada para revisión',
+        settlement_waiting:
+          'Liquidación esperando datos de retiro o dispensado después de',
+        payout_failed: 'Pago fallido después de',
+        payout_uncovered: 'Pago que la billetera de origen no puede cubrir',
+        lamassu_down: 'Base de datos de Lamassu o túnel SSH inaccesible durante',
+        missed_payment: 'Pago encontrado por el escaneo de recuperación',
+        drift_untracked: 'Efectivo no registrado en las máquinas mayor que',
+        drift_orphan_week: 'Fiat huérfano en 7 días mayor que',
+        client_notices: 'Avisos a clientes (saldo 0.00, clientes que lo pidieron)'
+      },
+      unit: {
+        hours: 'horas',
+        minutes: 'minutos',
+        attempts: 'intentos',
+        fiat: 'monto'
+      }
+    },
+    drift: {
+      title: 'Efectivo en las máquinas frente a saldos registrados',
+      read_now: 'Leer las máquinas ahora',
+      caption:
+        'No registrado significa el efectivo que reportan las máquinas menos todos los saldos de clientes: su propio fondo más cualquier depósito nunca registrado.',
+      none: 'Todavía no hay saldos ni reportes de máquinas.',
+      lamassu_error: 'Casetes de Lamassu: {error}',
+      col_currency: 'Moneda',
+      col_tracked: 'Saldos registrados',
+      col_machine_cash: 'Efectivo en máquinas',
+      col_untracked: 'No registrado',
+      col_orphans: 'Huérfanos, 7 días',
+      not_reported: 'sin reporte',
+      empty: 'vacía',
+      orphan_chart: 'Fiat huérfano por semana',
+      no_orphans: 'Sin huérfanos en las últimas 12 semanas.'
     }
   }
 })

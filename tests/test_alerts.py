@@ -1,0 +1,394 @@
+"""Alerts through LNbits' own notification channels, received by a real SMTP
+server on 127.0.0.1 configured as LNbits' email channel: the operator's (and
+a client's) mailbox gets exactly the expected alerts, once each, and never a
+secret."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from api_helpers import add_deposit, fresh_currency, make_orphan, register_client
+from smtp_mailbox import OPERATOR, SMTP_PASSWORD, silent_alerts, smtp_server
+from test_lamassu import DB_PASSWORD, lamassu_pg  # noqa: F401 (fixture)
+from test_settlement_flow import _deactivate_all_clients
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CLIENT_MAIL = "dca-client@example.com"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def mailbox(env):
+    from satmachineadmin.alerts import check_alerts
+    from satmachineadmin.crud import set_alert_settings
+    from satmachineadmin.models import AlertSettings
+
+    with silent_alerts():
+        await set_alert_settings(AlertSettings(digest_after=100))
+        await check_alerts()
+    with smtp_server() as box:
+        yield box
+    await set_alert_settings(AlertSettings())
+
+
+async def _alert_settings(env, silent: bool = True, **changes) -> dict:
+    """Change the alert settings; what the new settings make hold already
+    (left by earlier tests) is opened silently."""
+    from satmachineadmin.alerts import check_alerts
+
+    with silent_alerts() if silent else nullcontext():
+        response = await env.api("PUT", "/alert-settings", json=changes)
+        assert response.status_code == 200, response.text
+        if silent:
+            await check_alerts()
+    return response.json()
+
+
+def _bitspire(principal: int, fee: int, currency: str, **more) -> dict:
+    return {
+        "source": "bitspire",
+        "principal_sats": principal,
+        "fee_sats": fee,
+        "exchange_rate": "1000000",
+        "currency": currency,
+        "txid": f"tx-{principal}-{currency}",
+        "machine_npub": "npub1alerts",
+        **more,
+    }
+
+
+async def _source(env, commission: bool = False):
+    source = await env.wallet("alerts source")
+    payer = await env.wallet("alerts payer")
+    body = {"source_wallet_id": source.id}
+    if commission:
+        body["commission_wallet_id"] = (await env.wallet("alerts commission")).id
+    response = await env.api("POST", "/config", json=body)
+    assert response.status_code == 201, response.text
+    return source, payer
+
+
+async def _settled_as(env, payment_hash: str, status: str):
+    """The settlement once the listener has taken it to `status`."""
+    import asyncio
+
+    from satmachineadmin import crud
+
+    settlement = None
+    for _ in range(200):
+        await env.settle()
+        settlement = await crud.get_settlement_by_hash(payment_hash)
+        if settlement and settlement.status == status:
+            return settlement
+        await asyncio.sleep(0.1)
+    raise AssertionError(settlement)
+
+
+def _titled(mails, title: str) -> list:
+    return [m for m in mails if f"{title}:" in m.body]
+
+
+async def test_new_orphan_mailed_once_with_its_figures(env, mailbox):
+    from satmachineadmin.alerts import check_alerts
+
+    await _deactivate_all_clients(env)
+    await _alert_settings(env, digest_after=10, drift_orphan_week_threshold="100")
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    await add_deposit(env, client["id"], "10", currency, confirm=True)
+    await env.fund(payer.id, 50_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 20_000, extra=_bitspire(19_000, 1_000, currency)
+    )
+    await _settled_as(env, payment_hash, "completed")
+
+    mails = await mailbox.wait_for(OPERATOR, 2)
+    assert len(mails) == 2, [m.body for m in mails]
+    (orphan,) = _titled(mails, "New orphan")
+    (week,) = _titled(mails, "Orphan fiat this week")
+    from satmachineadmin import crud
+
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement
+    # 19,000 sats principal = 190 fiat; the client's 10 covered 1,000 sats.
+    assert "18,000 sats (180.00 " + currency in orphan.body
+    assert settlement.id in orphan.body and "npub1alerts" in orphan.body
+    assert "180.00 " + currency in week.body
+    assert orphan.subject == "LNbits Notification"
+
+    # Checked again and again: nothing is sent twice.
+    await check_alerts()
+    await check_alerts()
+    assert len(await mailbox.wait_for(OPERATOR, 3, timeout=0)) == 2
+
+    # Listed in the dashboard, acknowledged once.
+    response = await env.api("GET", "/alerts", params={"kind": "orphan_new"})
+    alert = next(a for a in response.json()["data"] if settlement.id in a["message"])
+    assert alert["sent_at"] and not alert["cleared_at"]
+    response = await env.api("POST", f"/alerts/{alert['id']}/acknowledge")
+    assert response.status_code == 200 and response.json()["acknowledged_at"]
+    response = await env.api("POST", f"/alerts/{alert['id']}/acknowledge")
+    assert response.status_code == 409
+
+    # Resolved: the condition clears (and nothing is mailed for that).
+    rec = await crud.get_reconciliation_by_settlement(settlement.id)
+    assert rec
+    response = await env.api(
+        "POST", f"/reconciliations/{rec.id}/resolve", json={"action": "operator_funds"}
+    )
+    assert response.status_code == 200, response.text
+    await check_alerts()
+    cleared = await crud.get_alert(alert["id"])
+    assert cleared and cleared.cleared_at
+    assert len(await mailbox.wait_for(OPERATOR, 3, timeout=0)) == 2
+
+
+async def test_many_alerts_at_once_are_one_summary(env, mailbox):
+    from satmachineadmin import crud
+    from satmachineadmin.alerts import check_alerts
+
+    await _alert_settings(env, orphan_new=False, drift_orphan_week=False)
+    settlements = []
+    for _ in range(4):
+        detail, _rec = await make_orphan(env, sats=2_000)
+        settlements.append(detail["id"])
+    await env.settle()
+    await _alert_settings(env, silent=False, orphan_new=True, digest_after=3)
+    await check_alerts()
+    mails = await mailbox.wait_for(OPERATOR, 1)
+    assert len(mails) == 1, [m.body for m in mails]
+    # Every open orphan is new again (the switch was off): ours and any an
+    # earlier test left open, in one summary.
+    opened = list(await crud.get_open_alerts(["orphan_new"]))
+    assert len(opened) >= 4 and all(a.sent_at for a in opened)
+    assert f"{len(opened)} new alerts" in mails[0].body
+    assert f"- New orphan: {len(opened)}" in mails[0].body
+    mentioned = [sid for sid in settlements if sid in mails[0].body]
+    assert mentioned or len(opened) > 10  # the first ten are listed
+
+
+async def test_missed_payment_and_uncovered_payout(env, mailbox):
+    from satmachineadmin import crud
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    await _alert_settings(env, digest_after=10)
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    await add_deposit(env, client["id"], "100", currency, confirm=True)
+    config = await crud.get_config()
+    assert config
+    # The listener does not take it (no active config), and the sats are
+    # gone from the source wallet before the recovery scan finds it.
+    response = await env.api("PUT", f"/config/{config.id}", json={"is_active": False})
+    assert response.status_code == 200
+    await env.fund(payer.id, 20_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 10_000, extra=_bitspire(9_500, 500, currency)
+    )
+    await env.settle()
+    await env.fund(source.id, -10_000)
+    response = await env.api("PUT", f"/config/{config.id}", json={"is_active": True})
+    assert response.status_code == 200
+    await run_recovery()
+    await env.settle()
+
+    mails = await mailbox.wait_for(OPERATOR, 2)
+    assert len(mails) == 2, [m.body for m in mails]
+    (missed,) = _titled(mails, "Payment the listener missed")
+    (uncovered,) = _titled(mails, "Payout the source wallet cannot cover")
+    assert "10,000 sats" in missed.body
+    assert "9,500 sats" in uncovered.body and currency in uncovered.body
+
+    # Funded again: the next pass pays it and the alert clears, silently.
+    await env.fund(source.id, 10_000)
+    await run_recovery()
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement and settlement.status == "completed"
+    open_kinds = {a.kind for a in await crud.get_open_alerts()}
+    assert "payout_uncovered" not in open_kinds
+    assert len(await mailbox.wait_for(OPERATOR, 3, timeout=0)) == 2
+
+
+async def test_flagged_and_waiting_settlements(env, mailbox):
+    from satmachineadmin import crud
+    from satmachineadmin.alerts import check_alerts
+    from satmachineadmin.models import utc_now
+
+    await _alert_settings(env, digest_after=10, settlement_waiting_minutes=5)
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    await env.fund(payer.id, 50_000)
+    # Principal + fee is not the amount paid: flagged for review.
+    flagged_hash = await env.pay(
+        payer.id, source.id, 10_000, extra=_bitspire(9_000, 500, currency)
+    )
+    # No metadata, no Lamassu: waits for cash-out data.
+    waiting_hash = await env.pay(payer.id, source.id, 7_000)
+    flagged = await _settled_as(env, flagged_hash, "flagged")
+    waiting = await _settled_as(env, waiting_hash, "waiting_data")
+    mails = await mailbox.wait_for(OPERATOR, 1)
+    assert len(mails) == 1, [m.body for m in mails]
+    assert "Settlement flagged for review" in mails[0].body
+    assert flagged.id in mails[0].body
+
+    await crud.db.execute(
+        "UPDATE satoshimachine.settlements SET paid_at = "
+        f"{crud.ts('t')} WHERE id = :id",
+        crud.exact_times({"t": utc_now() - timedelta(minutes=6), "id": waiting.id}),
+    )
+    await check_alerts()
+    mails = await mailbox.wait_for(OPERATOR, 2)
+    assert len(mails) == 2, [m.body for m in mails]
+    (late,) = _titled(mails, "Settlement waiting too long")
+    assert waiting.id in late.body and "waiting_data" in late.body
+
+
+async def test_lamassu_unreachable_then_back_never_a_secret(
+    env, mailbox, lamassu_pg  # noqa: F811
+):
+    from satmachineadmin import alerts, crud
+    from satmachineadmin.tasks import run_recovery
+
+    alerts.lamassu_health.update(failing_since=None, error=None, ok_at=None)
+    await _alert_settings(env, digest_after=10, lamassu_down_minutes=1)
+    await _source(env)
+    config = await crud.get_config()
+    assert config
+    wrong = "wrong-Secret-pw-0b1d"
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={
+            "host": "127.0.0.1",
+            "port": lamassu_pg.port,
+            "database_name": "lamassu",
+            "username": "reader",
+            "password": wrong,
+            "ssh_password": "ssh-Secret-never-shown",
+        },
+    )
+    assert response.status_code == 200, response.text
+    try:
+        await run_recovery()
+        assert alerts.lamassu_health["failing_since"] is not None
+        assert not await mailbox.wait_for(OPERATOR, 1, timeout=0)
+        # ... and a minute later (the test moves the clock of the failure).
+        alerts.lamassu_health["failing_since"] -= timedelta(minutes=2)
+        await alerts.check_alerts()
+        await alerts.check_alerts()
+        mails = await mailbox.wait_for(OPERATOR, 1)
+        assert len(mails) == 1, [m.body for m in mails]
+        assert "Lamassu database unreachable" in mails[0].body
+        assert "wrong user or password" in mails[0].body
+
+        response = await env.api(
+            "PUT", f"/config/{config.id}", json={"password": DB_PASSWORD}
+        )
+        assert response.status_code == 200
+        await run_recovery()
+        mails = await mailbox.wait_for(OPERATOR, 2)
+        assert len(mails) == 2, [m.body for m in mails]
+        assert "reachable again" in mails[1].body
+        for mail in mails:
+            for secret in (wrong, DB_PASSWORD, "ssh-Secret-never-shown", SMTP_PASSWORD):
+                assert secret not in mail.body
+        stored = await crud.get_alerts(crud.StableFilters(limit=1000))
+        texts = [a.message for a in stored.data]
+        assert not [t for t in texts if wrong in t or DB_PASSWORD in t]
+    finally:
+        config = await crud.get_config()
+        if config:
+            config.host = ""
+            await crud.update_config(config)
+
+
+async def test_client_notice_once_per_balance_cycle(env, mailbox):
+    from lnbits.core.crud.users import get_account, update_account
+    from satmachineadmin.alerts import check_alerts
+
+    await _deactivate_all_clients(env)
+    await _alert_settings(env, digest_after=100, client_notices=True)
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    response = await env.api(
+        "PUT", f"/clients/{client['id']}", json={"notify_balance_empty": True}
+    )
+    assert response.status_code == 200 and response.json()["notify_balance_empty"]
+    account = await get_account(client["user_id"])
+    assert account
+    account.extra.notifications.email_address = CLIENT_MAIL
+    await update_account(account)
+    await add_deposit(env, client["id"], "10", currency, confirm=True)
+    await env.fund(payer.id, 50_000)
+
+    def notices():
+        # LNbits itself also mails the user about each payment received.
+        return [m for m in mailbox.to(CLIENT_MAIL) if "fully converted" in m.body]
+
+    await env.pay(payer.id, source.id, 2_100, extra=_bitspire(2_000, 100, currency))
+    await env.settle()
+    await mailbox.wait_for(CLIENT_MAIL, 1, match="fully converted")
+    mails = notices()
+    assert len(mails) == 1, [m.body for m in mailbox.to(CLIENT_MAIL)]
+    assert mails[0].body.startswith("DCA: Your " + currency)
+    assert mails[0].to == [CLIENT_MAIL]
+    await check_alerts()
+    await mailbox.wait_for(CLIENT_MAIL, 2, timeout=0, match="fully converted")
+    assert len(notices()) == 1
+
+    # Switching the notice (or the client) off and on at zero: no second one.
+    for body in ({"notify_balance_empty": False}, {"notify_balance_empty": True}):
+        response = await env.api("PUT", f"/clients/{client['id']}", json=body)
+        assert response.status_code == 200
+        await check_alerts()
+    for status in ("inactive", "active"):
+        response = await env.api(
+            "PUT", f"/clients/{client['id']}/status", json={"status": status}
+        )
+        assert response.status_code == 200
+        await check_alerts()
+    await mailbox.wait_for(CLIENT_MAIL, 2, timeout=0, match="fully converted")
+    assert len(notices()) == 1
+
+    # A top-up starts a new cycle; reaching zero again is told again, once.
+    await add_deposit(env, client["id"], "5", currency, confirm=True)
+    await check_alerts()
+    await env.pay(payer.id, source.id, 2_100, extra=_bitspire(2_000, 100, currency))
+    await env.settle()
+    await check_alerts()
+    await mailbox.wait_for(CLIENT_MAIL, 2, match="fully converted")
+    assert len(notices()) == 2
+    # The operator's own mail never goes to the client, nor the reverse.
+    assert all(CLIENT_MAIL not in m.to for m in mailbox.to(OPERATOR))
+    assert not [m for m in mailbox.to(OPERATOR) if "fully converted" in m.body]
+
+
+async def test_a_broken_alert_check_never_touches_the_money(env, monkeypatch):
+    """The money paths only poke the alerts (after their work is committed):
+    an alert check that fails is logged, and settlements go on."""
+    from satmachineadmin import alerts
+    from satmachineadmin.tasks import recovery_status, run_recovery
+
+    async def broken(*_args, **_kw):
+        raise RuntimeError("alerts are down")
+
+    monkeypatch.setattr(alerts, "check_alerts", broken)
+    await _deactivate_all_clients(env)
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    await add_deposit(env, client["id"], "100", currency, confirm=True)
+    await env.fund(payer.id, 20_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 10_000, extra=_bitspire(9_500, 500, currency)
+    )
+    await _settled_as(env, payment_hash, "completed")
+    await run_recovery()  # does not raise
+    assert recovery_status["last_error"] is None
