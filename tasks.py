@@ -12,6 +12,7 @@ from loguru import logger
 from .crud import get_config, set_config_timestamps
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
+from .machines import source_wallet_ids
 from .models import utc_now
 from .orphan_resolution import resume_resolutions
 from .transaction_processor import (
@@ -49,7 +50,11 @@ async def scan_source_wallet() -> int:
     """Find settled incoming payments of the source wallet that have no
     settlement yet (missed while down, or settled late) and record them."""
     config = await get_config()
-    if not config or not config.source_wallet_id:
+    if not config:
+        return 0
+    # The configured source wallet and the machines' own (#14).
+    wallets = sorted(await source_wallet_ids(config))
+    if not wallets:
         return 0
     started = utc_now()
     since = (
@@ -57,16 +62,17 @@ async def scan_source_wallet() -> int:
         if config.scan_checkpoint
         else started - FIRST_SCAN_LOOKBACK
     )
-    payments = await get_payments(
-        wallet_id=config.source_wallet_id,
-        incoming=True,
-        complete=True,
-        since=int(since.timestamp()),
-    )
     found = 0
-    for payment in payments:
-        if await record_payment(payment):
-            found += 1
+    for wallet_id in wallets:
+        payments = await get_payments(
+            wallet_id=wallet_id,
+            incoming=True,
+            complete=True,
+            since=int(since.timestamp()),
+        )
+        for payment in payments:
+            if await record_payment(payment):
+                found += 1
     await set_config_timestamps(config.id, scan_checkpoint=started)
     if found:
         logger.info(f"satmachineadmin: recovery scan found {found} new settlement(s)")

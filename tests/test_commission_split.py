@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 # The pure module has no LNbits imports: load it straight from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from commission_split import (  # noqa: E402
+from commission_split import (
     CommissionSplitError,
     check_percentages,
     parse_percent,
