@@ -12,6 +12,7 @@ from .tasks import (
 from .views import satmachineadmin_generic_router
 from .views_api import satmachineadmin_api_router
 from .views_api_lamassu import satmachineadmin_lamassu_router
+from .views_api_machines import satmachineadmin_machines_router
 from .views_api_statements import satmachineadmin_statements_router
 from .views_api_upgrade import satmachineadmin_upgrade_router
 
@@ -21,6 +22,7 @@ satmachineadmin_ext: APIRouter = APIRouter(
 satmachineadmin_ext.include_router(satmachineadmin_generic_router)
 satmachineadmin_ext.include_router(satmachineadmin_api_router)
 satmachineadmin_ext.include_router(satmachineadmin_lamassu_router)
+satmachineadmin_ext.include_router(satmachineadmin_machines_router)
 satmachineadmin_ext.include_router(satmachineadmin_upgrade_router)
 satmachineadmin_ext.include_router(satmachineadmin_statements_router)
 

@@ -258,6 +258,18 @@ async def recipients_for(
     return await global_recipients(config)
 
 
+async def recipient_wallet_ids(config: LamassuConfig | None) -> set[str]:
+    """Every wallet that receives commission: stored sets and the configured
+    commission wallet."""
+    rows = await db.fetchall(
+        f"SELECT DISTINCT wallet_id FROM {S}.commission_recipients"
+    )
+    wallets = {row["wallet_id"] for row in rows}
+    if config and config.commission_wallet_id:
+        wallets.add(config.commission_wallet_id)
+    return wallets
+
+
 async def validate_recipients(
     inputs: Sequence[RecipientInput], config: LamassuConfig | None
 ) -> list[Recipient]:

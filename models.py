@@ -362,6 +362,12 @@ class Settlement(BaseModel):
     )(_fiat_or_none)
 
 
+class SettlementView(Settlement):
+    """A settlement with its machine's name, for lists and CSV."""
+
+    machine_name: str | None = None
+
+
 class SettlementDetail(Settlement):
     payouts: list[PayoutView] = []
     reconciliation: Reconciliation | None = None
@@ -441,6 +447,8 @@ class TestTransactionData(BaseModel):
     commission_percentage: Decimal = Field(Decimal("0.055"), ge=0, lt=1)
     discount: Decimal = Field(Decimal("0"), ge=0, le=100)
     raw_ticker_price: Decimal | None = Field(None, gt=0)
+    # The machine: its commission recipients, if it has its own (#14).
+    device_id: str | None = Field(None, max_length=200)
 
 
 # ----------------------------------------------------------------- reconciliations
@@ -745,11 +753,6 @@ class ReconciliationView(Reconciliation):
     machine_name: str | None = None
 
 
-class ReconciliationViewPage(BaseModel):
-    data: list[ReconciliationView]
-    total: int
-
-
 # ------------------------------------------------------------- API documentation
 
 
@@ -777,12 +780,12 @@ class PayoutPage(BaseModel):
 
 
 class SettlementPage(BaseModel):
-    data: list[Settlement]
+    data: list[SettlementView]
     total: int
 
 
 class ReconciliationPage(BaseModel):
-    data: list[Reconciliation]
+    data: list[ReconciliationView]
     total: int
 
 

@@ -654,7 +654,14 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
         f"satmachineadmin: commission part {part.id} of settlement {settlement.id} "
         f"to {part.wallet_id} failed: {result.error}"
     )
-    await set_commission_status(part.id, "failed", (result.error or "")[:500])
+    if await set_commission_status(part.id, "failed", (result.error or "")[:500]):
+        await add_audit(
+            "commission_payout",
+            part.id,
+            "failed",
+            None,
+            {"wallet_id": part.wallet_id, "error": result.error},
+        )
 
 
 async def _part_target(settlement: Settlement, part: CommissionPayout) -> str | None:
