@@ -138,13 +138,12 @@ async def machine_of_source_wallet(
     """Is `wallet_id` a source wallet, and of which machine if only one uses it?
     A payment into the configured (shared) source wallet names no machine until
     its cash-out data does."""
+    if config and config.source_wallet_id == wallet_id:
+        return True, None
     rows = await db.fetchall(
         f"SELECT device_id FROM {S}.machines WHERE source_wallet_id = :w LIMIT 2",
         {"w": wallet_id},
     )
-    main = bool(config and config.source_wallet_id == wallet_id)
-    if main:
-        return True, None
     if not rows:
         return False, None
     return True, rows[0]["device_id"] if len(rows) == 1 else None
