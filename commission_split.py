@@ -43,14 +43,14 @@ def parse_percent(value: object) -> Decimal:
         raise CommissionSplitError(f"percent {value!r} is not a number") from exc
     if not number.is_finite():
         raise CommissionSplitError("percent must be a finite number")
+    if number <= 0 or number > HUNDRED:
+        raise CommissionSplitError(f"percent {number} must be above 0 and at most 100")
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_PLACES:
         if number != number.quantize(Decimal(1).scaleb(-MAX_PLACES)):
             raise CommissionSplitError(
                 f"percent {number} has more than {MAX_PLACES} decimal places"
             )
-    if number <= 0 or number > HUNDRED:
-        raise CommissionSplitError(f"percent {number} must be above 0 and at most 100")
     return Decimal(f"{number.normalize():f}")  # 60.0 -> 60, 33.30 -> 33.3
 
 

@@ -94,7 +94,21 @@ def test_parse_percent(text, value):
 
 
 @pytest.mark.parametrize(
-    "bad", ["0", "-5", "100.0001", "1.00001", "abc", "NaN", "Infinity", True, None]
+    "bad",
+    [
+        "0",
+        "-5",
+        "100.0001",
+        "1.00001",
+        "1e-30",
+        "1" * 40 + ".00001",
+        "abc",
+        "NaN",
+        "sNaN",
+        "Infinity",
+        True,
+        None,
+    ],
 )
 def test_parse_percent_refuses(bad):
     with pytest.raises(CommissionSplitError):
