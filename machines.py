@@ -390,6 +390,18 @@ async def get_commission_payouts(settlement_id: str) -> list[CommissionPayout]:
     )
 
 
+async def get_recent_commission_payouts(
+    status: str | None, limit: int
+) -> list[CommissionPayout]:
+    where = "WHERE status = :status" if status else ""
+    return await db.fetchall(
+        f"SELECT * FROM {S}.commission_payouts {where} "
+        "ORDER BY created_at DESC, id LIMIT :limit",
+        {"status": status, "limit": limit},
+        CommissionPayout,
+    )
+
+
 async def get_commission_payout(payout_id: str) -> CommissionPayout | None:
     return await db.fetchone(
         f"SELECT * FROM {S}.commission_payouts WHERE id = :id",

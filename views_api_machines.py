@@ -21,6 +21,7 @@ from .machines import (
     get_machine,
     get_machine_figures,
     get_machines,
+    get_recent_commission_payouts,
     get_recipients,
     recipient_wallet_ids,
     replace_recipients,
@@ -247,31 +248,38 @@ async def api_set_machine_recipients(
     "/commission-payouts", response_model=list[CommissionPayout]
 )
 async def api_get_commission_payouts(
-    _: ReadAccess, settlement_id: str = Query(..., max_length=64)
+    _: ReadAccess,
+    settlement_id: str | None = Query(None, max_length=64),
+    status: str | None = Query(None, max_length=20),
+    limit: int = Query(100, ge=1, le=1000),
 ) -> list[CommissionPayout]:
-    """The parts of one settlement's commission."""
-    return await get_commission_payouts(settlement_id)
+    """The parts of one settlement's commission; without `settlement_id`, the
+    most recent parts (e.g. `status=failed`)."""
+    if settlement_id:
+        parts = await get_commission_payouts(settlement_id)
+        return [p for p in parts if not status or p.status == status]
+    return await get_recent_commission_payouts(status, limit)
 
 
 @satmachineadmin_machines_router.get(
-    "/commission-payouts/{payout_id}/history", response_model=list[AuditEntry]
+    "/commission-payouts/{part_id}/history", response_model=list[AuditEntry]
 )
 async def api_commission_payout_history(
-    payout_id: str, _: ReadAccess
+    part_id: str, _: ReadAccess
 ) -> list[AuditEntry]:
     """Failed attempts and retries of one part (its status, attempts and last
     error are on the part itself)."""
-    if not await get_commission_payout(payout_id):
+    if not await get_commission_payout(part_id):
         raise HTTPException(HTTPStatus.NOT_FOUND, "Commission payout not found.")
-    return await get_audit("commission_payout", payout_id)
+    return await get_audit("commission_payout", part_id)
 
 
 @satmachineadmin_machines_router.post(
-    "/commission-payouts/{payout_id}/retry", response_model=Settlement
+    "/commission-payouts/{part_id}/retry", response_model=Settlement
 )
-async def api_retry_commission_payout(payout_id: str, op: WriteAccess) -> Settlement:
+async def api_retry_commission_payout(part_id: str, op: WriteAccess) -> Settlement:
     """Retry a failed part (with the rest of its settlement's open payouts)."""
-    part = await get_commission_payout(payout_id)
+    part = await get_commission_payout(part_id)
     if not part:
         raise HTTPException(HTTPStatus.NOT_FOUND, "Commission payout not found.")
     if part.status != "failed":

@@ -11,6 +11,7 @@ import pytest
 from test_browser import (  # noqa: F401  (fixtures)
     SHOTS,
     Page,
+    _typing_target,
     _wait_for,
     browser,
     server,
@@ -58,8 +59,8 @@ def test_machines_view(server, browser):  # noqa: F811
 
         # Name it.
         ui.test_id("edit-machine-npub1browsermachine").click()
-        ui.test_id("machine-name").locator("input").fill("Airport")
-        ui.test_id("machine-location").locator("input").fill("Terminal 1")
+        _typing_target(ui.test_id("machine-name")).fill("Airport")
+        _typing_target(ui.test_id("machine-location")).fill("Terminal 1")
         ui.test_id("save-machine").click()
         ui.notified("Machine saved")
         row.locator('[data-test="machine-new"]').wait_for(state="detached")
@@ -74,13 +75,13 @@ def test_machines_view(server, browser):  # noqa: F811
         ):
             ui.test_id("add-recipient").click()
             ui.pick(f"recipient-wallet-{i}", wallet)
-            ui.test_id(f"recipient-percent-{i}").locator("input").fill(percent)
+            _typing_target(ui.test_id(f"recipient-percent-{i}")).fill(percent)
         assert "90" in ui.test_id("recipients-total").inner_text()
         ui.test_id("save-recipients").click()
         ui.page.locator(".q-notification", has_text="not 100 %").first.wait_for()
         assert server.api("GET", "/commission-recipients").json() == []
-        ui.test_id("recipient-percent-1").locator("input").fill("30")
-        ui.test_id("recipient-label-1").locator("input").fill("location host")
+        _typing_target(ui.test_id("recipient-percent-1")).fill("30")
+        _typing_target(ui.test_id("recipient-label-1")).fill("location host")
         ui.test_id("save-recipients").click()
         ui.notified("Commission partners saved")
         recipients = server.api("GET", "/commission-recipients").json()
