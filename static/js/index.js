@@ -1102,6 +1102,13 @@ window.app = Vue.createApp({
     recipientName(r) {
       return r.label || this.walletName(r.wallet_id)
     },
+    // A wallet id pasted into a partner's wallet picker (a wallet of another
+    // user of this LNbits); anything else typed there is only a search.
+    pastedWalletId(value, done) {
+      const id = String(value || '').trim()
+      if (/^[0-9a-f]{32}$/i.test(id)) done(id, 'add-unique')
+      else done()
+    },
     async loadMachines() {
       try {
         const [machines, recipients] = await Promise.all([
