@@ -245,9 +245,10 @@ async def update_client(client: DcaClient) -> DcaClient:
 
 def _client_figures_sql(id_params: str | None = None) -> str:
     """Clients with their deposit and payout sums in their main currency (the
-    one their deposits are in; the highest code when there are several: every
-    currency's figures are in `get_currency_figures`). With `id_params` (a
-    list of placeholders) only those clients' rows are read and summed."""
+    one their pending or confirmed deposits are in; the highest code when there
+    are several: every currency's figures are in `get_currency_figures`).
+    With `id_params` (a list of placeholders) only those clients' rows are
+    read and summed."""
     only = f"WHERE client_id IN ({id_params})" if id_params else ""
     return f"""
     SELECT c.*,
@@ -261,7 +262,8 @@ def _client_figures_sql(id_params: str | None = None) -> str:
             - COALESCE(p.reserved_fiat, 0) AS remaining_balance
     FROM {S}.dca_clients c
     LEFT JOIN (
-        SELECT client_id, MAX(currency) AS currency
+        SELECT client_id,
+            MAX(CASE WHEN status <> 'cancelled' THEN currency END) AS currency
         FROM {S}.dca_deposits {only} GROUP BY client_id
     ) cur ON cur.client_id = c.id
     LEFT JOIN ({_deposit_sums_sql(only)}) d
@@ -888,6 +890,23 @@ async def get_reconciliation_by_settlement(settlement_id: str) -> Reconciliation
         "ORDER BY CASE WHEN status = 'open' THEN 0 ELSE 1 END, created_at, id "
         "LIMIT 1",
         {"sid": settlement_id},
+        Reconciliation,
+    )
+
+
+async def get_reconciliation_by_payout(
+    payout: DcaPayment,
+) -> Reconciliation | None:
+    """The orphan an attribution payout belongs to. Attributions recorded
+    before m008 kept no payout id: then the settlement's resolving attribution
+    to the same client."""
+    return await db.fetchone(
+        f"SELECT * FROM {S}.reconciliations WHERE payout_id = :pid "
+        "OR (payout_id IS NULL AND settlement_id = :sid AND status = 'resolving' "
+        "AND resolution = 'attribute_to_client' AND target_client_id = :cid) "
+        "ORDER BY CASE WHEN payout_id = :pid THEN 0 ELSE 1 END, created_at, id "
+        "LIMIT 1",
+        {"pid": payout.id, "sid": payout.settlement_id, "cid": payout.client_id},
         Reconciliation,
     )
 

@@ -13,7 +13,10 @@ runs as a state machine, like a settlement's:
     attribute_to_client  resolving ──deposit + payout recorded (one
                          transaction)──payout paid──> resolved;
                          a failed payout stays resolving with the error and is
-                         retried (recovery pass, or the operator)
+                         retried (recovery pass, or the operator);
+                         the operator may give up on that unpaid payout
+                         (POST /payouts/{id}/cancel): payout and deposit
+                         cancelled, orphan open again (one transaction)
 
 Rules that keep money from moving twice or going to the wrong place:
 
@@ -42,6 +45,7 @@ from .crud import (
     get_client,
     get_payment,
     get_reconciliation,
+    get_reconciliation_by_payout,
     get_reconciliation_ids_by_status,
     get_settlement,
     get_settlement_payouts,
@@ -385,6 +389,85 @@ async def _attribution_payout(rec: Reconciliation) -> DcaPayment | None:
         ),
         None,
     )
+
+
+async def abandon_attribution(payout: DcaPayment, reason: str) -> Reconciliation:
+    """Give up on an attribution whose payout can never be paid (the client's
+    wallet went after the attribution was recorded). Caller holds the money
+    lock and has made the payout's invoice unpayable (`abandon_invoice`).
+
+    The payout and the attribution's deposit are cancelled and the orphan is
+    open again, in one transaction, each write a compare-and-set on what was
+    read: the client's balance is what it was before the attribution (the
+    deposit and its payout cancel out), and the orphan's sats, still in the
+    source wallet, wait for another decision. Raises ProcessingError when the
+    payout is not an unpaid attribution of a resolving orphan."""
+    rec = await get_reconciliation_by_payout(payout)
+    if (
+        not rec
+        or rec.status != RESOLVING
+        or rec.resolution != ResolutionAction.attribute_to_client.value
+    ):
+        raise ProcessingError(
+            "this orphan payout belongs to no attribution in progress; reload"
+        )
+    async with transaction() as tx:
+        payout_cancelled = await compare_and_set(
+            "dca_payments",
+            payout.id,
+            {"status": payout.status, "payment_hash": payout.payment_hash},
+            {
+                "status": PayoutStatus.cancelled.value,
+                "error": f"cancelled by the operator: {reason}"[:500],
+            },
+            tx=tx,
+        )
+        deposit_cancelled = True
+        if rec.deposit_id is not None:
+            # dca_deposits has no updated_at (the client extension's table), so
+            # not compare_and_set; the same check by hand.
+            result = await tx.execute(
+                "UPDATE satoshimachine.dca_deposits SET status = :cancelled, "
+                "notes = :notes WHERE id = :id AND status = :confirmed",
+                {
+                    "cancelled": DepositStatus.cancelled.value,
+                    "confirmed": DepositStatus.confirmed.value,
+                    "notes": (
+                        f"orphan funds of settlement {rec.settlement_id} "
+                        f"(attribution abandoned: {reason})"
+                    )[:500],
+                    "id": rec.deposit_id,
+                },
+            )
+            deposit_cancelled = result.rowcount == 1
+        reopened = await compare_and_set(
+            TABLE,
+            rec.id,
+            {
+                "status": RESOLVING,
+                "deposit_id": rec.deposit_id,
+                "payout_id": rec.payout_id,
+            },
+            {
+                "status": OPEN,
+                "resolution": None,
+                "target_wallet_id": None,
+                "target_client_id": None,
+                "deposit_id": None,
+                "payout_id": None,
+                "bolt11": None,
+                "payment_hash": None,
+                "resolved_by": None,
+                "error": f"attribution abandoned: {reason}"[:500],
+            },
+            tx=tx,
+        )
+        if not (payout_cancelled and deposit_cancelled and reopened):
+            # Raising rolls the transaction back: nothing changed.
+            raise ProcessingError("the attribution changed meanwhile; reload")
+    current = await get_reconciliation(rec.id)
+    assert current
+    return current
 
 
 async def resume_resolutions() -> int:

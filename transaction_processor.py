@@ -873,6 +873,10 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
       or a new one), so the operator reconciles them like any other; the
       settlement's figures keep adding up to its amount.
 
+    * An orphan attribution's payout is cancelled together with the
+      attribution's deposit, and its orphan is open again for another
+      decision (`orphan_resolution.abandon_attribution`).
+
     To pay the client at a new wallet instead, change the client's wallet and
     retry: a stored invoice for another wallet is never paid."""
     async with money_lock():
@@ -895,14 +899,26 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
                 raise ProcessingError("payout changed meanwhile; reload")
             await add_audit("payout", payout.id, "voided", actor, {"reason": reason})
             return await get_payment(payout.id) or payout
-        if payout.transaction_type == "orphan":
-            raise ProcessingError(
-                "this payout is an orphan attribution; it is retried with its "
-                "reconciliation"
-            )
         if await abandon_invoice(payout.payment_hash):
             await set_payout_status(payout.id, PayoutStatus.confirmed)
             raise ProcessingError("the payout was paid after all; reload")
+        if payout.transaction_type == "orphan":
+            # An orphan attribution: undone with its orphan, which opens
+            # again. Imported here: orphan_resolution builds on this module.
+            from .orphan_resolution import abandon_attribution
+
+            rec = await abandon_attribution(payout, reason)
+            await add_audit(
+                "payout",
+                payout.id,
+                "cancelled",
+                actor,
+                {"reason": reason, "reconciliation_id": rec.id},
+            )
+            await add_audit(
+                "reconciliation", rec.id, "attribution_abandoned", actor, {}
+            )
+            return await get_payment(payout.id) or payout
         settlement = await get_settlement(payout.settlement_id)
         if not settlement or not settlement.fiat_code:
             raise LookupError("settlement not found")

@@ -1,17 +1,20 @@
+"""The dashboard page. LNbits' dynamic frontend renders it: core's page
+(`base.html`) loads `static/routes.json`, then the template `static/index.vue`,
+the translations `static/i18n/<lang>.js` and the component `static/index.js`.
+This route only serves a direct load of /satmachineadmin/, and keeps it for
+admins; every API route checks the same on its own (auth.py), which is the
+real guard: the static files hold no data."""
+
 from http import HTTPStatus
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from lnbits.core.models import User
+from lnbits.core.views.generic import index as lnbits_page
 from lnbits.decorators import check_user_exists
-from lnbits.helpers import template_renderer
 from lnbits.settings import settings
 
 satmachineadmin_generic_router = APIRouter()
-
-
-def satmachineadmin_renderer():
-    return template_renderer(["satmachineadmin/templates"])
 
 
 @satmachineadmin_generic_router.get("/", response_class=HTMLResponse)
@@ -21,6 +24,4 @@ async def index(request: Request, user: User = Depends(check_user_exists)):
             HTTPStatus.FORBIDDEN,
             "The DCA admin is for the LNbits super user or admins.",
         )
-    return satmachineadmin_renderer().TemplateResponse(
-        "satmachineadmin/index.html", {"request": request, "user": user.json()}
-    )
+    return await lnbits_page(request, user=user)

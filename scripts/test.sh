@@ -16,12 +16,27 @@ echo "== lint"
 $PY -m ruff check .
 $PY -m black --check -q .
 $PY -m mypy . --no-error-summary || { echo "mypy failed"; exit 1; }
-node_modules/.bin/prettier --check static/js templates
+node_modules/.bin/prettier --check static templates
 
-echo "== tests (SQLite)"
-$PY -m pytest -q tests "$@"
-
-if [ $# -eq 0 ]; then
-  echo "== tests (PostgreSQL)"
-  SATMACHINE_TEST_DB=postgres $PY -m pytest -q -m "not sqlite_only" tests
+if [ $# -gt 0 ]; then
+  echo "== tests (SQLite)"
+  exec $PY -m pytest -q tests "$@"
 fi
+
+# The two databases' runs go side by side (each is mostly waiting on its
+# database, LNbits or the browser), which keeps CI well under its limit; each
+# log is printed whole when both are done, with the slowest tests listed.
+echo "== tests (SQLite and PostgreSQL, side by side)"
+$PY -m pytest -q --durations=15 tests >test-artifacts/tests-sqlite.log 2>&1 &
+sqlite_run=$!
+SATMACHINE_TEST_DB=postgres $PY -m pytest -q --durations=15 -m "not sqlite_only" \
+  tests >test-artifacts/tests-postgres.log 2>&1 &
+postgres_run=$!
+sqlite_rc=0 postgres_rc=0
+wait $sqlite_run || sqlite_rc=$?
+wait $postgres_run || postgres_rc=$?
+echo "== tests (SQLite): exit $sqlite_rc"
+cat test-artifacts/tests-sqlite.log
+echo "== tests (PostgreSQL): exit $postgres_rc"
+cat test-artifacts/tests-postgres.log
+[ $sqlite_rc -eq 0 ] && [ $postgres_rc -eq 0 ]

@@ -570,6 +570,8 @@ class Sim:
         self.resolved: dict[str, tuple] = {}  # orphan -> (resolution, target)
         self.previous_rule = "start"
         self.final = False  # the operator's clean-up: not counted as steps
+        self.history: list = []  # the scenario's steps, as applied
+        self.start_args: dict[str, Any] = {}
         self.source_sats = 0  # after the last check
 
     # ------------------------------------------------------------- plumbing
@@ -624,6 +626,7 @@ class Sim:
     ):
         fresh_randomness()
         self.remedy = remedy
+        self.start_args = {"commission": commission, "seed": seed, "remedy": remedy}
         self.prefix = "sim" + uuid.uuid4().hex[:10]
         self.currencies = [run_currency() for _ in RATES]
         self.set_market()
@@ -655,6 +658,8 @@ class Sim:
         if self.halted:
             self.say(f"   {step!r}: not run (known bug {self.halted} hit)")
             return
+        if not self.final:
+            self.history.append(step)
         fresh_randomness()
         self.step_no += 1
         self.path = ""
@@ -1983,6 +1988,7 @@ async def replay(
     seed: tuple[str, ...] = (),
     remedy: str = "new_wallet",
     recover=None,
+    quiet: bool = False,
 ) -> Sim:
     """Run one scenario from start to finish (the regression tests): every
     invariant violation fails, known bugs included."""
@@ -1993,6 +1999,78 @@ async def replay(
             await sim.apply(step)
         await sim.finish()
     finally:
-        print("\n".join(sim.take_notes()))
+        notes = sim.take_notes()
+        if not quiet:
+            print("\n".join(notes))
         await sim.retire()
     return sim
+
+
+def failure_signature(error: BaseException) -> tuple[str, ...]:
+    """What failed, without the numbers: the invariants named in the message
+    (or the exception's type), to tell the same failure from another one."""
+    text = str(error)
+    names = re.findall(r"^\s+(\w+): ", text, re.MULTILINE)
+    names += re.findall(r"invariant '([^']+)'", text)
+    return tuple(sorted(set(names))) or (type(error).__name__,)
+
+
+def scenario_code(steps: list, start_args: dict[str, Any]) -> str:
+    """A scenario as the replay(...) call that runs it."""
+    lines = ["await replay(", "    env,", "    ["]
+    lines += [f"        {step!r}," for step in steps]
+    lines += ["    ],"]
+    lines += [f"    {key}={value!r}," for key, value in start_args.items()]
+    lines += ["    recover=paused_recovery,", ")"]
+    return "\n".join(lines)
+
+
+async def minimize(
+    env,
+    steps: list,
+    start_args: dict[str, Any],
+    signature: tuple[str, ...],
+    recover=None,
+    seconds: float = 600,
+) -> tuple[list, dict[str, Any], int]:
+    """Delta debugging over whole steps: drop chunks of steps (halves, then
+    quarters, ... then single steps) and seed clients while the scenario still
+    fails the same way. Hypothesis shrinks the choice sequence, and spends
+    most of a long run's budget turning steps into the simplest one; this
+    finishes the job in replays that get cheaper as the scenario shrinks.
+    Returns (steps, start arguments, replays run)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    replays = 0
+
+    async def still_fails(candidate: list, args: dict[str, Any]) -> bool:
+        nonlocal replays
+        replays += 1
+        try:
+            await replay(env, candidate, recover=recover, quiet=True, **args)
+        except Exception as error:
+            return failure_signature(error) == signature
+        return False
+
+    args = dict(start_args)
+    chunk = max(1, len(steps) // 2)
+    while chunk >= 1 and loop.time() < deadline:
+        removed = False
+        start = 0
+        while start < len(steps) and loop.time() < deadline:
+            candidate = steps[:start] + steps[start + chunk :]
+            if await still_fails(candidate, args):
+                steps, removed = candidate, True
+            else:
+                start += chunk
+        if not removed:
+            chunk //= 2
+    seed = list(args.get("seed", ()))
+    for i in reversed(range(len(seed))):
+        if loop.time() >= deadline or len(seed) <= 1:
+            break
+        fewer = {**args, "seed": tuple(seed[:i] + seed[i + 1 :])}
+        if await still_fails(steps, fewer):
+            seed.pop(i)
+            args = fewer
+    return steps, args, replays

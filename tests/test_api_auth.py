@@ -355,3 +355,27 @@ async def test_extension_must_be_enabled_for_the_admin(env, principals):
         assert "enabled" in response.json()["detail"].lower()
     finally:
         settings.lnbits_admin_users.remove(admin.id)
+
+
+async def test_the_dashboard_page_is_for_admins(env, principals):
+    """A direct load of /satmachineadmin/ answers LNbits' own page (the dynamic
+    frontend then reads static/routes.json) to the super user and admins only;
+    an ordinary user gets 403. The page's static files are public and hold no
+    data: the API above is the real guard."""
+    for headers in (principals.super_token, principals.admin_token):
+        response = await env.bare.get("/satmachineadmin/", headers=headers)
+        assert response.status_code == 200, response.text[:300]
+        assert "RENDERED_ROUTE" in response.text
+    response = await env.bare.get("/satmachineadmin/", headers=principals.user_token)
+    assert response.status_code == 403, response.text[:300]
+    routes = await env.bare.get("/satmachineadmin/static/routes.json")
+    assert routes.status_code == 200
+    assert [(r["path"], r["name"]) for r in routes.json()] == [
+        ("/satmachineadmin/", "PageSatmachineadmin")
+    ]
+    for route in routes.json():
+        for key in ("template", "component"):
+            assert (await env.bare.get(route[key])).status_code == 200, route[key]
+        for lang in ("en", "es"):
+            strings = await env.bare.get(f"{route['i18n']}/{lang}.js")
+            assert strings.status_code == 200

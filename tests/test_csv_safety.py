@@ -1,7 +1,7 @@
 """Exports that are safe to open (issue 11, part 3): a cell a spreadsheet would
 run as a formula (it starts with = + - @, tab or CR) is exported with a leading
 ', in every server export. The dashboard's own exports go through the same rule
-(static/js/index.js csvSafe; checked in the browser test)."""
+(static/index.js csvSafe; checked in the browser test)."""
 
 from __future__ import annotations
 

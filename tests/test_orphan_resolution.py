@@ -233,3 +233,66 @@ async def test_sending_to_the_source_wallet_itself_is_refused(env):
     assert (await env.api("GET", f"/reconciliations/{rec['id']}")).json()[
         "status"
     ] == "open"
+
+
+async def test_unpaid_attribution_to_a_deleted_wallet_is_abandoned_once(env):
+    """C2 (found by the simulation): the attribution is recorded while the
+    source wallet is empty, so its payout fails; then the client deletes the
+    wallet. Cancelling that payout used to be refused (409) and the orphan
+    stayed `resolving` forever. Now it cancels the payout and the deposit and
+    opens the orphan again, in one step: the client's balance is what it was,
+    nothing moved, and the orphan can be decided again."""
+    from lnbits.core.crud import delete_wallet
+    from satmachineadmin.orphan_resolution import resume_resolutions
+
+    _, rec = await make_orphan(env)
+    source_id = await _source_wallet_id(env)
+    account, wallet = await env.user_with_wallet("attributed-leaver")
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": wallet.id, "username": "attr-leaver"}
+    )
+    client = response.json()
+    balance_before = (await env.api("GET", f"/clients/{client['id']}/balance")).json()
+
+    _, drained = await _drain(env, source_id)
+    response = await _resolve(
+        env, rec["id"], {"action": "attribute_to_client", "client_id": client["id"]}
+    )
+    assert response.status_code == 409, response.text
+    claimed = (await env.api("GET", f"/reconciliations/{rec['id']}")).json()
+    assert claimed["status"] == "resolving" and claimed["payout_id"]
+    payout_id = claimed["payout_id"]
+    await delete_wallet(user_id=account.id, wallet_id=wallet.id)
+    await env.fund(source_id, drained)
+    await resume_resolutions()  # "wallet ... was deleted": still resolving
+    assert (await env.api("GET", f"/reconciliations/{rec['id']}")).json()[
+        "status"
+    ] == "resolving"
+
+    body = {"reason": "the client deleted their wallet"}
+    results = await asyncio.gather(
+        env.api("POST", f"/payouts/{payout_id}/cancel", json=body),
+        resume_resolutions(),
+        env.api("POST", f"/payouts/{payout_id}/cancel", json=body),
+    )
+    codes = sorted(r.status_code for r in results if hasattr(r, "status_code"))
+    assert codes == [200, 409], [getattr(r, "text", r) for r in results]
+
+    reopened = (await env.api("GET", f"/reconciliations/{rec['id']}")).json()
+    assert reopened["status"] == "open", reopened
+    assert reopened["deposit_id"] is None and reopened["payout_id"] is None
+    assert "abandoned" in reopened["error"]
+    assert reopened["orphan_sats"] == rec["orphan_sats"]
+    deposits = await _orphan_deposits(env, client["id"])
+    assert [d["status"] for d in deposits] == ["cancelled"]
+    balance = (await env.api("GET", f"/clients/{client['id']}/balance")).json()
+    assert balance == balance_before
+    assert await env.balance(source_id) == drained
+
+    # Decided again, once; the abandoned payout is never paid by a later pass.
+    response = await _resolve(env, rec["id"], {"action": "operator_funds"})
+    assert response.status_code == 200, response.text
+    await resume_resolutions()
+    assert await env.balance(source_id) == drained
+    again = await env.api("POST", f"/payouts/{payout_id}/cancel", json=body)
+    assert again.status_code == 409

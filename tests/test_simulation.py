@@ -79,14 +79,20 @@ from sim_helpers import (
     Sim,
     Stats,
     TopUp,
+    failure_signature,
+    minimize,
     replay,
+    scenario_code,
 )
 
 SIMULATE = os.environ.get("SATMACHINE_SIMULATE") == "1"
 EXAMPLES = int(os.environ.get("SATMACHINE_SIM_EXAMPLES") or (200 if SIMULATE else 15))
 STEP_COUNT = int(os.environ.get("SATMACHINE_SIM_STEPS") or (60 if SIMULATE else 25))
+MINIMIZE_SECONDS = int(
+    os.environ.get("SATMACHINE_SIM_MINIMIZE_SECONDS") or (1800 if SIMULATE else 300)
+)
 SHRINK_SECONDS = int(
-    os.environ.get("SATMACHINE_SIM_SHRINK_SECONDS") or (3600 if SIMULATE else 0)
+    os.environ.get("SATMACHINE_SIM_SHRINK_SECONDS") or (900 if SIMULATE else 0)
 )
 DB = "postgres" if os.environ.get("SATMACHINE_TEST_DB") == "postgres" else "sqlite"
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,9 +152,12 @@ class LedgerMachine(RuleBasedStateMachine):
     recover = None
     stats: Stats
 
+    last: Sim | None = None  # the latest run: after a failure, the minimal one
+
     def __init__(self):
         super().__init__()
         self.sim = Sim(self.env, recover=self.recover, stats=self.stats)
+        LedgerMachine.last = self.sim
 
     def _run(self, coro):
         try:
@@ -177,6 +186,14 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_the_ledger_checks_itself(
     env, session_loop, paused_recovery, sim_stats, monkeypatch
 ):
+    simulate(env, session_loop, paused_recovery, sim_stats, monkeypatch)
+
+
+def simulate(
+    env, loop, recover, stats: Stats, monkeypatch, examples=None, steps=None
+) -> None:
+    """Run the machine; on a failure, minimize the run hypothesis shrank to
+    and fail with it written as a regression test."""
     if SHRINK_SECONDS:
         # Hypothesis gives up shrinking after 5 minutes; a run here takes
         # seconds to tens of seconds, so the long simulation allows more.
@@ -184,29 +201,54 @@ def test_the_ledger_checks_itself(
 
         monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
     LedgerMachine.env = env
-    LedgerMachine.loop = session_loop
-    LedgerMachine.recover = paused_recovery
-    LedgerMachine.stats = sim_stats
-    run_state_machine_as_test(
-        LedgerMachine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEP_COUNT,
-            deadline=None,
-            derandomize=not SIMULATE,
-            # The long run keeps its failures (replayed first next time; the
-            # tests run in a temporary folder, so the path is the checkout's).
-            database=(
-                DirectoryBasedExampleDatabase(
-                    str(ROOT / ".hypothesis" / f"simulation-{DB}")
-                )
-                if SIMULATE
-                else None
+    LedgerMachine.loop = loop
+    LedgerMachine.recover = recover
+    LedgerMachine.stats = stats
+    LedgerMachine.last = None
+    try:
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=examples or EXAMPLES,
+                stateful_step_count=steps or STEP_COUNT,
+                deadline=None,
+                derandomize=not SIMULATE,
+                # The long run keeps its failures (replayed first next time;
+                # the tests run in a temporary folder, so the path is the
+                # checkout's).
+                database=(
+                    DirectoryBasedExampleDatabase(
+                        str(ROOT / ".hypothesis" / f"simulation-{DB}")
+                    )
+                    if SIMULATE
+                    else None
+                ),
+                print_blob=True,
+                suppress_health_check=list(HealthCheck),
             ),
-            print_blob=True,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+        )
+    except Exception as failure:
+        # Hypothesis printed the run it shrank to (its last run); delta
+        # debugging over whole steps finishes the job (sim_helpers.minimize).
+        found = LedgerMachine.last
+        if not found or not found.start_args or MINIMIZE_SECONDS <= 0:
+            raise
+        minimal, args, replays = loop.run_until_complete(
+            minimize(
+                env,
+                found.history,
+                found.start_args,
+                failure_signature(failure),
+                recover=recover,
+                seconds=MINIMIZE_SECONDS,
+            )
+        )
+        raise AssertionError(
+            f"the simulation failed ({', '.join(failure_signature(failure))}); "
+            f"hypothesis shrank it to {len(found.history)} steps, delta debugging "
+            f"to {len(minimal)} in {replays} replays. As a regression test:\n\n"
+            + scenario_code(minimal, args)
+        ) from failure
 
 
 # ------------------------------------------------------- regression scenarios
@@ -243,17 +285,18 @@ async def test_replay_every_resolution_with_a_drained_source(env, paused_recover
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_bug_a_retry_pays_a_stored_invoice_into_a_deleted_wallet(
+async def test_fixed_a_retry_never_pays_a_stored_invoice_into_a_deleted_wallet(
     env, paused_recovery
 ):
-    """Found by the random simulation (SATMACHINE_SIMULATE=1, a 40-step run;
-    this is its core). A payout fails after its invoice was stored (the source
-    wallet ran dry), the client deletes that wallet, the operator tops the
-    source up, and the next recovery pass pays the stored invoice: 5,000 sats
-    land in a deleted wallet, the payout is `confirmed` (the client's
-    dashboard counts them, the operator can no longer cancel or redirect
-    it). A new invoice for that wallet would have been refused ("wallet not
-    found"); a stored one is not.
+    """Was a bug (fixed in e2a3a57: transfer() refuses a stored invoice whose
+    wallet was deleted). Found by the random simulation (SATMACHINE_SIMULATE=1,
+    a 40-step run; this is its core). A payout fails after its invoice was
+    stored (the source wallet ran dry), the client deletes that wallet, the
+    operator tops the source up, and the next recovery pass paid the stored
+    invoice: 5,000 sats landed in a deleted wallet and the payout was
+    `confirmed` (the client's dashboard counted them, the operator could no
+    longer cancel or redirect it). A new invoice for that wallet was refused
+    ("wallet not found"); a stored one was not.
 
     Invariant: no sat created or lost (a deleted wallet's sats are frozen)."""
     await replay(
@@ -299,15 +342,17 @@ async def test_fixed_b_failed_payout_cancellable_after_its_orphan_is_resolved(
 
 
 @pytest.mark.asyncio(loop_scope="session")
-async def test_bug_c_attribution_to_a_deleted_wallet_is_stuck_resolving(
+async def test_fixed_c_no_attribution_to_a_client_whose_wallet_is_gone(
     env, paused_recovery
 ):
-    """An orphan is attributed to an active client whose wallet is deleted:
-    the deposit and the payout are recorded, the payment fails, the API
-    answers 409 and the orphan is `resolving` for good. The operator cannot
-    cancel the payout ("an orphan attribution; it is retried with its
-    reconciliation"), cannot resolve the orphan otherwise (not open), and the
-    recovery loop retries it every pass.
+    """Was a bug (fixed in e2a3a57: _target refuses a client whose wallet is
+    gone; the API answers 400). Found by the random simulation. An orphan was
+    attributed to an active client whose wallet is deleted: the deposit and
+    the payout were recorded, the payment failed, the API answered 409 and
+    the orphan was `resolving` for good. The operator could not cancel the
+    payout ("an orphan attribution; it is retried with its reconciliation"),
+    nor resolve the orphan otherwise (not open), and the recovery loop
+    retried it every pass.
 
     Invariant: nothing reserved forever."""
     await replay(
@@ -316,6 +361,40 @@ async def test_bug_c_attribution_to_a_deleted_wallet_is_stuck_resolving(
             Settle(currency=0, fiat="100.00"),
             DeleteWallet(client=0),
             Resolve(orphan=0, action="attribute_to_client", target=0),
+        ],
+        seed=("10.00",),
+        remedy="cancel",
+        recover=paused_recovery,
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_fixed_c2_an_attribution_whose_wallet_goes_can_be_abandoned(
+    env, paused_recovery
+):
+    """Was a bug (found by the simulation; fixed: cancelling the payout
+    abandons the attribution, orphan_resolution.abandon_attribution). What
+    the fix of C left open: the wallet check is made when the
+    orphan is claimed, not when its payout is paid. The source wallet is
+    empty, so the attribution is recorded (deposit + payout) but its payment
+    fails; then the client deletes their wallet; the operator tops up and the
+    recovery loop retries: "wallet ... was deleted", every pass. Giving up on
+    the payout (POST /payouts/{id}/cancel) answers 409 "this payout is an
+    orphan attribution; it is retried with its reconciliation", and the
+    orphan is not open, so it cannot be resolved another way. The orphan's
+    9,000 sats and the client's attributed 90.00 stay reserved unless the
+    client gets a new wallet of the same LNbits user.
+
+    Invariant: nothing reserved forever."""
+    await replay(
+        env,
+        [
+            Settle(currency=0, fiat="100.00"),
+            Drain(),
+            Resolve(orphan=0, action="attribute_to_client", target=0),
+            DeleteWallet(client=0),
+            TopUp(),
+            Recovery(),
         ],
         seed=("10.00",),
         remedy="cancel",
@@ -335,8 +414,9 @@ def test_the_simulation_catches_and_shrinks_a_planted_bug(
     env, session_loop, paused_recovery, monkeypatch
 ):
     """One sat too many for the first client of any split with an orphan: the
-    simulation must fail, and hypothesis must shrink the run to the seed
-    client and one settlement."""
+    simulation must fail, and the failure must come out as the minimal
+    scenario (one seed client, one settlement) written as a regression
+    test."""
     from satmachineadmin import transaction_processor as tp
     from satmachineadmin.allocation import ClientAllocation
 
@@ -353,23 +433,9 @@ def test_the_simulation_catches_and_shrinks_a_planted_bug(
         return replace(plan, allocations=(bumped, *plan.allocations[1:]))
 
     monkeypatch.setattr(tp, "distribute", planted)
-    LedgerMachine.env = env
-    LedgerMachine.loop = session_loop
-    LedgerMachine.recover = paused_recovery
-    LedgerMachine.stats = Stats()
     with pytest.raises(AssertionError) as failure:
-        run_state_machine_as_test(
-            LedgerMachine,
-            settings=settings(
-                max_examples=10,
-                stateful_step_count=12,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
+        simulate(env, session_loop, paused_recovery, Stats(), monkeypatch, 10, 12)
     text = str(failure.value)
-    assert "violated" in text, text
-    steps = [line for line in text.splitlines() if "state.step(" in line]
-    assert len(steps) <= 2, text
+    assert "the split follows the rules" in text, text
+    code = text.split("As a regression test:", 1)[1]
+    assert code.count("Settle(") == 1 and code.count("),\n") <= 2, text

@@ -1,5 +1,7 @@
-// DCA Admin dashboard. Every figure comes from the extension's REST API
-// (/satmachineadmin/api/v1/dca); nothing here computes money, it only formats.
+// DCA Admin dashboard, a page of LNbits' dynamic frontend (static/routes.json:
+// template static/index.vue, strings static/i18n/<lang>.js). Every figure comes
+// from the extension's REST API (/satmachineadmin/api/v1/dca); nothing here
+// computes money, it only formats, in the language and locale LNbits is set to.
 
 const API = '/satmachineadmin/api/v1/dca'
 const WAITING = ['pending', 'waiting_data', 'waiting_dispense', 'flagged', 'stale']
@@ -38,6 +40,19 @@ const STATUS_COLORS = {
   inactive: 'grey'
 }
 
+// The extension's strings (static/i18n/en.js, es.js): t('clients.title').
+function t(key, values) {
+  return window.i18n.global.t('satmachineadmin.' + key, values || {})
+}
+
+// LNbits' language codes, as the locale numbers and dates are written in:
+// Spanish as in Guatemala (Q1,234.56).
+const LOCALES = { es: 'es-GT', en: 'en-US', br: 'pt-BR', cn: 'zh-CN', jp: 'ja-JP' }
+function intlLocale() {
+  const lang = String(window.i18n.global.locale || 'en')
+  return LOCALES[lang] || lang
+}
+
 // A spreadsheet runs a cell that starts with = + - @ (or tab / CR) as a
 // formula: usernames, notes and memos are typed by others, so every exported
 // cell like that is prefixed with ' (OWASP's CSV-injection rule).
@@ -51,14 +66,17 @@ window.satmachineCsvSafe = csvSafe
 // extension): the wallet, the user, the date and the state tell them apart.
 function clientLabel(c) {
   const marks = [
-    c.status === 'active' ? null : c.status,
-    c.is_new ? 'NEW, not reviewed' : null,
-    c.attention ? 'needs attention' : null
+    c.status === 'active' ? null : t('status.' + c.status),
+    c.is_new ? t('clients.label_new') : null,
+    c.attention ? t('clients.label_attention') : null
   ].filter(Boolean)
   return (
-    `${c.username || shortId(c.id)} · wallet ${shortId(c.wallet_id)}` +
-    ` · user ${shortId(c.user_id)} · since ${String(c.created_at).slice(0, 10)}` +
-    (marks.length ? ` (${marks.join(', ')})` : '')
+    t('clients.label', {
+      name: c.username || shortId(c.id),
+      wallet: shortId(c.wallet_id),
+      user: shortId(c.user_id),
+      since: String(c.created_at).slice(0, 10)
+    }) + (marks.length ? ` (${marks.join(', ')})` : '')
   )
 }
 
@@ -66,9 +84,8 @@ function shortId(value) {
   return value ? String(value).slice(0, 8) + '…' : ''
 }
 
-window.app = Vue.createApp({
-  el: '#vue',
-  mixins: [windowMixin],
+window.PageSatmachineadmin = {
+  template: '#page-satmachineadmin',
   data() {
     return {
       tab: 'overview',
@@ -102,55 +119,73 @@ window.app = Vue.createApp({
         columns: [
           {
             name: 'username',
-            label: 'Name',
+            get label() {
+              return t('clients.col_name')
+            },
             field: 'username',
             sortable: true,
             align: 'left'
           },
           {
             name: 'wallet',
-            label: 'Wallet',
+            get label() {
+              return t('common.wallet')
+            },
             field: row => row.wallet_name || row.wallet_id,
             align: 'left'
           },
           {
             name: 'dca_mode',
-            label: 'Mode',
+            get label() {
+              return t('clients.col_mode')
+            },
             field: 'dca_mode',
             sortable: true,
-            align: 'left'
+            align: 'left',
+            format: val => this.statusLabel(val)
           },
           {
             name: 'status',
-            label: 'Status',
+            get label() {
+              return t('common.status')
+            },
             field: 'status',
             sortable: true,
-            align: 'left'
+            align: 'left',
+            format: val => this.statusLabel(val)
           },
           {
             name: 'confirmed_deposits',
-            label: 'Deposited',
+            get label() {
+              return t('clients.col_deposited')
+            },
             field: 'confirmed_deposits',
             sortable: true,
             format: (val, row) => this.fiat(val, row && row.currency)
           },
           {
             name: 'distributed_fiat',
-            label: 'Distributed',
+            get label() {
+              return t('clients.col_distributed')
+            },
             field: 'distributed_fiat',
             sortable: true,
             format: (val, row) => this.fiat(val, row && row.currency)
           },
           {
             name: 'distributed_sats',
-            label: 'Sats received',
+            get label() {
+              return t('clients.col_sats')
+            },
             field: 'distributed_sats',
             sortable: true,
             format: val => this.sats(val)
           },
           {
             name: 'remaining_balance',
-            label: 'Remaining',
+            get label() {
+              return t('clients.col_remaining')
+            },
             field: 'remaining_balance',
             sortable: true,
             format: (val, row) => this.fiat(val, row && row.currency)
@@ -172,7 +207,9 @@ window.app = Vue.createApp({
         columns: [
           {
             name: 'created_at',
-            label: 'Created',
+            get label() {
+              return t('common.created')
+            },
             field: 'created_at',
             sortable: true,
             align: 'left',
@@ -180,28 +217,44 @@ window.app = Vue.createApp({
           },
           {
             name: 'client',
-            label: 'Client',
+            get label() {
+              return t('common.client')
+            },
             field: row => row.username || this.clientName(row.client_id),
             align: 'left'
           },
           {
             name: 'amount',
-            label: 'Amount',
+            get label() {
+              return t('common.amount')
+            },
             field: 'amount',
             sortable: true,
             format: (val, row) => this.fiat(val, row && row.currency)
           },
           {
             name: 'status',
-            label: 'Status',
+            get label() {
+              return t('common.status')
+            },
             field: 'status',
             sortable: true,
+            align: 'left',
+            format: val => this.statusLabel(val)
+          },
+          {
+            name: 'notes',
+            get label() {
+              return t('common.notes')
+            },
+            field: 'notes',
             align: 'left'
           },
-          { name: 'notes', label: 'Notes', field: 'notes', align: 'left' },
           {
             name: 'confirmed_at',
-            label: 'Confirmed',
+            get label() {
+              return t('deposits.col_confirmed')
+            },
             field: 'confirmed_at',
             align: 'left',
             format: val => this.date(val)
@@ -223,7 +276,9 @@ window.app = Vue.createApp({
         columns: [
           {
             name: 'paid_at',
-            label: 'Paid',
+            get label() {
+              return t('settlements.col_paid')
+            },
             field: 'paid_at',
             sortable: true,
             align: 'left',
@@ -231,7 +286,9 @@ window.app = Vue.createApp({
           },
           {
             name: 'amount_sats',
-            label: 'Sats',
+            get label() {
+              return t('common.sats')
+            },
             field: 'amount_sats',
             sortable: true,
             format: val => this.sats(val)
@@ -244,66 +301,95 @@ window.app = Vue.createApp({
           },
           {
             name: 'fiat_amount',
-            label: 'Cash',
+            get label() {
+              return t('settlements.col_cash')
+            },
             field: 'fiat_amount',
             format: (val, row) => this.fiat(val, row && row.fiat_code)
           },
           {
             name: 'commission_sats',
-            label: 'Commission',
+            get label() {
+              return t('common.commission')
+            },
             field: 'commission_sats',
             format: val => this.sats(val)
           },
           {
             name: 'distributed_sats',
-            label: 'To clients',
+            get label() {
+              return t('settlements.col_to_clients')
+            },
             field: 'distributed_sats',
             format: val => this.sats(val)
           },
           {
             name: 'orphan_sats',
-            label: 'Orphan',
+            get label() {
+              return t('common.orphan')
+            },
             field: 'orphan_sats',
             format: val => this.sats(val)
           },
           {
             name: 'status',
-            label: 'Status',
+            get label() {
+              return t('common.status')
+            },
             field: 'status',
             sortable: true,
-            align: 'left'
+            align: 'left',
+            format: val => this.statusLabel(val)
           }
         ]
       },
       payoutColumns: [
         {
           name: 'username',
-          label: 'Client',
+          get label() {
+            return t('common.client')
+          },
           field: row => row.username || this.clientName(row.client_id),
           align: 'left'
         },
         {
           name: 'amount_sats',
-          label: 'Sats',
+          get label() {
+            return t('common.sats')
+          },
           field: 'amount_sats',
           format: val => this.sats(val)
         },
         {
           name: 'amount_fiat',
-          label: 'Fiat',
+          get label() {
+            return t('common.fiat')
+          },
           field: 'amount_fiat',
           format: val => this.fiat(val, this.detailCurrency)
         },
         {
           name: 'exchange_rate',
-          label: 'Rate (sats/unit)',
+          get label() {
+            return t('settlements.col_rate')
+          },
           field: 'exchange_rate',
-          format: val => (val == null ? '' : Number(val).toFixed(3))
+          format: val => (val == null ? '' : this.number(val, 3))
         },
-        { name: 'status', label: 'Status', field: 'status', align: 'left' },
+        {
+          name: 'status',
+          get label() {
+            return t('common.status')
+          },
+          field: 'status',
+          align: 'left',
+          format: val => this.statusLabel(val)
+        },
         {
           name: 'error',
-          label: 'Error',
+          get label() {
+            return t('settlements.col_error')
+          },
           field: 'error',
           align: 'left',
           classes: 'hidden',
@@ -325,7 +411,9 @@ window.app = Vue.createApp({
         columns: [
           {
             name: 'created_at',
-            label: 'Created',
+            get label() {
+              return t('common.created')
+            },
             field: 'created_at',
             sortable: true,
             align: 'left',
@@ -333,7 +421,9 @@ window.app = Vue.createApp({
           },
           {
             name: 'settlement_id',
-            label: 'Settlement',
+            get label() {
+              return t('reconciliation.col_settlement')
+            },
             field: 'settlement_id',
             align: 'left',
             format: val => shortId(val)
@@ -346,45 +436,66 @@ window.app = Vue.createApp({
           },
           {
             name: 'orphan_sats',
-            label: 'Sats',
+            get label() {
+              return t('common.sats')
+            },
             field: 'orphan_sats',
             sortable: true,
             format: val => this.sats(val)
           },
           {
             name: 'orphan_fiat',
-            label: 'Fiat',
+            get label() {
+              return t('common.fiat')
+            },
             field: 'orphan_fiat',
             format: (val, row) => this.fiat(val, row && row.fiat_code)
           },
           {
             name: 'status',
-            label: 'Status',
+            get label() {
+              return t('common.status')
+            },
             field: 'status',
             sortable: true,
-            align: 'left'
+            align: 'left',
+            format: val => this.statusLabel(val)
           },
           {
             name: 'resolution',
-            label: 'Resolution',
+            get label() {
+              return t('reconciliation.col_resolution')
+            },
             field: 'resolution',
-            align: 'left'
+            align: 'left',
+            format: val => this.statusLabel(val)
           },
           {
             name: 'resolved_by',
-            label: 'By',
+            get label() {
+              return t('reconciliation.col_by')
+            },
             field: 'resolved_by',
             align: 'left',
             format: val => shortId(val)
           },
           {
             name: 'resolved_at',
-            label: 'Resolved',
+            get label() {
+              return t('reconciliation.col_resolved')
+            },
             field: 'resolved_at',
             align: 'left',
             format: val => this.date(val)
           },
-          { name: 'note', label: 'Note', field: 'note', align: 'left' },
+          {
+            name: 'note',
+            get label() {
+              return t('common.note')
+            },
+            field: 'note',
+            align: 'left'
+          },
           { name: 'actions', label: '', field: 'id', align: 'right' }
         ]
       },
@@ -404,12 +515,21 @@ window.app = Vue.createApp({
       },
       resolveActions: [
         {
-          label: 'Operator funds: the sats stay in the source wallet',
+          get label() {
+            return t('reconciliation.action_operator_funds')
+          },
           value: 'operator_funds'
         },
-        { label: 'Send to a wallet', value: 'send_to_wallet' },
         {
-          label: 'Attribute to a client (a confirmed deposit, then paid)',
+          get label() {
+            return t('reconciliation.action_send_to_wallet')
+          },
+          value: 'send_to_wallet'
+        },
+        {
+          get label() {
+            return t('reconciliation.action_attribute')
+          },
           value: 'attribute_to_client'
         }
       ],
@@ -545,23 +665,36 @@ window.app = Vue.createApp({
       dryRunColumns: [
         {
           name: 'username',
-          label: 'Client',
+          get label() {
+            return t('common.client')
+          },
           field: row => row.username || shortId(row.client_id),
           align: 'left'
         },
-        { name: 'sats', label: 'Sats', field: 'sats', format: val => this.sats(val) },
+        {
+          name: 'sats',
+          get label() {
+            return t('common.sats')
+          },
+          field: 'sats',
+          format: val => this.sats(val)
+        },
         {
           name: 'fiat',
-          label: 'Fiat',
+          get label() {
+            return t('common.fiat')
+          },
           field: 'fiat',
           format: val =>
             this.fiat(val, this.dryRunResult && this.dryRunResult.fiat_code)
         },
         {
           name: 'capped',
-          label: 'Whole balance',
+          get label() {
+            return t('settlements.col_whole_balance')
+          },
           field: 'capped',
-          format: val => (val ? 'yes' : '')
+          format: val => (val ? t('common.yes') : '')
         }
       ],
       configForm: {},
@@ -572,6 +705,11 @@ window.app = Vue.createApp({
     }
   },
   computed: {
+    // The page is for the super user and admins (views.py refuses the others a
+    // direct load; the API refuses them everything).
+    forbidden() {
+      return !(this.g.user && (this.g.user.admin || this.g.user.super_user))
+    },
     adminKey() {
       const wallets = (this.g.user && this.g.user.wallets) || []
       return wallets.length ? wallets[0].adminkey : null
@@ -622,7 +760,7 @@ window.app = Vue.createApp({
       return [
         {
           key: 'source-balance',
-          label: 'Source wallet',
+          label: t('overview.source_wallet'),
           value:
             s.source_wallet_balance_sats == null
               ? '—'
@@ -630,77 +768,92 @@ window.app = Vue.createApp({
           detail:
             this.config && this.config.source_wallet_id
               ? this.walletName(this.config.source_wallet_id)
-              : 'not configured'
+              : t('overview.not_configured')
         },
         {
           key: 'deposited',
-          label: 'Deposited (confirmed)',
+          label: t('overview.deposited'),
           value: this.fiat(s.deposits_confirmed, this.currency),
           detail: Number(s.deposits_pending)
-            ? this.fiat(s.deposits_pending, this.currency) + ' pending'
-            : 'nothing pending'
+            ? t('overview.pending_amount', {
+                amount: this.fiat(s.deposits_pending, this.currency)
+              })
+            : t('overview.nothing_pending')
         },
         {
           key: 'distributed',
-          label: 'Distributed to clients',
+          label: t('overview.distributed'),
           value: this.fiat(s.distributed_fiat, this.currency),
-          detail:
-            this.sats(s.distributed_sats) + ' in ' + s.payouts_confirmed + ' payouts'
+          detail: t('overview.distributed_detail', {
+            sats: this.sats(s.distributed_sats),
+            count: this.number(s.payouts_confirmed)
+          })
         },
         {
           key: 'commission',
-          label: 'Commission',
+          label: t('common.commission'),
           value: this.sats(s.commission_sats),
-          detail: s.settlements_processed + ' settlements processed'
+          detail: t('overview.settlements_processed', {
+            count: this.number(s.settlements_processed)
+          })
         },
         {
           key: 'orphans',
-          label: 'Open orphans',
+          label: t('overview.open_orphans'),
           value: this.sats(s.open_orphan_sats),
-          detail:
-            s.open_orphans + ' open · ' + this.fiat(s.open_orphan_fiat, this.currency),
+          detail: t('overview.open_orphans_detail', {
+            count: this.number(s.open_orphans),
+            amount: this.fiat(s.open_orphan_fiat, this.currency)
+          }),
           alert: s.open_orphans > 0
         },
         {
           key: 'waiting',
-          label: 'Settlements waiting',
-          value: String(this.waitingCount),
-          detail: (byStatus.flagged || 0) + ' flagged for you',
+          label: t('overview.waiting'),
+          value: this.number(this.waitingCount),
+          detail: t('overview.flagged_for_you', { count: byStatus.flagged || 0 }),
           alert: (byStatus.flagged || 0) > 0
         },
         {
           key: 'failed',
-          label: 'Failed payouts',
-          value: String(s.payouts_failed),
+          label: t('overview.failed_payouts'),
+          value: this.number(s.payouts_failed),
           detail:
-            (byStatus.payout_failed || 0) +
-            ' settlements to retry' +
+            t('overview.to_retry', { count: byStatus.payout_failed || 0 }) +
             (s.legacy_unfinished_payouts
-              ? `; ${s.legacy_unfinished_payouts} unfinished rows of the old ` +
-                'extension (reserve nothing; void them from the API)'
+              ? t('overview.legacy_unfinished', { count: s.legacy_unfinished_payouts })
               : ''),
           alert: s.payouts_failed > 0
         },
         {
           key: 'settled',
-          label: 'Settled into LNbits',
+          label: t('overview.settled'),
           value: this.sats(s.settled_sats),
-          detail: 'all ATM settlements'
+          detail: t('overview.all_settlements')
         }
       ]
     }
   },
   methods: {
     // ------------------------------------------------------------ formatting
+    // Numbers, money and dates in the locale of LNbits' language (es: es-GT).
+    number(value, digits) {
+      if (value == null || value === '') return ''
+      const options =
+        digits == null
+          ? {}
+          : { minimumFractionDigits: digits, maximumFractionDigits: digits }
+      return new Intl.NumberFormat(intlLocale(), options).format(Number(value))
+    },
     sats(value) {
       if (value == null || value === '') return ''
-      return LNbits.utils.formatSat(value) + ' sats'
+      return this.number(value) + ' sats'
     },
     fiat(value, code) {
       if (value == null || value === '') return ''
       const amount = Number(value)
       try {
-        return new Intl.NumberFormat(window.i18n.global.locale, {
+        return new Intl.NumberFormat(intlLocale(), {
           style: 'currency',
           currency: code || this.currency,
           minimumFractionDigits: 2,
@@ -711,10 +864,56 @@ window.app = Vue.createApp({
       }
     },
     date(value) {
-      return value ? LNbits.utils.formatDate(value) : ''
+      if (!value) return ''
+      const when = new Date(value)
+      if (isNaN(when)) return String(value)
+      return new Intl.DateTimeFormat(intlLocale(), {
+        dateStyle: 'medium',
+        timeStyle: 'short'
+      }).format(when)
     },
     dateOrNever(value) {
-      return value ? LNbits.utils.formatDateFrom(value) : 'never'
+      if (!value) return t('common.never')
+      const seconds = (new Date(value).getTime() - Date.now()) / 1000
+      const units = [
+        ['year', 31536000],
+        ['month', 2592000],
+        ['day', 86400],
+        ['hour', 3600],
+        ['minute', 60]
+      ]
+      const relative = new Intl.RelativeTimeFormat(intlLocale(), { numeric: 'auto' })
+      for (const [unit, size] of units) {
+        if (Math.abs(seconds) >= size) {
+          return relative.format(Math.round(seconds / size), unit)
+        }
+      }
+      return relative.format(Math.round(seconds), 'second')
+    },
+    // A status, mode or resolution as the API writes it, in words.
+    statusLabel(status) {
+      if (status == null || status === '') return ''
+      const key = 'satmachineadmin.status.' + status
+      return this.$te(key) || this.$te(key, 'en') ? this.$t(key) : String(status)
+    },
+    statusOptions(statuses) {
+      return statuses.map(value => ({ label: this.statusLabel(value), value }))
+    },
+    // Quasar writes these in English whatever LNbits' language.
+    paginationLabel(first, last, total) {
+      return t('common.page_of', {
+        first: this.number(first),
+        last: this.number(last),
+        total: this.number(total)
+      })
+    },
+    confirm(message) {
+      const dialog = LNbits.utils.confirmDialog(message)
+      dialog.update({
+        ok: { flat: true, color: 'orange', label: t('common.ok') },
+        cancel: { flat: true, color: 'grey', label: t('common.cancel') }
+      })
+      return dialog
     },
     statusColor(status) {
       return STATUS_COLORS[status] || 'grey'
@@ -732,7 +931,7 @@ window.app = Vue.createApp({
     validAmount(value) {
       return /^\d{1,10}(\.\d{1,2})?$/.test(String(value || '')) && Number(value) > 0
         ? true
-        : 'A positive amount with at most two decimals'
+        : t('common.valid_amount')
     },
     needsData(settlement) {
       return WAITING.includes(settlement.status)
@@ -963,10 +1162,16 @@ window.app = Vue.createApp({
       this.chart = new Chart(this.$refs.chart.getContext('2d'), {
         type: 'bar',
         data: {
-          labels: days,
+          labels: days.map(day =>
+            new Intl.DateTimeFormat(intlLocale(), {
+              month: 'short',
+              day: 'numeric',
+              timeZone: 'UTC'
+            }).format(new Date(day + 'T00:00:00Z'))
+          ),
           datasets: [
             {
-              label: 'Sats distributed',
+              label: t('overview.chart_label'),
               data: days.map(d => perDay[d]),
               backgroundColor: 'rgba(25, 118, 210, 0.6)'
             }
@@ -991,7 +1196,7 @@ window.app = Vue.createApp({
       try {
         await this.request('POST', '/clients', this.clientDialog.data)
         this.clientDialog.show = false
-        Quasar.Notify.create({ type: 'positive', message: 'Client registered' })
+        Quasar.Notify.create({ type: 'positive', message: t('clients.registered') })
         await this.loadClients()
       } catch (error) {
         LNbits.utils.notifyApiError(error)
@@ -1032,7 +1237,7 @@ window.app = Vue.createApp({
         })
         Quasar.Notify.create({
           type: 'positive',
-          message: 'Deposit added (pending until confirmed)'
+          message: t('deposits.added')
         })
         this.depositForm = { ...form, amount: '', notes: '' }
         await Promise.all([this.loadDeposits(), this.loadSummary(), this.loadClients()])
@@ -1048,19 +1253,19 @@ window.app = Vue.createApp({
         .catch(LNbits.utils.notifyApiError)
     },
     confirmDeposit(deposit) {
-      LNbits.utils
-        .confirmDialog(
-          `Confirm ${this.fiat(deposit.amount, deposit.currency)} from ${this.clientName(deposit.client_id)}? ` +
-            'It becomes part of the balance the next settlement distributes.'
-        )
-        .onOk(() => this.setDepositStatus(deposit, 'confirmed'))
+      this.confirm(
+        t('deposits.confirm_question', {
+          amount: this.fiat(deposit.amount, deposit.currency),
+          client: this.clientName(deposit.client_id)
+        })
+      ).onOk(() => this.setDepositStatus(deposit, 'confirmed'))
     },
     cancelDeposit(deposit) {
-      LNbits.utils
-        .confirmDialog(
-          `Cancel the pending deposit of ${this.fiat(deposit.amount, deposit.currency)}?`
-        )
-        .onOk(() => this.setDepositStatus(deposit, 'cancelled'))
+      this.confirm(
+        t('deposits.cancel_question', {
+          amount: this.fiat(deposit.amount, deposit.currency)
+        })
+      ).onOk(() => this.setDepositStatus(deposit, 'cancelled'))
     },
     openEditDeposit(deposit) {
       this.editDepositDialog = {
@@ -1224,7 +1429,7 @@ window.app = Vue.createApp({
     async retrySettlement(settlement) {
       try {
         await this.request('POST', `/settlements/${settlement.id}/retry`)
-        Quasar.Notify.create({ type: 'positive', message: 'Retried' })
+        Quasar.Notify.create({ type: 'positive', message: t('settlements.retried') })
       } catch (error) {
         LNbits.utils.notifyApiError(error)
       }
@@ -1238,51 +1443,61 @@ window.app = Vue.createApp({
       )
     },
     acceptSettlement(settlement) {
-      LNbits.utils
-        .confirmDialog(
-          `Flagged: ${settlement.status_detail}. Split it with these figures ` +
-            `(${this.fiat(settlement.fiat_amount, settlement.fiat_code)} for ` +
-            `${this.sats(settlement.principal_sats)})?`
-        )
-        .onOk(async () => {
-          try {
-            await this.request('POST', `/settlements/${settlement.id}/accept`, {
-              reason: 'accepted from the dashboard'
-            })
-            Quasar.Notify.create({ type: 'positive', message: 'Accepted' })
-          } catch (error) {
-            LNbits.utils.notifyApiError(error)
-          }
-          await this.afterSettlementChange(settlement.id)
+      this.confirm(
+        t('settlements.accept_question', {
+          detail: settlement.status_detail,
+          fiat: this.fiat(settlement.fiat_amount, settlement.fiat_code),
+          sats: this.sats(settlement.principal_sats)
         })
+      ).onOk(async () => {
+        try {
+          await this.request('POST', `/settlements/${settlement.id}/accept`, {
+            reason: 'accepted from the dashboard'
+          })
+          Quasar.Notify.create({
+            type: 'positive',
+            message: t('settlements.accepted')
+          })
+        } catch (error) {
+          LNbits.utils.notifyApiError(error)
+        }
+        await this.afterSettlementChange(settlement.id)
+      })
     },
     async reviewClient(client) {
       try {
         await this.request('PUT', `/clients/${client.id}/reviewed`)
-        Quasar.Notify.create({ type: 'positive', message: 'Client reviewed' })
+        Quasar.Notify.create({ type: 'positive', message: t('clients.reviewed') })
       } catch (error) {
         LNbits.utils.notifyApiError(error)
       }
       await this.loadClients()
     },
     cancelPayout(settlement, payout) {
-      LNbits.utils
-        .confirmDialog(
-          `Cancel the payout of ${this.sats(payout.amount_sats)} to ` +
-            `${payout.username || payout.client_id}? Its sats become orphan ` +
-            'sats of this settlement and the client keeps the fiat.'
-        )
-        .onOk(async () => {
-          try {
-            await this.request('POST', `/payouts/${payout.id}/cancel`, {
-              reason: 'cancelled from the dashboard'
+      this.confirm(
+        payout.transaction_type === 'orphan'
+          ? t('settlements.cancel_orphan_question', {
+              client: payout.username || payout.client_id,
+              sats: this.sats(payout.amount_sats)
             })
-            Quasar.Notify.create({ type: 'positive', message: 'Payout cancelled' })
-          } catch (error) {
-            LNbits.utils.notifyApiError(error)
-          }
-          await this.afterSettlementChange(settlement.id)
-        })
+          : t('settlements.cancel_payout_question', {
+              client: payout.username || payout.client_id,
+              sats: this.sats(payout.amount_sats)
+            })
+      ).onOk(async () => {
+        try {
+          await this.request('POST', `/payouts/${payout.id}/cancel`, {
+            reason: 'cancelled from the dashboard'
+          })
+          Quasar.Notify.create({
+            type: 'positive',
+            message: t('settlements.payout_cancelled')
+          })
+        } catch (error) {
+          LNbits.utils.notifyApiError(error)
+        }
+        await this.afterSettlementChange(settlement.id)
+      })
     },
     openCashOut(settlement) {
       this.cashOutDialog = {
@@ -1392,7 +1607,10 @@ window.app = Vue.createApp({
       try {
         await this.request('POST', `/reconciliations/${dialog.row.id}/resolve`, body)
         dialog.show = false
-        Quasar.Notify.create({ type: 'positive', message: 'Orphan resolved' })
+        Quasar.Notify.create({
+          type: 'positive',
+          message: t('reconciliation.resolved_notice')
+        })
         await Promise.all([
           this.loadReconciliations(),
           this.loadSummary(),
@@ -1437,15 +1655,13 @@ window.app = Vue.createApp({
       }
     },
     secretHint(flag) {
-      if (!this.config) return 'Not set'
-      return this.config[flag]
-        ? 'Set. Type a new one to replace it, or leave empty to keep it.'
-        : 'Not set'
+      if (!this.config) return t('config.secret_not_set')
+      return this.config[flag] ? t('config.secret_set') : t('config.secret_not_set')
     },
     async saveConfig() {
       const f = this.configForm
       if (!f.source_wallet_id) {
-        Quasar.Notify.create({ type: 'warning', message: 'Choose the source wallet' })
+        Quasar.Notify.create({ type: 'warning', message: t('config.choose_source') })
         return
       }
       const body = { ...f }
@@ -1469,7 +1685,7 @@ window.app = Vue.createApp({
           : await this.request('POST', '/config', body)
         this.config = data
         this.resetConfigForm()
-        Quasar.Notify.create({ type: 'positive', message: 'Configuration saved' })
+        Quasar.Notify.create({ type: 'positive', message: t('config.saved') })
         await this.loadSummary()
       } catch (error) {
         LNbits.utils.notifyApiError(error)
@@ -1496,7 +1712,7 @@ window.app = Vue.createApp({
         this.pollResult = data
         Quasar.Notify.create({
           type: 'positive',
-          message: `Poll done: ${data.new_settlements} new settlement(s)`
+          message: t('overview.poll_done', { count: data.new_settlements })
         })
         await this.refreshAll()
       } catch (error) {
@@ -1518,6 +1734,7 @@ window.app = Vue.createApp({
     if (!this.g.wallet && this.g.user && this.g.user.wallets.length) {
       this.g.wallet = this.g.user.wallets[0]
     }
+    if (this.forbidden) return
     await this.refreshAll()
   }
-})
+}
