@@ -13,6 +13,7 @@ from .views import satmachineadmin_generic_router
 from .views_api import satmachineadmin_api_router
 from .views_api_alerts import satmachineadmin_alerts_router
 from .views_api_lamassu import satmachineadmin_lamassu_router
+from .views_api_machines import satmachineadmin_machines_router
 from .views_api_statements import satmachineadmin_statements_router
 from .views_api_upgrade import satmachineadmin_upgrade_router
 
@@ -22,6 +23,7 @@ satmachineadmin_ext: APIRouter = APIRouter(
 satmachineadmin_ext.include_router(satmachineadmin_generic_router)
 satmachineadmin_ext.include_router(satmachineadmin_api_router)
 satmachineadmin_ext.include_router(satmachineadmin_lamassu_router)
+satmachineadmin_ext.include_router(satmachineadmin_machines_router)
 satmachineadmin_ext.include_router(satmachineadmin_upgrade_router)
 satmachineadmin_ext.include_router(satmachineadmin_statements_router)
 satmachineadmin_ext.include_router(satmachineadmin_alerts_router)

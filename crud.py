@@ -32,7 +32,9 @@ from .models import (
     PayoutStatus,
     PayoutView,
     Reconciliation,
+    ReconciliationView,
     Settlement,
+    SettlementView,
     TransactionView,
     client_attention,
     utc_now,
@@ -576,8 +578,11 @@ async def get_payment(payment_id: str) -> DcaPayment | None:
 
 
 _PAYOUT_VIEW = f"""
-    SELECT p.*, c.username AS username, c.wallet_id AS wallet_id
+    SELECT p.*, c.username AS username, c.wallet_id AS wallet_id,
+        s.device_id AS device_id, m.name AS machine_name
     FROM {S}.dca_payments p LEFT JOIN {S}.dca_clients c ON c.id = p.client_id
+    LEFT JOIN {S}.settlements s ON s.id = p.settlement_id
+    LEFT JOIN {S}.machines m ON m.device_id = s.device_id
 """
 
 
@@ -714,19 +719,25 @@ async def get_known_payment_hashes(payment_hashes: Sequence[str]) -> set[str]:
     return {row["payment_hash"] for row in rows}
 
 
+_SETTLEMENT_VIEW = f"""
+    SELECT s.*, m.name AS machine_name FROM {S}.settlements s
+    LEFT JOIN {S}.machines m ON m.device_id = s.device_id
+"""
+
+
 async def get_settlements(
     filters: Filters | None = None, status: str | None = None
-) -> Page[Settlement]:
+) -> Page[SettlementView]:
     where, values = [], {}
     if status:
         where.append("status = :status")
         values["status"] = status
     return await db.fetch_page(
-        f"SELECT * FROM {S}.settlements",
+        f"SELECT * FROM ({_SETTLEMENT_VIEW}) AS settlements",
         where=where,
         values=values,
         filters=filters,
-        model=Settlement,
+        model=SettlementView,
     )
 
 
@@ -902,19 +913,27 @@ async def get_reconciliation_by_payout(
     )
 
 
+_RECONCILIATION_VIEW = f"""
+    SELECT r.*, s.device_id AS device_id, m.name AS machine_name
+    FROM {S}.reconciliations r
+    LEFT JOIN {S}.settlements s ON s.id = r.settlement_id
+    LEFT JOIN {S}.machines m ON m.device_id = s.device_id
+"""
+
+
 async def get_reconciliations(
     filters: Filters | None = None, status: str | None = None
-) -> Page[Reconciliation]:
+) -> Page[ReconciliationView]:
     where, values = [], {}
     if status:
         where.append("status = :status")
         values["status"] = status
     return await db.fetch_page(
-        f"SELECT * FROM {S}.reconciliations",
+        f"SELECT * FROM ({_RECONCILIATION_VIEW}) AS reconciliations",
         where=where,
         values=values,
         filters=filters,
-        model=Reconciliation,
+        model=ReconciliationView,
     )
 
 

@@ -571,3 +571,116 @@ async def m015_alerts(db: Connection):
     await _add_column(
         db, "dca_clients", "notify_balance_empty", "BOOLEAN NOT NULL DEFAULT false"
     )
+
+
+async def m016_machines_and_commission_recipients(db: Connection):
+    """Several ATMs and commission partners (#14).
+
+    * `machines`: one row per ATM (Lamassu device id, bitSpire npub, or typed by
+      hand), with the operator's name and location, when it was first and last
+      seen, and the source wallet its Lightning payments arrive in (machines may
+      have source wallets of their own, besides the configured one).
+    * `commission_recipients`: who shares a settlement's commission, by exact
+      percentage (text, so 33.3333 stays exact on both backends); machine_id ''
+      is the global set, a machine's own set overrides it. The configured
+      single commission wallet stays the global 100 % recipient while no
+      global set is stored (so an upgraded install keeps paying it).
+    * `commission_payouts`: each part of a settlement's commission, paid like a
+      client payout (invoice stored before paying, status, attempts, error).
+      Never in `dca_payments`: the client extension reads that table, and a
+      commission is nobody's DCA purchase. Every commission the single-wallet
+      processor planned becomes a 100 % part here, with its stored invoice, so
+      one paying an interrupted commission goes on paying that same invoice.
+    """
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.machines (
+            id TEXT PRIMARY KEY NOT NULL,
+            device_id TEXT NOT NULL UNIQUE,
+            name TEXT,
+            location TEXT,
+            source_wallet_id TEXT,
+            first_seen TIMESTAMP,
+            last_seen TIMESTAMP,
+            reviewed_at TIMESTAMP,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """)
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.commission_recipients (
+            id TEXT PRIMARY KEY NOT NULL,
+            machine_id TEXT NOT NULL DEFAULT '',
+            wallet_id TEXT NOT NULL,
+            percent TEXT NOT NULL,
+            label TEXT,
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """)
+    await _create_index(
+        db,
+        "commission_recipients_machine_wallet",
+        "commission_recipients",
+        "machine_id, wallet_id",
+        unique=True,
+    )
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.commission_payouts (
+            id TEXT PRIMARY KEY NOT NULL,
+            settlement_id TEXT NOT NULL,
+            position INTEGER NOT NULL DEFAULT 0,
+            recipient_id TEXT,
+            wallet_id TEXT NOT NULL,
+            label TEXT,
+            percent TEXT NOT NULL,
+            amount_sats {db.big_int} NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            bolt11 TEXT,
+            payment_hash TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+        """)
+    await _create_index(
+        db,
+        "commission_payouts_settlement_position",
+        "commission_payouts",
+        "settlement_id, position",
+        unique=True,
+    )
+    await _create_index(
+        db, "commission_payouts_status_idx", "commission_payouts", "status"
+    )
+    await _create_index(db, "settlements_device_idx", "settlements", "device_id")
+    # The single-wallet commissions planned so far, as 100 % parts (history,
+    # and the interrupted ones go on with their stored invoice).
+    await db.execute(f"""
+        INSERT INTO {SCHEMA}.commission_payouts (id, settlement_id, position,
+            recipient_id, wallet_id, label, percent, amount_sats, status, bolt11,
+            payment_hash, error, attempts, created_at, updated_at)
+        SELECT s.id, s.id, 0, NULL, s.commission_wallet_id, 'commission', '100',
+            s.commission_sats, s.commission_status, s.commission_bolt11,
+            s.commission_payment_hash, s.commission_error, 0, s.updated_at,
+            s.updated_at
+        FROM {SCHEMA}.settlements s
+        WHERE s.commission_wallet_id IS NOT NULL AND s.commission_sats > 0
+          AND s.commission_status IN ('pending', 'failed', 'confirmed')
+          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.commission_payouts p
+                          WHERE p.settlement_id = s.id)
+        """)
+    # Every device a settlement named so far is a machine (already in use:
+    # reviewed), with the wallet it paid into.
+    await db.execute(f"""
+        INSERT INTO {SCHEMA}.machines (id, device_id, source_wallet_id,
+            first_seen, last_seen, reviewed_at, created_at, updated_at)
+        SELECT MIN(s.id), s.device_id, MIN(s.wallet_id), MIN(s.paid_at),
+            MAX(s.paid_at), MIN(s.paid_at), MIN(s.paid_at), MAX(s.paid_at)
+        FROM {SCHEMA}.settlements s
+        WHERE s.device_id IS NOT NULL AND s.device_id <> ''
+          AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.machines m
+                          WHERE m.device_id = s.device_id)
+        GROUP BY s.device_id
+        """)

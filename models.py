@@ -314,6 +314,8 @@ class PayoutView(DcaPayment):
 
     username: str | None = None
     wallet_id: str | None = None
+    device_id: str | None = None  # the settlement's machine (#14)
+    machine_name: str | None = None
 
 
 # --------------------------------------------------------------------- settlements
@@ -364,9 +366,17 @@ class Settlement(BaseModel):
     )(_fiat_or_none)
 
 
+class SettlementView(Settlement):
+    """A settlement with its machine's name, for lists and CSV."""
+
+    machine_name: str | None = None
+
+
 class SettlementDetail(Settlement):
     payouts: list[PayoutView] = []
     reconciliation: Reconciliation | None = None
+    commission_payouts: list[CommissionPayout] = []
+    machine_name: str | None = None
 
 
 class TransactionView(BaseModel):
@@ -441,6 +451,8 @@ class TestTransactionData(BaseModel):
     commission_percentage: Decimal = Field(Decimal("0.055"), ge=0, lt=1)
     discount: Decimal = Field(Decimal("0"), ge=0, le=100)
     raw_ticker_price: Decimal | None = Field(None, gt=0)
+    # The machine: its commission recipients, if it has its own (#14).
+    device_id: str | None = Field(None, max_length=200)
 
 
 # ----------------------------------------------------------------- reconciliations
@@ -717,6 +729,115 @@ class UpdateAlertSettings(BaseModel):
         extra = Extra.forbid
 
 
+# ------------------------------------------------------ machines, commission (#14)
+
+
+class Machine(BaseModel):
+    """An ATM: its device id (Lamassu device_id, bitSpire machine_npub, or typed
+    by hand), the operator's name and location for it, and the source wallet
+    its Lightning payments arrive in. New (reviewed_at NULL) until the operator
+    names it; nothing waits on that."""
+
+    id: str
+    device_id: str
+    name: str | None = None
+    location: str | None = None
+    source_wallet_id: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    reviewed_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MachineFigures(BaseModel):
+    settlements: int = 0
+    settled_sats: int = 0
+    commission_sats: int = 0
+    distributed_sats: int = 0
+    open_orphan_sats: int = 0
+    waiting: int = 0
+
+
+class MachineView(Machine):
+    is_new: bool = False
+    figures: MachineFigures = MachineFigures()
+    commission_recipients: list[CommissionRecipient] = []
+
+
+class CreateMachineData(BaseModel):
+    device_id: str = Field(..., min_length=1, max_length=200)
+    name: str | None = Field(None, max_length=100)
+    location: str | None = Field(None, max_length=200)
+    source_wallet_id: str | None = Field(None, max_length=64)
+
+
+class UpdateMachineData(BaseModel):
+    name: str | None = Field(None, max_length=100)
+    location: str | None = Field(None, max_length=200)
+    source_wallet_id: str | None = Field(None, max_length=64)
+
+
+class CommissionRecipient(BaseModel):
+    id: str
+    machine_id: str = ""  # '' : the global set
+    wallet_id: str
+    percent: str  # exact decimal text, e.g. "33.3333"
+    label: str | None = None
+    position: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecipientInput(BaseModel):
+    wallet_id: str = Field(..., min_length=1, max_length=64)
+    # Text or number; exact, at most 4 decimal places (commission_split.py).
+    percent: str | int | float = Field(...)
+    label: str | None = Field(None, max_length=100)
+
+
+class SetRecipientsData(BaseModel):
+    """The whole set at once (percentages adding up to exactly 100), or an
+    empty list: for a machine, use the global set; globally, no split (the
+    configured commission wallet, if any, takes it all)."""
+
+    recipients: list[RecipientInput] = Field(..., max_items=20)
+
+
+class CommissionPayout(BaseModel):
+    """One part of a settlement's commission, paid like a client payout."""
+
+    id: str
+    settlement_id: str
+    position: int = 0
+    recipient_id: str | None = None
+    wallet_id: str
+    label: str | None = None
+    percent: str  # exact decimal text
+    amount_sats: int
+    status: str = "pending"  # pending, confirmed, failed, kept
+    bolt11: str | None = None
+    payment_hash: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class CommissionPart(BaseModel):
+    """A part as the dry run shows it."""
+
+    wallet_id: str
+    label: str | None = None
+    percent: str
+    sats: int
+
+
+class ReconciliationView(Reconciliation):
+    device_id: str | None = None
+    machine_name: str | None = None
+
+
 # ------------------------------------------------------------- API documentation
 
 
@@ -744,12 +865,12 @@ class PayoutPage(BaseModel):
 
 
 class SettlementPage(BaseModel):
-    data: list[Settlement]
+    data: list[SettlementView]
     total: int
 
 
 class ReconciliationPage(BaseModel):
-    data: list[Reconciliation]
+    data: list[ReconciliationView]
     total: int
 
 
@@ -784,7 +905,12 @@ class Summary(BaseModel):
         extra = Extra.allow  # a figure added later is served before it is documented
 
 
-SettlementDetail.update_forward_refs(Reconciliation=Reconciliation)
+SettlementDetail.update_forward_refs(
+    Reconciliation=Reconciliation, CommissionPayout=CommissionPayout
+)
+MachineView.update_forward_refs(
+    MachineFigures=MachineFigures, CommissionRecipient=CommissionRecipient
+)
 
 
 def document_nullable(*models: type[BaseModel]) -> None:

@@ -14,6 +14,7 @@ from .crud import get_config, set_config_timestamps
 from .drift import refresh_lamassu_cash
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
+from .machines import source_wallet_ids
 from .models import utc_now
 from .orphan_resolution import resume_resolutions
 from .transaction_processor import (
@@ -58,7 +59,11 @@ async def scan_source_wallet() -> int:
     """Find settled incoming payments of the source wallet that have no
     settlement yet (missed while down, or settled late) and record them."""
     config = await get_config()
-    if not config or not config.source_wallet_id:
+    if not config:
+        return 0
+    # The configured source wallet and the machines' own (#14).
+    wallets = sorted(await source_wallet_ids(config))
+    if not wallets:
         return 0
     started = utc_now()
     since = (
@@ -66,17 +71,18 @@ async def scan_source_wallet() -> int:
         if config.scan_checkpoint
         else started - FIRST_SCAN_LOOKBACK
     )
-    payments = await get_payments(
-        wallet_id=config.source_wallet_id,
-        incoming=True,
-        complete=True,
-        since=int(since.timestamp()),
-    )
     found = []
-    for payment in payments:
-        settlement = await record_payment(payment)
-        if settlement:
-            found.append(settlement)
+    for wallet_id in wallets:
+        payments = await get_payments(
+            wallet_id=wallet_id,
+            incoming=True,
+            complete=True,
+            since=int(since.timestamp()),
+        )
+        for payment in payments:
+            settlement = await record_payment(payment)
+            if settlement:
+                found.append(settlement)
     await set_config_timestamps(config.id, scan_checkpoint=started)
     if found:
         logger.info(

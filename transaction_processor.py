@@ -78,7 +78,19 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock, processing_lock
+from .machines import (
+    commission_payout_rows,
+    get_commission_payouts,
+    machine_of_source_wallet,
+    machine_seen,
+    recipients_for,
+    redirect_commission_payout,
+    set_commission_invoice,
+    set_commission_status,
+    update_commission_summary,
+)
 from .models import (
+    CommissionPayout,
     DcaClient,
     DcaPayment,
     LamassuConfig,
@@ -151,9 +163,9 @@ async def record_payment(payment: Payment) -> Settlement | None:
     if extra.get("tag") == EXTENSION_TAG or payment.tag == EXTENSION_TAG:
         return None  # our own payouts: not even worth a config lookup
     config = await get_config()
-    if not is_settlement_candidate(
-        payment, config.source_wallet_id if config else None
-    ):
+    # The configured source wallet, or a machine's own (#14).
+    is_source, device_id = await machine_of_source_wallet(payment.wallet_id, config)
+    if not is_settlement_candidate(payment, payment.wallet_id if is_source else None):
         return None
     now = utc_now()
     settlement = Settlement(
@@ -167,6 +179,8 @@ async def record_payment(payment: Payment) -> Settlement | None:
         cash_out_data=json.dumps({"payment_extra": payment.extra or {}}, default=str),
         created_at=now,
         updated_at=now,
+        # A wallet only one machine pays into names that machine at once.
+        device_id=device_id,
     )
     await mark_if_before_line(settlement)  # paid before the upgrade line?
     if not await insert_settlement_if_new(settlement):
@@ -237,7 +251,8 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
         settlement.status = SettlementStatus.flagged.value
         settlement.status_detail = result.detail
         logger.warning(f"satmachineadmin: settlement {settlement.id}: {result.detail}")
-    await update_settlement(settlement, expected_status=expected)
+    if await update_settlement(settlement, expected_status=expected):
+        await machine_seen(settlement)
     return settlement
 
 
@@ -267,7 +282,7 @@ def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
     settlement.discount = float(data.discount) if data.discount is not None else None
     settlement.reported_fee_sats = data.reported_fee_sats
     settlement.lamassu_transaction_id = data.lamassu_transaction_id
-    settlement.device_id = data.device_id
+    settlement.device_id = data.device_id or settlement.device_id
     settlement.atm_txid = data.atm_txid
     settlement.cash_out_time = data.cash_out_time
     stored = {"payment_extra": payment_extra_of(settlement), "cash_out": data.raw}
@@ -288,6 +303,8 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
         settlement.principal_sats is not None and settlement.commission_sats is not None
     )
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
+    # Who shares the commission (#14), read before the transaction opens.
+    recipients = await recipients_for(settlement.device_id, config)
     async with transaction() as tx:
         balances = await get_flow_balances(
             tx,
@@ -299,17 +316,18 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
         plan = distribute(
             settlement.amount_sats, split, settlement.fiat_amount, balances
         )
-        commission_wallet = config.commission_wallet_id if config else None
-        if commission_wallet == settlement.wallet_id:
-            commission_wallet = None  # "sending" to itself: it simply stays
+        now = utc_now()
+        parts = commission_payout_rows(settlement, recipients, now)
         settlement.exchange_rate = plan.rate_sats_per_fiat()
         settlement.orphan_sats = plan.orphan_sats
         settlement.orphan_fiat = plan.orphan_fiat
         settlement.distributed_sats = plan.distributed_sats
         settlement.distributed_fiat = plan.distributed_fiat
-        settlement.commission_wallet_id = commission_wallet
+        # One part: its wallet, as before; several: see the parts.
+        single = len(parts) == 1 and parts[0].wallet_id != settlement.wallet_id
+        settlement.commission_wallet_id = parts[0].wallet_id if single else None
         settlement.commission_status = (
-            "pending" if commission_wallet and plan.commission_sats > 0 else "kept"
+            "pending" if any(p.status == "pending" for p in parts) else "kept"
         )
         settlement.status = SettlementStatus.distributing.value
         settlement.status_detail = _plan_summary(plan, len(balances))
@@ -326,7 +344,8 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
         )
         if result.rowcount != 1:
             raise ProcessingError("settlement changed while planning")
-        now = utc_now()
+        for part in parts:
+            await tx.insert("satoshimachine.commission_payouts", part)
         for allocation in plan.allocations:
             await tx.insert(
                 "satoshimachine.dca_payments",
@@ -572,101 +591,110 @@ async def _pay_payout(
 
 
 async def _pay_commission(settlement: Settlement) -> None:
+    """Pay every open part of the settlement's commission (#14), each like a
+    client payout: its invoice stored before it is paid, paid at most once."""
     fresh = await get_settlement(settlement.id)
     if not fresh or fresh.commission_status not in ("pending", "failed"):
         return
-    if not fresh.commission_wallet_id or not fresh.commission_sats:
+    parts = await get_commission_payouts(fresh.id)
+    if not parts:
         return
-    fresh = await _commission_target(fresh)
-    if fresh.commission_status == "kept" or not fresh.commission_wallet_id:
-        return
+    for part in parts:
+        if part.status in ("pending", "failed"):
+            await _pay_commission_part(fresh, part)
+    await update_commission_summary(fresh.id)
 
+
+async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -> None:
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
-        # Compare-and-set on the stored invoice, writing only the commission's
-        # columns: two runs can never both store (and pay) an invoice.
-        return await compare_and_set(
-            "settlements",
-            fresh.id,
-            {"commission_payment_hash": replacing},
-            {"commission_bolt11": bolt11, "commission_payment_hash": payment_hash},
-        )
+        return await set_commission_invoice(part.id, bolt11, payment_hash, replacing)
 
     result = await transfer(
-        source_wallet_id=fresh.wallet_id,
-        target_wallet_id=fresh.commission_wallet_id,
-        sats=fresh.commission_sats,
-        memo=f"ATM commission: {fresh.commission_sats:,} sats ({fresh.id})",
-        extra={"settlement_id": fresh.id, "kind": "commission"},
-        stored_bolt11=fresh.commission_bolt11,
-        stored_hash=fresh.commission_payment_hash,
+        source_wallet_id=settlement.wallet_id,
+        target_wallet_id=part.wallet_id,
+        sats=part.amount_sats,
+        memo=(
+            f"ATM commission: {part.amount_sats:,} sats "
+            f"({part.percent} % of {settlement.commission_sats:,}, {settlement.id})"
+        ),
+        extra={
+            "settlement_id": settlement.id,
+            "kind": "commission",
+            "commission_payout_id": part.id,
+        },
+        stored_bolt11=part.bolt11,
+        stored_hash=part.payment_hash,
         remember=remember,
     )
     if result.contended:
         return
     if result.ok:
-        await compare_and_set(
-            "settlements",
-            fresh.id,
-            {"commission_payment_hash": result.payment_hash},
-            {"commission_status": "confirmed", "commission_error": None},
+        await set_commission_status(
+            part.id, "confirmed", changes={"payment_hash": result.payment_hash}
         )
+        crash_point("commission_confirmed")
         return
-    current = await get_settlement(fresh.id)
-    if not current or current.commission_status == "confirmed":
-        return  # another run paid it meanwhile: never write a failure over that
-    await compare_and_set(
-        "settlements",
-        fresh.id,
-        {
-            "commission_status": current.commission_status,
-            "commission_payment_hash": current.commission_payment_hash,
-        },
-        {"commission_status": "failed", "commission_error": (result.error or "")[:500]},
+    target = await _part_target(settlement, part)
+    if target == "":
+        # Nobody to pay any more: it stays in the source wallet, and its
+        # stored invoice (to the gone wallet) is made unpayable.
+        if await abandon_invoice(part.payment_hash):
+            await set_commission_status(part.id, "confirmed")
+        else:
+            await set_commission_status(
+                part.id, "kept", f"wallet {part.wallet_id} is gone; kept"
+            )
+        return
+    if target is not None:
+        if await redirect_commission_payout(part.id, part.wallet_id, target):
+            moved = part.copy(update={"wallet_id": target, "status": "pending"})
+            await _pay_commission_part(settlement, moved)
+        return
+    logger.warning(
+        f"satmachineadmin: commission part {part.id} of settlement {settlement.id} "
+        f"to {part.wallet_id} failed: {result.error}"
     )
+    if await set_commission_status(part.id, "failed", (result.error or "")[:500]):
+        await add_audit(
+            "commission_payout",
+            part.id,
+            "failed",
+            None,
+            {"wallet_id": part.wallet_id, "error": result.error},
+        )
 
 
-async def _commission_target(settlement: Settlement) -> Settlement:
-    """The commission goes to the wallet stored at the split. If that wallet
-    is gone (deleted) and the operator has since configured another one, it
-    goes there; if the operator has removed the commission wallet, it is kept
-    in the source wallet. Otherwise a deleted wallet would hold the settlement
-    open forever.
-    The old stored invoice is never paid: transfer() abandons an invoice whose
-    wallet is not the target."""
-    assert settlement.commission_wallet_id
-    wallet = await get_wallet(settlement.commission_wallet_id)
+async def _part_target(settlement: Settlement, part: CommissionPayout) -> str | None:
+    """Where a part whose payment failed goes now. None: nowhere else (it
+    stays failed, visibly, until fixed and retried).
+
+    A part goes elsewhere only when its wallet is gone (deleted) and the
+    operator has since changed the recipients: to the current recipient at the
+    same place in the list (so a replaced single commission wallet is followed),
+    or, when there are no recipients any more, it is kept in the source wallet
+    (returns ""). The old stored invoice is never paid: transfer() abandons an
+    invoice whose wallet is not the target."""
+    wallet = await get_wallet(part.wallet_id)
     if wallet and not wallet.deleted:
-        return settlement
-    config = await get_config()
-    configured = config.commission_wallet_id if config else None
-    if configured == settlement.commission_wallet_id:
-        return settlement  # still configured: it fails, visibly, until fixed
-    if configured:
-        current = await get_wallet(configured)
-        if not current or current.deleted:
-            return settlement
-    if not configured or configured == settlement.wallet_id:
-        changes: dict[str, Any] = {
-            "commission_status": "kept",
-            "commission_error": None,
-        }
+        return None
+    current = await recipients_for(settlement.device_id, await get_config())
+    if any(r.wallet_id == part.wallet_id for r in current):
+        return None  # still configured: it fails, visibly, until fixed
+    if not current:
         logger.warning(
             f"satmachineadmin: settlement {settlement.id}: commission wallet "
-            f"{settlement.commission_wallet_id} is gone; commission kept in the "
-            "source wallet"
+            f"{part.wallet_id} is gone; its part is kept in the source wallet"
         )
-    else:
-        changes = {"commission_wallet_id": configured}
-    await compare_and_set(
-        "settlements",
-        settlement.id,
-        {
-            "commission_wallet_id": settlement.commission_wallet_id,
-            "commission_status": settlement.commission_status,
-        },
-        changes,
-    )
-    return await get_settlement(settlement.id) or settlement
+        return ""
+    if part.position >= len(current):
+        return None
+    replacement = current[part.position].wallet_id
+    if replacement == settlement.wallet_id:
+        return ""
+    new_wallet = await get_wallet(replacement)
+    if not new_wallet or new_wallet.deleted:
+        return None
+    return replacement
 
 
 async def _finish(settlement_id: str) -> Settlement:
@@ -730,6 +758,7 @@ async def enter_cash_out(
         settlement.review_note = data.note
         if not await update_settlement(settlement, expected_status=expected):
             raise ProcessingError("settlement changed meanwhile; reload and retry")
+        await machine_seen(settlement)
         await add_audit(
             "settlement",
             settlement.id,

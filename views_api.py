@@ -58,6 +58,14 @@ from .crud import (
     update_config,
     update_deposit_if_status,
 )
+from .machines import (
+    dry_run_parts,
+    get_commission_payouts,
+    get_machine_by_device,
+    get_machine_figures,
+    get_machines,
+    recipients_for,
+)
 from .models import (
     API_ERROR_RESPONSES,
     AuditEntry,
@@ -65,6 +73,7 @@ from .models import (
     ClientLimits,
     ClientStatusData,
     ClientSummary,
+    CommissionPart,
     CreateDcaClientData,
     CreateDepositData,
     CreateLamassuConfigData,
@@ -151,6 +160,7 @@ class PayoutFilters(FilterModel):
     client_id: str | None
     settlement_id: str | None
     transaction_type: str | None
+    device_id: str | None  # the machine (#14)
 
 
 class SettlementFilters(FilterModel):
@@ -158,6 +168,8 @@ class SettlementFilters(FilterModel):
     __sort_fields__ = ["paid_at", "created_at", "amount_sats", "status"]
     status: str | None
     fiat_code: str | None
+    device_id: str | None  # the machine (#14)
+    wallet_id: str | None  # the source wallet it arrived in
 
 
 class ReconciliationFilters(FilterModel):
@@ -165,6 +177,7 @@ class ReconciliationFilters(FilterModel):
     __sort_fields__ = ["created_at", "orphan_sats", "status"]
     status: str | None
     settlement_id: str | None
+    device_id: str | None  # the machine (#14)
 
 
 def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
@@ -569,10 +582,17 @@ async def api_get_settlement(settlement_id: str, _: ReadAccess) -> SettlementDet
     settlement = await get_settlement(settlement_id)
     if not settlement:
         raise _not_found("Settlement")
+    machine = (
+        await get_machine_by_device(settlement.device_id)
+        if settlement.device_id
+        else None
+    )
     return SettlementDetail(
         **settlement.dict(),
         payouts=await get_settlement_payouts(settlement_id),
         reconciliation=await get_reconciliation_by_settlement(settlement_id),
+        commission_payouts=await get_commission_payouts(settlement_id),
+        machine_name=machine.name if machine else None,
     )
 
 
@@ -790,6 +810,8 @@ class DryRunResult(BaseModel):
     orphan_sats: int
     orphan_fiat: Decimal
     allocations: list[DryRunAllocation]
+    # How the commission would be split among its recipients (#14).
+    commission_parts: list[CommissionPart] = []
     moved_money: bool = False
 
 
@@ -815,6 +837,7 @@ async def api_test_transaction(
         plan = dry_run(data, balances)
     except AllocationError as exc:
         raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+    recipients = await recipients_for(data.device_id, config)
     names = {}
     for allocation in plan.allocations:
         client = await get_client(allocation.client_id)
@@ -839,6 +862,7 @@ async def api_test_transaction(
             )
             for a in plan.allocations
         ],
+        commission_parts=dry_run_parts(plan.commission_sats, recipients),
     )
 
 
@@ -869,8 +893,15 @@ async def api_summary(_: ReadAccess) -> dict:
     if config and config.source_wallet_id:
         wallet = await get_wallet(config.source_wallet_id)
         source_balance = wallet.balance if wallet else None
+    figures = await get_machine_figures()
+    names = {m.device_id: m.name for m in await get_machines()}
     return {
         **totals,
+        # Per machine (#14); device_id '' : settlements naming no machine.
+        "machines": [
+            {"device_id": device, "name": names.get(device), **f.dict()}
+            for device, f in sorted(figures.items())
+        ],
         "source_wallet_balance_sats": source_balance,
         "settlements_by_status": await count_settlements_by_status(),
         "listener": listener_status,
@@ -927,13 +958,26 @@ _CSV: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _every_row(fetch: Callable, sortby: str) -> list[BaseModel]:
-    """The whole list, 1000 rows per query, oldest first (stable paging)."""
+def _machine_filtered(filters: StableFilters, device_id: str) -> StableFilters:
+    from lnbits.db import Filter
+
+    filters.filters = [Filter.parse_query("device_id", [device_id], SettlementFilters)]
+    return filters
+
+
+async def _every_row(
+    fetch: Callable, sortby: str, device_id: str | None = None
+) -> list[BaseModel]:
+    """The whole list, 1000 rows per query, oldest first (stable paging);
+    with `device_id`, one machine's rows only."""
     rows: list[BaseModel] = []
     while True:
-        page = await fetch(
-            StableFilters(limit=1000, offset=len(rows), sortby=sortby, direction="asc")
+        filters = StableFilters(
+            limit=1000, offset=len(rows), sortby=sortby, direction="asc"
         )
+        if device_id is not None:
+            filters = _machine_filtered(filters, device_id)
+        page = await fetch(filters)
         rows.extend(page.data)
         if not page.data or len(rows) >= page.total:
             return rows
@@ -942,12 +986,31 @@ async def _every_row(fetch: Callable, sortby: str) -> list[BaseModel]:
 @satmachineadmin_api_router.get(
     "/export/payouts.csv", response_class=StreamingResponse, responses=_CSV
 )
-async def api_export_payouts(_: ReadAccess) -> StreamingResponse:
-    return _csv_response(await _every_row(get_payments, "created_at"), "payouts")
+async def api_export_payouts(
+    _: ReadAccess, device_id: str | None = Query(None, max_length=200)
+) -> StreamingResponse:
+    """Every payout; with `device_id`, those of one machine's settlements."""
+    rows = await _every_row(get_payments, "created_at", device_id)
+    return _csv_response(rows, "payouts")
 
 
 @satmachineadmin_api_router.get(
     "/export/settlements.csv", response_class=StreamingResponse, responses=_CSV
 )
-async def api_export_settlements(_: ReadAccess) -> StreamingResponse:
-    return _csv_response(await _every_row(get_settlements, "paid_at"), "settlements")
+async def api_export_settlements(
+    _: ReadAccess, device_id: str | None = Query(None, max_length=200)
+) -> StreamingResponse:
+    """Every settlement; with `device_id`, one machine's."""
+    rows = await _every_row(get_settlements, "paid_at", device_id)
+    return _csv_response(rows, "settlements")
+
+
+@satmachineadmin_api_router.get(
+    "/export/reconciliations.csv", response_class=StreamingResponse, responses=_CSV
+)
+async def api_export_reconciliations(
+    _: ReadAccess, device_id: str | None = Query(None, max_length=200)
+) -> StreamingResponse:
+    """Every orphan; with `device_id`, one machine's."""
+    rows = await _every_row(get_reconciliations, "created_at", device_id)
+    return _csv_response(rows, "reconciliations")

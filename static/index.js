@@ -411,6 +411,7 @@ window.PageSatmachineadmin = {
       settlementsTable: {
         loading: false,
         status: null,
+        device_id: null,
         pagination: {
           page: 1,
           rowsPerPage: 20,
@@ -437,6 +438,12 @@ window.PageSatmachineadmin = {
             field: 'amount_sats',
             sortable: true,
             format: val => this.sats(val)
+          },
+          {
+            name: 'machine',
+            label: 'Machine',
+            field: row => row.machine_name || shortId(row.device_id),
+            align: 'left'
           },
           {
             name: 'fiat_amount',
@@ -539,6 +546,7 @@ window.PageSatmachineadmin = {
       reconTable: {
         loading: false,
         status: 'open',
+        device_id: null,
         pagination: {
           page: 1,
           rowsPerPage: 20,
@@ -565,6 +573,12 @@ window.PageSatmachineadmin = {
             field: 'settlement_id',
             align: 'left',
             format: val => shortId(val)
+          },
+          {
+            name: 'machine',
+            label: 'Machine',
+            field: row => row.machine_name || shortId(row.device_id),
+            align: 'left'
           },
           {
             name: 'orphan_sats',
@@ -666,12 +680,132 @@ window.PageSatmachineadmin = {
         }
       ],
       historyDialog: { show: false, entries: [] },
+      // ---------------------------------------------- machines (#14)
+      machines: [],
+      globalRecipients: [],
+      machineDialog: { show: false, data: {} },
+      recipientsDialog: { show: false, machine: null, rows: [] },
+      machineColumns: [
+        {
+          name: 'name',
+          label: 'Machine',
+          field: row => this.machineName(row),
+          align: 'left'
+        },
+        { name: 'location', label: 'Location', field: 'location', align: 'left' },
+        {
+          name: 'source_wallet_id',
+          label: 'Source wallet',
+          field: 'source_wallet_id',
+          align: 'left',
+          format: val => this.walletName(val)
+        },
+        {
+          name: 'last_seen',
+          label: 'Last seen',
+          field: 'last_seen',
+          align: 'left',
+          format: val => this.date(val)
+        },
+        {
+          name: 'settled',
+          label: 'Settled',
+          field: row => row.figures.settled_sats,
+          format: val => this.sats(val)
+        },
+        {
+          name: 'commission',
+          label: 'Commission',
+          field: row => row.figures.commission_sats,
+          format: val => this.sats(val)
+        },
+        {
+          name: 'distributed',
+          label: 'To clients',
+          field: row => row.figures.distributed_sats,
+          format: val => this.sats(val)
+        },
+        {
+          name: 'orphans',
+          label: 'Open orphans',
+          field: row => row.figures.open_orphan_sats,
+          format: val => this.sats(val)
+        },
+        {
+          name: 'waiting',
+          label: 'Waiting',
+          field: row => row.figures.waiting
+        },
+        {
+          name: 'partners',
+          label: 'Commission partners',
+          field: row => row.commission_recipients,
+          align: 'left',
+          format: val =>
+            val && val.length
+              ? val.map(r => `${this.recipientName(r)} ${r.percent} %`).join(', ')
+              : 'global'
+        },
+        { name: 'actions', label: '', field: 'id', align: 'right' }
+      ],
+      machineFigureColumns: [
+        {
+          name: 'name',
+          label: 'Machine',
+          field: row =>
+            row.device_id ? row.name || shortId(row.device_id) : '(no machine named)',
+          align: 'left'
+        },
+        {
+          name: 'settled_sats',
+          label: 'Settled',
+          field: 'settled_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'commission_sats',
+          label: 'Commission',
+          field: 'commission_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'distributed_sats',
+          label: 'To clients',
+          field: 'distributed_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'open_orphan_sats',
+          label: 'Open orphans',
+          field: 'open_orphan_sats',
+          format: val => this.sats(val)
+        },
+        { name: 'waiting', label: 'Waiting', field: 'waiting' }
+      ],
+      commissionPartColumns: [
+        {
+          name: 'recipient',
+          label: 'Partner',
+          field: row => this.recipientName(row),
+          align: 'left'
+        },
+        { name: 'percent', label: '%', field: 'percent' },
+        {
+          name: 'amount_sats',
+          label: 'Sats',
+          field: 'amount_sats',
+          format: val => this.sats(val)
+        },
+        { name: 'attempts', label: 'Attempts', field: 'attempts' },
+        { name: 'status', label: 'Status', field: 'status', align: 'left' }
+      ],
       dryRunForm: {
         amount_sats: 100000,
         fiat_amount: '500',
         fiat_code: 'GTQ',
         commission_pct: 5.5,
-        discount: 0
+        discount: 0,
+        device_id: null
       },
       dryRunResult: null,
       dryRunColumns: [
@@ -742,6 +876,26 @@ window.PageSatmachineadmin = {
         (this.clients[0] && this.clients[0].currency) ||
         'GTQ'
       )
+    },
+    machineOptions() {
+      return this.machines.map(m => ({
+        label: this.machineName(m),
+        value: m.device_id
+      }))
+    },
+    newMachines() {
+      return this.machines.filter(m => m.is_new).length
+    },
+    recipientsTotal() {
+      // Display only: the server checks the exact sum.
+      const total = this.recipientsDialog.rows.reduce(
+        (sum, r) => sum + Math.round(Number(r.percent || 0) * 10000),
+        0
+      )
+      return total / 10000
+    },
+    recipientsTotalOk() {
+      return this.recipientsTotal === 100 || !this.recipientsDialog.rows.length
     },
     walletOptions() {
       const wallets = (this.g.user && this.g.user.wallets) || []
@@ -966,7 +1120,8 @@ window.PageSatmachineadmin = {
           this.loadDrift(),
           this.loadAlerts(),
           this.loadAlertStatus(),
-          this.loadAlertSettings()
+          this.loadAlertSettings(),
+          this.loadMachines()
         ])
       } finally {
         this.refreshing = false
@@ -1111,6 +1266,7 @@ window.PageSatmachineadmin = {
         direction: p.descending ? 'desc' : 'asc'
       })
       if (table.status) query.set('status', table.status)
+      if (table.device_id) query.set('device_id', table.device_id)
       table.loading = true
       try {
         const { data } = await this.request('GET', '/settlements?' + query)
@@ -1141,7 +1297,8 @@ window.PageSatmachineadmin = {
     },
     async loadReconciliations(props) {
       const rows = await this.loadPage(this.reconTable, '/reconciliations', props, {
-        status: this.reconTable.status
+        status: this.reconTable.status,
+        device_id: this.reconTable.device_id
       })
       if (rows) this.reconciliations = rows
     },
@@ -1438,6 +1595,129 @@ window.PageSatmachineadmin = {
       }
     },
 
+    // ------------------------------------------------------ machines (#14)
+    machineName(m) {
+      if (!m) return ''
+      return m.name ? m.name : shortId(m.device_id)
+    },
+    walletName(id) {
+      if (!id) return ''
+      const wallets = (this.g.user && this.g.user.wallets) || []
+      const own = wallets.find(w => w.id === id)
+      return own ? own.name : shortId(id)
+    },
+    recipientName(r) {
+      return r.label || this.walletName(r.wallet_id)
+    },
+    // A wallet id pasted into a partner's wallet picker (a wallet of another
+    // user of this LNbits); anything else typed there is only a search.
+    pastedWalletId(value, done) {
+      const id = String(value || '').trim()
+      if (/^[0-9a-f]{32}$/i.test(id)) done(id, 'add-unique')
+      else done()
+    },
+    async loadMachines() {
+      try {
+        const [machines, recipients] = await Promise.all([
+          this.request('GET', '/machines'),
+          this.request('GET', '/commission-recipients')
+        ])
+        this.machines = machines.data
+        this.globalRecipients = recipients.data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    openMachine(machine) {
+      this.machineDialog = {
+        show: true,
+        data: machine
+          ? {
+              id: machine.id,
+              device_id: machine.device_id,
+              name: machine.name || '',
+              location: machine.location || '',
+              source_wallet_id: machine.source_wallet_id
+            }
+          : { device_id: '', name: '', location: '', source_wallet_id: null }
+      }
+    },
+    async saveMachine() {
+      const d = this.machineDialog.data
+      const body = {
+        name: d.name || null,
+        location: d.location || null,
+        source_wallet_id: d.source_wallet_id || null
+      }
+      try {
+        if (d.id) await this.request('PUT', `/machines/${d.id}`, body)
+        else
+          await this.request('POST', '/machines', { ...body, device_id: d.device_id })
+        this.machineDialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: 'Machine saved' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await Promise.all([this.loadMachines(), this.loadSummary()])
+    },
+    openRecipients(machine) {
+      const current = machine ? machine.commission_recipients : this.globalRecipients
+      this.recipientsDialog = {
+        show: true,
+        machine,
+        rows: current.map(r => ({
+          wallet_id: r.wallet_id,
+          percent: r.percent,
+          label: r.label || ''
+        }))
+      }
+    },
+    async saveRecipients() {
+      const dialog = this.recipientsDialog
+      const path = dialog.machine
+        ? `/machines/${dialog.machine.id}/commission-recipients`
+        : '/commission-recipients'
+      try {
+        await this.request('PUT', path, {
+          recipients: dialog.rows.map(r => ({
+            wallet_id: r.wallet_id,
+            percent: String(r.percent),
+            label: r.label || null
+          }))
+        })
+        dialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: 'Commission partners saved' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.loadMachines()
+    },
+    showMachineSettlements(machine) {
+      this.settlementsTable.device_id = machine.device_id
+      this.tab = 'settlements'
+      this.loadSettlements()
+    },
+    async retryCommissionPart(settlement, part) {
+      try {
+        await this.request('POST', `/commission-payouts/${part.id}/retry`)
+        Quasar.Notify.create({ type: 'positive', message: 'Retried' })
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+      await this.afterSettlementChange(settlement.id)
+    },
+    async openCommissionHistory(part) {
+      try {
+        const { data } = await this.request(
+          'GET',
+          `/commission-payouts/${part.id}/history`
+        )
+        this.historyDialog = { show: true, entries: data }
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+
     // --------------------------------------------------------- settlements
     async afterSettlementChange(id) {
       await Promise.all([
@@ -1578,10 +1858,14 @@ window.PageSatmachineadmin = {
     async exportSettlements() {
       // Every settlement, not only the page on screen.
       try {
-        const { data } = await this.request(
-          'GET',
-          '/settlements?limit=1000&sortby=paid_at&direction=desc'
-        )
+        const query = new URLSearchParams({
+          limit: 1000,
+          sortby: 'paid_at',
+          direction: 'desc'
+        })
+        const device = this.settlementsTable.device_id
+        if (device) query.set('device_id', device)
+        const { data } = await this.request('GET', '/settlements?' + query)
         this.exportTable(this.settlementsTable.columns, data.data, 'settlements')
       } catch (error) {
         LNbits.utils.notifyApiError(error)
@@ -1595,7 +1879,8 @@ window.PageSatmachineadmin = {
           fiat_amount: f.fiat_amount,
           fiat_code: (f.fiat_code || '').toUpperCase(),
           commission_percentage: (Number(f.commission_pct || 0) / 100).toFixed(6),
-          discount: f.discount || 0
+          discount: f.discount || 0,
+          device_id: f.device_id || null
         })
         this.dryRunResult = data
       } catch (error) {

@@ -184,7 +184,10 @@ async def real_ids(env, principals) -> dict[str, str]:
     client = await register_client(env)
     deposit = await add_deposit(env, client["id"], "25")
     config = (await env.api("GET", "/config")).json()
+    machine = await _machine_with_commission_part(env, settlement["id"])
     return {
+        "machine_id": machine["id"],
+        "part_id": machine["part_id"],
         "client_id": client["id"],
         "deposit_id": deposit["id"],
         "settlement_id": settlement["id"],
@@ -192,6 +195,32 @@ async def real_ids(env, principals) -> dict[str, str]:
         "reconciliation_id": reconciliation["id"],
         "config_id": config["id"],
     }
+
+
+async def _machine_with_commission_part(env, settlement_id: str) -> dict:
+    """A machine (#14), and a commission part row to aim the part paths at."""
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+    from satmachineadmin.models import CommissionPayout, utc_now
+
+    response = await env.api(
+        "POST", "/machines", json={"device_id": f"auth-{urlsafe_short_hash()}"}
+    )
+    assert response.status_code == 201, response.text
+    now = utc_now()
+    part = CommissionPayout(
+        id=urlsafe_short_hash(),
+        settlement_id=settlement_id,
+        position=99,
+        wallet_id="0" * 32,
+        percent="100",
+        amount_sats=0,
+        status="kept",
+        created_at=now,
+        updated_at=now,
+    )
+    await db.insert("satoshimachine.commission_payouts", part)
+    return {**response.json(), "part_id": part.id}
 
 
 async def test_every_router_route_is_served_and_guarded(app):
