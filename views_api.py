@@ -58,8 +58,10 @@ from .crud import (
     update_config,
     update_deposit_if_status,
 )
+from .fixed_mode import schedule_error
 from .models import (
     API_ERROR_RESPONSES,
+    DEFAULT_CLIENT_LIMIT,
     AuditEntry,
     ClientBalanceSummary,
     ClientLimits,
@@ -112,7 +114,6 @@ satmachineadmin_api_router = APIRouter(
     responses=API_ERROR_RESPONSES,
 )
 
-DEFAULT_CLIENT_LIMIT = Decimal("2000")
 SECRET_FIELDS = ("password", "ssh_password", "ssh_private_key")
 CONFIG_FIELDS = LamassuConfig.__fields__
 
@@ -255,6 +256,7 @@ async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaCl
         raise _not_found("Wallet")
     if await get_client_by_wallet(wallet.id):
         raise _conflict("This wallet is already registered as a DCA client.")
+    await _check_mode_and_limit(None, data.dict(exclude_none=True))
     now = utc_now()
     client = DcaClient(
         id=urlsafe_short_hash(),
@@ -314,6 +316,7 @@ async def api_update_client(
     if not client:
         raise _not_found("Client")
     changes = {k: v for k, v in data.dict(exclude_unset=True).items() if v is not None}
+    await _check_mode_and_limit(client, changes)
     if "wallet_id" in changes:
         wallet = await get_wallet(changes["wallet_id"])
         if not wallet or wallet.deleted or wallet.user != client.user_id:
@@ -326,6 +329,31 @@ async def api_update_client(
     await update_client(client)
     await add_audit("client", client.id, "updated", op.user_id, changes)
     return client
+
+
+async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None:
+    """A fixed-mode client needs a daily limit, at most the operator's maximum
+    (what GET /client-limits tells the client extension). Checked before
+    anything is written: an invalid request changes nothing."""
+    mode = getattr(changes.get("dca_mode"), "value", changes.get("dca_mode"))
+    mode = mode or (client.dca_mode if client else "flow")
+    limit = changes.get("fixed_mode_daily_limit")
+    if limit is None and client:
+        limit = client.fixed_mode_daily_limit
+    config = await get_config()
+    maximum = config.max_limit if config else DEFAULT_CLIENT_LIMIT
+    currency = config.limit_code if config else "GTQ"
+    if "fixed_mode_daily_limit" in changes and limit is not None and limit > maximum:
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            f"fixed_mode_daily_limit: at most {maximum} {currency} a day "
+            "(the configured maximum).",
+        )
+    if mode == "fixed" and not limit:
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
+        )
 
 
 @satmachineadmin_api_router.put("/clients/{client_id}/status", response_model=DcaClient)
@@ -718,6 +746,11 @@ async def api_create_config(
 ) -> PublicLamassuConfig:
     fields = data.dict(exclude_none=True)
     await _check_wallets(fields)
+    _check_schedule(
+        fields.get("fixed_delivery"),
+        fields.get("fixed_delivery_time"),
+        fields.get("fixed_delivery_times"),
+    )
     config = await create_config(fields)
     await add_audit("config", config.id, "created", op.user_id, _redacted(fields))
     return config.public()
@@ -746,8 +779,14 @@ async def api_update_config(
             HTTPStatus.BAD_REQUEST, f"{', '.join(nulls)}: may not be null."
         )
     await _check_wallets(fields)
+    merged = config.copy(update=fields)
+    _check_schedule(
+        merged.fixed_delivery,
+        merged.fixed_delivery_time,
+        merged.fixed_delivery_times,
+    )
     for key, value in fields.items():
-        setattr(config, key, value)
+        setattr(config, key, getattr(value, "value", value))
     await update_config(config)
     await add_audit("config", config.id, "updated", op.user_id, _redacted(fields))
     return config.public()
@@ -762,6 +801,12 @@ async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
     await delete_config(config_id)
     await add_audit("config", config_id, "deleted", op.user_id, {})
     return {"success": True}
+
+
+def _check_schedule(delivery: Any, at: str | None, times: int | None) -> None:
+    error = schedule_error(getattr(delivery, "value", delivery), at, times)
+    if error:
+        raise HTTPException(HTTPStatus.BAD_REQUEST, error)
 
 
 def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
