@@ -16,7 +16,7 @@ from lnbits.helpers import urlsafe_short_hash
 from sqlalchemy import event, text
 
 from .allocation import ClientBalance, to_fiat
-from .fixed_mode import FixedDay, remaining_allowance
+from .fixed_mode import FixedDay, fixed_day, remaining_allowance
 from .models import (
     AuditEntry,
     ClientBalanceSummary,
@@ -392,6 +392,25 @@ async def _attach_currency_figures(summaries: list[ClientSummary]) -> None:
     figures = await get_currency_figures([s.id for s in summaries])
     for summary in summaries:
         summary.balances = figures.get(summary.id, [])
+    await _attach_fixed_figures(summaries)
+
+
+async def _attach_fixed_figures(summaries: list[ClientSummary]) -> None:
+    """Today's allowance used and left, for the fixed-mode clients."""
+    fixed_clients = [s for s in summaries if s.dca_mode == "fixed"]
+    if not fixed_clients:
+        return
+    fixed = fixed_day(await get_config(), utc_now())
+    used = await get_fixed_used_today([s.id for s in fixed_clients], fixed)
+    for summary in fixed_clients:
+        summary.fixed_limit_currency = fixed.currency
+        summary.fixed_used_today = used.get(summary.id, Decimal("0.00"))
+        if summary.fixed_mode_daily_limit:
+            summary.fixed_allowance_left = remaining_allowance(
+                to_fiat(summary.fixed_mode_daily_limit),
+                fixed.maximum,
+                summary.fixed_used_today,
+            )
 
 
 async def get_client_summary(client_id: str) -> ClientSummary | None:

@@ -152,3 +152,14 @@ class FixedDay:
     start: datetime
     end: datetime
     maximum: Decimal
+
+
+def fixed_day(config, moment: datetime) -> FixedDay:
+    """The operator's day holding `moment`, for fixed-mode caps (`config` a
+    LamassuConfig or None)."""
+    from .models import DEFAULT_CLIENT_LIMIT
+
+    start, end = day_bounds(moment, Schedule.of(config).zone)
+    if config is None:
+        return FixedDay("GTQ", start, end, DEFAULT_CLIENT_LIMIT)
+    return FixedDay(config.limit_code, start, end, config.max_limit)

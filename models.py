@@ -214,6 +214,11 @@ class ClientSummary(DcaClient):
     wallet_name: str | None = None
     attention: str | None = None  # see client_attention
     is_new: bool = False  # never reviewed by the operator
+    # Fixed mode: today's (operator's day) fixed payouts, paid or scheduled,
+    # and what is left of the daily limit (in the limit currency).
+    fixed_used_today: Decimal | None = None
+    fixed_allowance_left: Decimal | None = None
+    fixed_limit_currency: str | None = None
     # The figures above are in `currency`; these are every currency's.
     balances: list[CurrencyFigures] = []
 

@@ -90,10 +90,9 @@ from .crud import (
     update_settlement,
 )
 from .faults import crash_point
-from .fixed_mode import FixedDay, Schedule, day_bounds, slot_key
+from .fixed_mode import Schedule, fixed_day, slot_key
 from .locks import money_lock, processing_lock
 from .models import (
-    DEFAULT_CLIENT_LIMIT,
     DcaClient,
     DcaPayment,
     LamassuConfig,
@@ -121,6 +120,9 @@ OPERATOR_STATUSES = (SettlementStatus.flagged.value, SettlementStatus.stale.valu
 PAYOUT_STATUSES = (
     SettlementStatus.distributing.value,
     SettlementStatus.payout_failed.value,
+    # Advancing one pays nothing early (_pay_all skips scheduled payouts); it
+    # finishes one whose slot was delivered by a run that died before that.
+    SettlementStatus.scheduled.value,
 )
 
 
@@ -1074,15 +1076,6 @@ async def process_open_settlements() -> int:
 
 
 # ---------------------------------------------------------- fixed deliveries
-
-
-def fixed_day(config: LamassuConfig | None, moment: datetime) -> FixedDay:
-    """The operator's day holding `moment`, for fixed-mode caps."""
-    schedule = Schedule.of(config)
-    start, end = day_bounds(moment, schedule.zone)
-    currency = config.limit_code if config else "GTQ"
-    maximum = config.max_limit if config else DEFAULT_CLIENT_LIMIT
-    return FixedDay(currency, start, end, maximum)
 
 
 async def deliver_scheduled(now: datetime | None = None) -> int:

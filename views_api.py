@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from .crud import (
     get_client_summary,
     get_config,
     get_config_by_id,
+    get_delivery_slots,
     get_deposit,
     get_deposits,
     get_distributed_per_day,
@@ -47,6 +48,7 @@ from .crud import (
     get_reconciliation,
     get_reconciliation_by_settlement,
     get_reconciliations,
+    get_scheduled_payouts,
     get_settlement,
     get_settlement_payouts,
     get_settlements,
@@ -58,7 +60,7 @@ from .crud import (
     update_config,
     update_deposit_if_status,
 )
-from .fixed_mode import schedule_error
+from .fixed_mode import Schedule, fixed_day, schedule_error, server_time_zone
 from .models import (
     API_ERROR_RESPONSES,
     DEFAULT_CLIENT_LIMIT,
@@ -73,6 +75,7 @@ from .models import (
     DcaClient,
     DcaDeposit,
     DcaPayment,
+    DeliverySlot,
     DepositStatus,
     DepositView,
     DismissSettlementData,
@@ -80,6 +83,7 @@ from .models import (
     LamassuConfig,
     ManualCashOutData,
     PayoutPage,
+    PayoutView,
     PublicLamassuConfig,
     Reconciliation,
     ReconciliationPage,
@@ -822,6 +826,18 @@ class DryRunAllocation(BaseModel):
     sats: int
     fiat: Decimal
     capped: bool
+    mode: str = "flow"
+    limited: bool = False  # took all that was left of its daily allowance
+
+
+class DryRunFixedClient(BaseModel):
+    """A fixed-mode client in the dry run: its balance and what is left of its
+    daily allowance (the cap on its share)."""
+
+    client_id: str
+    username: str | None
+    balance: Decimal
+    allowance_left: Decimal
 
 
 class DryRunResult(BaseModel):
@@ -835,10 +851,11 @@ class DryRunResult(BaseModel):
     orphan_sats: int
     orphan_fiat: Decimal
     allocations: list[DryRunAllocation]
+    fixed_clients: list[DryRunFixedClient] = []
     moved_money: bool = False
 
 
-document_nullable(DryRunAllocation, DryRunResult)
+document_nullable(DryRunAllocation, DryRunFixedClient, DryRunResult)
 
 
 @satmachineadmin_api_router.post("/test-transaction", response_model=DryRunResult)
@@ -850,20 +867,25 @@ async def api_test_transaction(
     from .crud import db
 
     config = await get_config()
+    now = utc_now()
     balances = await get_flow_balances(
         db,
         data.fiat_code,
-        utc_now(),
+        now,
         source_wallet_id=config.source_wallet_id if config else None,
+        fixed=fixed_day(config, now),
     )
     try:
         plan = dry_run(data, balances)
     except AllocationError as exc:
         raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
     names = {}
-    for allocation in plan.allocations:
-        client = await get_client(allocation.client_id)
-        names[allocation.client_id] = client.username if client else None
+    shown = {a.client_id for a in plan.allocations}
+    shown |= {b.client_id for b in balances if b.cap is not None}
+    for client_id in shown:
+        client = await get_client(client_id)
+        names[client_id] = client.username if client else None
+    fixed_ids = {b.client_id for b in balances if b.cap is not None}
     return DryRunResult(
         settlement_sats=plan.settlement_sats,
         principal_sats=plan.principal_sats,
@@ -881,9 +903,55 @@ async def api_test_transaction(
                 sats=a.sats,
                 fiat=a.fiat,
                 capped=a.capped,
+                mode="fixed" if a.client_id in fixed_ids else "flow",
+                limited=a.limited,
             )
             for a in plan.allocations
         ],
+        fixed_clients=[
+            DryRunFixedClient(
+                client_id=b.client_id,
+                username=names.get(b.client_id),
+                balance=b.balance,
+                allowance_left=b.cap,
+            )
+            for b in balances
+            if b.cap is not None
+        ],
+    )
+
+
+class ScheduledDeliveries(BaseModel):
+    """Fixed-mode deliveries: the schedule, the payouts waiting for their
+    slot (reserved; their sats still in the source wallet) and the latest
+    slots."""
+
+    fixed_delivery: str
+    fixed_delivery_time: str | None
+    fixed_delivery_times: int | None
+    time_zone: str
+    next_slot: datetime | None
+    scheduled_sats: int
+    scheduled_fiat: Decimal
+    payouts: list[PayoutView]
+    slots: list[DeliverySlot]
+
+
+@satmachineadmin_api_router.get("/fixed/scheduled", response_model=ScheduledDeliveries)
+async def api_scheduled_deliveries(_: ReadAccess) -> ScheduledDeliveries:
+    config = await get_config()
+    schedule = Schedule.of(config)
+    payouts = await get_scheduled_payouts()
+    return ScheduledDeliveries(
+        fixed_delivery=schedule.delivery,
+        fixed_delivery_time=schedule.at,
+        fixed_delivery_times=schedule.times,
+        time_zone=config.zone_name if config else server_time_zone(),
+        next_slot=schedule.next_slot(utc_now()),
+        scheduled_sats=sum(p.amount_sats for p in payouts),
+        scheduled_fiat=sum((p.amount_fiat for p in payouts), Decimal("0.00")),
+        payouts=payouts,
+        slots=await get_delivery_slots(),
     )
 
 
