@@ -11,6 +11,7 @@ const SETTLEMENT_STATUSES = [
   'ready',
   'distributing',
   'completed',
+  'scheduled',
   'payout_failed',
   'dismissed',
   'before_upgrade',
@@ -20,6 +21,7 @@ const STATUS_COLORS = {
   active: 'positive',
   confirmed: 'positive',
   completed: 'positive',
+  scheduled: 'teal',
   resolved: 'positive',
   pending: 'orange',
   waiting_data: 'orange',
@@ -118,7 +120,22 @@ window.app = Vue.createApp({
             label: 'Mode',
             field: 'dca_mode',
             sortable: true,
-            align: 'left'
+            align: 'left',
+            format: (val, row) =>
+              val === 'fixed' && row && row.fixed_mode_daily_limit != null
+                ? `fixed · ${this.fiat(row.fixed_mode_daily_limit, row.fixed_limit_currency)}/day`
+                : val
+          },
+          {
+            name: 'fixed_today',
+            label: 'Today (fixed)',
+            field: 'fixed_used_today',
+            align: 'left',
+            format: (val, row) =>
+              row && row.dca_mode === 'fixed' && val != null
+                ? `${this.fiat(val, row.fixed_limit_currency)} used, ` +
+                  `${this.fiat(row.fixed_allowance_left, row.fixed_limit_currency)} left`
+                : ''
           },
           {
             name: 'status',
@@ -376,6 +393,47 @@ window.app = Vue.createApp({
       },
       depositForm: { client_id: null, amount: '', currency: 'GTQ', notes: '' },
       clientDialog: { show: false, data: {} },
+      modeDialog: { show: false, id: null, name: '', data: {} },
+      scheduled: null,
+      deliveryOptions: [
+        { label: 'As settlements arrive', value: 'on_settlement' },
+        { label: 'Once a day at a set time', value: 'daily' },
+        { label: 'N times a day', value: 'times_per_day' }
+      ],
+      scheduledColumns: [
+        {
+          name: 'username',
+          label: 'Client',
+          field: row => row.username || shortId(row.client_id),
+          align: 'left'
+        },
+        {
+          name: 'amount_sats',
+          label: 'Sats',
+          field: 'amount_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'amount_fiat',
+          label: 'Fiat',
+          field: 'amount_fiat',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'deliver_after',
+          label: 'Delivered at',
+          field: 'deliver_after',
+          align: 'left',
+          format: val => this.date(val)
+        },
+        {
+          name: 'settlement_id',
+          label: 'Settlement',
+          field: 'settlement_id',
+          align: 'left',
+          format: val => shortId(val)
+        }
+      ],
       editDepositDialog: { show: false, id: null, data: {} },
       cashOutDialog: { show: false, id: null, data: {} },
       dismissDialog: { show: false, id: null, reason: '' },
@@ -428,6 +486,13 @@ window.app = Vue.createApp({
           label: 'Whole balance',
           field: 'capped',
           format: val => (val ? 'yes' : '')
+        },
+        { name: 'mode', label: 'Mode', field: 'mode', align: 'left' },
+        {
+          name: 'limited',
+          label: 'Daily limit reached',
+          field: 'limited',
+          format: val => (val ? 'yes' : '')
         }
       ],
       configForm: {},
@@ -438,6 +503,23 @@ window.app = Vue.createApp({
     }
   },
   computed: {
+    maxDailyLimit() {
+      const c = this.config
+      if (!c) return '2000 GTQ'
+      return this.fiat(c.effective_max_daily_limit, c.limit_currency || 'GTQ')
+    },
+    scheduleText() {
+      const s = this.scheduled
+      if (!s) return ''
+      const when =
+        s.fixed_delivery === 'daily'
+          ? `once a day at ${s.fixed_delivery_time}`
+          : s.fixed_delivery === 'times_per_day'
+            ? `${s.fixed_delivery_times} times a day`
+            : 'as settlements arrive'
+      const next = s.next_slot ? `; next ${this.date(s.next_slot)}` : ''
+      return `Delivered ${when} (${s.time_zone})${next}`
+    },
     adminKey() {
       const wallets = (this.g.user && this.g.user.wallets) || []
       return wallets.length ? wallets[0].adminkey : null
@@ -683,6 +765,7 @@ window.app = Vue.createApp({
         this.clients = rows
         this.rememberClients(rows)
       }
+      await this.loadScheduled()
     },
     // q-select @filter: the pickers search the server as the operator types.
     async filterClients(value, update, abort) {
@@ -827,12 +910,54 @@ window.app = Vue.createApp({
     openClientDialog() {
       this.clientDialog = {
         show: true,
-        data: { wallet_id: '', username: '', dca_mode: 'flow' }
+        data: {
+          wallet_id: '',
+          username: '',
+          dca_mode: 'flow',
+          fixed_mode_daily_limit: ''
+        }
+      }
+    },
+    openModeDialog(client) {
+      this.modeDialog = {
+        show: true,
+        id: client.id,
+        name: client.username || client.id,
+        data: {
+          dca_mode: client.dca_mode === 'fixed' ? 'fixed' : 'flow',
+          fixed_mode_daily_limit:
+            client.fixed_mode_daily_limit == null
+              ? ''
+              : String(client.fixed_mode_daily_limit)
+        }
+      }
+    },
+    async saveMode() {
+      const d = this.modeDialog.data
+      const body = { dca_mode: d.dca_mode }
+      if (d.dca_mode === 'fixed') body.fixed_mode_daily_limit = d.fixed_mode_daily_limit
+      try {
+        await this.request('PUT', `/clients/${this.modeDialog.id}`, body)
+        this.modeDialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: 'Mode saved' })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadScheduled() {
+      try {
+        const { data } = await this.request('GET', '/fixed/scheduled')
+        this.scheduled = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
       }
     },
     async registerClient() {
+      const body = { ...this.clientDialog.data }
+      if (body.dca_mode !== 'fixed') delete body.fixed_mode_daily_limit
       try {
-        await this.request('POST', '/clients', this.clientDialog.data)
+        await this.request('POST', '/clients', body)
         this.clientDialog.show = false
         Quasar.Notify.create({ type: 'positive', message: 'Client registered' })
         await this.loadClients()
@@ -1148,6 +1273,10 @@ window.app = Vue.createApp({
         ssh_known_hosts: c.ssh_known_hosts || '',
         max_daily_limit: c.max_daily_limit == null ? '' : String(c.max_daily_limit),
         limit_currency: c.limit_currency || '',
+        time_zone: c.time_zone || '',
+        fixed_delivery: c.fixed_delivery || 'on_settlement',
+        fixed_delivery_time: c.fixed_delivery_time || '',
+        fixed_delivery_times: c.fixed_delivery_times || null,
         is_active: c.is_active !== false
       }
     },
@@ -1173,6 +1302,9 @@ window.app = Vue.createApp({
         ? body.limit_currency.toUpperCase()
         : null
       body.ssh_known_hosts = body.ssh_known_hosts || null
+      body.time_zone = body.time_zone || null
+      body.fixed_delivery_time = body.fixed_delivery_time || null
+      body.fixed_delivery_times = body.fixed_delivery_times || null
       for (const key of ['ssh_host', 'ssh_username']) {
         if (!body[key]) body[key] = null
       }
