@@ -710,6 +710,7 @@ async def _finish(settlement_id: str) -> Settlement:
         "status": settlement.status,
         "commission_status": settlement.commission_status,
     }
+    before_detail = settlement.status_detail
     if failed or commission_open:
         settlement.status = SettlementStatus.payout_failed.value
         parts = []
@@ -731,6 +732,11 @@ async def _finish(settlement_id: str) -> Settlement:
         )
     else:
         settlement.status = SettlementStatus.completed.value
+    if (settlement.status, settlement.status_detail) == (
+        SettlementStatus.scheduled.value,
+        before_detail,
+    ) and expected["status"] == SettlementStatus.scheduled.value:
+        return settlement  # still waiting for its slot: nothing to write
     await compare_and_set(
         "settlements",
         settlement.id,

@@ -338,7 +338,9 @@ async def api_update_client(
 async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None:
     """A fixed-mode client needs a daily limit, at most the operator's maximum
     (what GET /client-limits tells the client extension). Checked before
-    anything is written: an invalid request changes nothing."""
+    anything is written: an invalid request changes nothing. A request that
+    changes neither (a new name or wallet) is not held up by a row the client
+    extension wrote without a limit."""
     mode = getattr(changes.get("dca_mode"), "value", changes.get("dca_mode"))
     mode = mode or (client.dca_mode if client else "flow")
     limit = changes.get("fixed_mode_daily_limit")
@@ -353,7 +355,8 @@ async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None
             f"fixed_mode_daily_limit: at most {maximum} {currency} a day "
             "(the configured maximum).",
         )
-    if mode == "fixed" and not limit:
+    touched = "dca_mode" in changes or "fixed_mode_daily_limit" in changes
+    if touched and mode == "fixed" and not limit:
         raise HTTPException(
             HTTPStatus.BAD_REQUEST,
             "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
