@@ -940,6 +940,9 @@ class ScheduledDeliveries(BaseModel):
     slots: list[DeliverySlot]
 
 
+document_nullable(ScheduledDeliveries)
+
+
 @satmachineadmin_api_router.get("/fixed/scheduled", response_model=ScheduledDeliveries)
 async def api_scheduled_deliveries(_: ReadAccess) -> ScheduledDeliveries:
     config = await get_config()
