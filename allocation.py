@@ -35,6 +35,20 @@ Rounding rule (a promise to clients; the tests check each part):
   keeps its balance; its share stays in the orphan.
 * ``sum(sats_i) + commission + orphan_sats == settlement`` and
   ``sum(fiat_i) + orphan_fiat == fiat``, exactly, always; nothing is negative.
+
+Fixed-mode clients (a daily limit; see README "Flow and fixed mode"): a client
+may carry a fiat ``cap`` besides its balance, what is left of its daily
+allowance. Its effective cap is ``e_i = min(b_i, cap_i)``. The shares are then
+filled progressively (water-filling): ``a_i = min(e_i, lambda * b_i)`` with the
+one ``lambda`` that hands out ``min(fiat, sum(e))``, so the fiat a capped client
+cannot take goes to the others in proportion to their balances, and an orphan
+(beyond the rounding crumbs above) exists only when every client is at its
+effective cap. Every rule above holds with ``e_i`` in place of ``b_i`` where it
+speaks of a cap: nobody gets more than ``floor(e_i * r)`` sats or more than
+``e_i`` fiat; when the effective caps cover at most the cash, each paid client
+is debited exactly ``e_i``; clients are treated equally when their balances and
+their exact shares are equal. Without caps the result is exactly the flow-only
+split.
 """
 
 from __future__ import annotations
@@ -172,6 +186,8 @@ def crypto_atoms_match(
 class ClientBalance:
     client_id: str
     balance: Decimal
+    # Fixed mode: what is left of the client's daily allowance (None: no cap).
+    cap: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -179,7 +195,9 @@ class ClientAllocation:
     client_id: str
     sats: int
     fiat: Decimal
-    capped: bool
+    capped: bool  # debited its whole balance
+    # Debited all that was left of its daily allowance (fixed mode).
+    limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,7 @@ def _largest_remainder(
     caps: list[int],
     extra: int,
     balances: list[int],
+    keys: Sequence[Any] | None = None,
 ) -> list[int]:
     """Hand out up to `extra` units on top of `floors`, at most one per client,
     only to a client with a positive remainder and below its cap, so nobody gets
@@ -231,10 +250,14 @@ def _largest_remainder(
     with a larger balance that was passed over; later groups may still be
     served. Units nobody may take are not handed out: the caller leaves them in
     the orphan. So equal balances get equal amounts and a larger balance never
-    gets less than a smaller one (given floors that already keep that order)."""
-    groups: dict[int, list[int]] = {}
-    for i, balance in enumerate(balances):
-        groups.setdefault(balance, []).append(i)
+    gets less than a smaller one (given floors that already keep that order).
+
+    `keys` (default: the balances) says who forms a group; with daily caps it
+    is the balance with the exact share, since equal balances may then have
+    different shares."""
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys if keys is not None else balances):
+        groups.setdefault(key, []).append(i)
     order = sorted(
         groups.values(),
         key=lambda members: (-remainders[members[0]], -balances[members[0]], members),
@@ -283,9 +306,18 @@ def distribute(
         raise AllocationError("duplicate client ids")
 
     principal = split.principal_sats
-    clients = [b for b in balances if to_fiat(b.balance) > 0]
-    total_balance = sum((to_fiat(b.balance) for b in clients), Decimal(0))
-    capped = total_balance < fiat_amount
+    clients = [
+        b
+        for b in balances
+        if to_fiat(b.balance) > 0 and (b.cap is None or to_fiat(b.cap) > 0)
+    ]
+    cents = [int(to_fiat(b.balance) / CENT) for b in clients]
+    # Effective caps: the balance, or less what is left of a daily allowance.
+    limits = [
+        c if b.cap is None else min(c, int(to_fiat(b.cap) / CENT))
+        for b, c in zip(clients, cents, strict=True)
+    ]
+    capped = Decimal(sum(limits)) * CENT < fiat_amount
 
     def empty(rate: Fraction) -> Distribution:
         return Distribution(
@@ -311,33 +343,35 @@ def distribute(
     if not clients:
         return empty(rate)
 
-    cents = [int(to_fiat(b.balance) / CENT) for b in clients]
     fiat_cents = int(fiat_amount / CENT)
-    total_cents = sum(cents)
-    covers_at_most = total_cents <= fiat_cents  # capped or exact cover
-    factor = min(Fraction(1), Fraction(fiat_cents, total_cents))
-
+    covers_at_most = sum(limits) <= fiat_cents  # capped or exact cover
     cent_rate = rate / 100  # sats per cent
-    ideal_cents = [c * factor for c in cents]  # exact fiat shares, in cents
+    # Exact fiat shares, in cents: proportional to the balances, each at most
+    # its effective cap, what a capped client cannot take going to the others.
+    ideal_cents = _water_fill(cents, limits, fiat_cents)
+    # Who is treated alike: equal balances with equal exact shares.
+    keys = list(zip(cents, ideal_cents, strict=True))
 
-    # Sats: proportional to the balances, capped at floor(balance * rate). When
-    # the balances cover at most the fiat the floors are the caps, so nothing
-    # is added: each client gets floor(balance * rate).
+    # Sats: proportional, capped at floor(cap * rate). When the caps cover at
+    # most the fiat the floors are the caps, so nothing is added: each client
+    # gets floor(cap * rate).
     ideal_sats = [x * cent_rate for x in ideal_cents]
     floor_sats = [math.floor(x) for x in ideal_sats]
-    caps = [math.floor(c * cent_rate) for c in cents]
+    caps = [math.floor(c * cent_rate) for c in limits]
     alloc_sats = _largest_remainder(
         floor_sats,
         [x - f for x, f in zip(ideal_sats, floor_sats, strict=True)],
         caps,
         principal - sum(floor_sats),
         cents,
+        keys,
     )
 
     if covers_at_most:
-        # Every paid client's whole balance: it lands on exactly 0.00.
+        # Every paid client's whole effective cap: a balance lands on exactly
+        # 0.00, a daily allowance is used up exactly.
         alloc_cents = [
-            c if s > 0 else 0 for c, s in zip(cents, alloc_sats, strict=True)
+            c if s > 0 else 0 for c, s in zip(limits, alloc_sats, strict=True)
         ]
     else:
         # The fiat debited is what the client's sats are worth at this rate,
@@ -347,14 +381,15 @@ def distribute(
         alloc_cents = _largest_remainder(
             floor_debit,
             [x - f for x, f in zip(ideal_debit, floor_debit, strict=True)],
-            [c if s > 0 else 0 for c, s in zip(cents, alloc_sats, strict=True)],
+            [c if s > 0 else 0 for c, s in zip(limits, alloc_sats, strict=True)],
             fiat_cents - sum(floor_debit),
             cents,
+            keys,
         )
 
     allocations = []
-    for client, sats, fiat_c, balance_c in zip(
-        clients, alloc_sats, alloc_cents, cents, strict=True
+    for client, sats, fiat_c, balance_c, limit_c in zip(
+        clients, alloc_sats, alloc_cents, cents, limits, strict=True
     ):
         if sats <= 0 or fiat_c <= 0:
             continue  # no sats without a debit, no debit without sats
@@ -364,6 +399,7 @@ def distribute(
                 sats=sats,
                 fiat=(Decimal(fiat_c) * CENT).quantize(CENT),
                 capped=fiat_c == balance_c,
+                limited=limit_c < balance_c and fiat_c == limit_c,
             )
         )
     distributed_sats = sum(a.sats for a in allocations)
@@ -379,3 +415,28 @@ def distribute(
         orphan_fiat=(fiat_amount - distributed_fiat).quantize(CENT),
         capped=capped,
     )
+
+
+def _water_fill(weights: list[int], limits: list[int], amount: int) -> list[Fraction]:
+    """Progressive filling: ``x_i = min(limit_i, lambda * weight_i)`` with the
+    one ``lambda`` for which ``sum(x) == min(amount, sum(limits))``, exactly.
+    Without binding limits (limit_i == weight_i) it is the proportional share
+    ``weight_i * min(1, amount / sum(weights))``."""
+    if sum(limits) <= amount:
+        return [Fraction(limit) for limit in limits]
+    order = sorted(range(len(weights)), key=lambda i: Fraction(limits[i], weights[i]))
+    left, weight = Fraction(amount), sum(weights)
+    saturated: set[int] = set()
+    for i in order:
+        # limit_i / weight_i <= left / weight: it reaches its limit first.
+        if limits[i] * weight <= left * weights[i]:
+            saturated.add(i)
+            left -= limits[i]
+            weight -= weights[i]
+        else:
+            break
+    level = left / weight  # weight > 0: the limits exceed the amount
+    return [
+        Fraction(limits[i]) if i in saturated else weights[i] * level
+        for i in range(len(weights))
+    ]

@@ -16,6 +16,7 @@ from lnbits.helpers import urlsafe_short_hash
 from sqlalchemy import event, text
 
 from .allocation import ClientBalance, to_fiat
+from .fixed_mode import FixedDay, fixed_day, remaining_allowance
 from .models import (
     Alert,
     AlertSettings,
@@ -25,6 +26,8 @@ from .models import (
     DcaClient,
     DcaDeposit,
     DcaPayment,
+    DeliverAfterRow,
+    DeliverySlot,
     DepositView,
     DistributedRow,
     DistributionView,
@@ -395,6 +398,25 @@ async def _attach_currency_figures(summaries: list[ClientSummary]) -> None:
     figures = await get_currency_figures([s.id for s in summaries])
     for summary in summaries:
         summary.balances = figures.get(summary.id, [])
+    await _attach_fixed_figures(summaries)
+
+
+async def _attach_fixed_figures(summaries: list[ClientSummary]) -> None:
+    """Today's allowance used and left, for the fixed-mode clients."""
+    fixed_clients = [s for s in summaries if s.dca_mode == "fixed"]
+    if not fixed_clients:
+        return
+    fixed = fixed_day(await get_config(), utc_now())
+    used = await get_fixed_used_today([s.id for s in fixed_clients], fixed)
+    for summary in fixed_clients:
+        summary.fixed_limit_currency = fixed.currency
+        summary.fixed_used_today = used.get(summary.id, Decimal("0.00"))
+        if summary.fixed_mode_daily_limit:
+            summary.fixed_allowance_left = remaining_allowance(
+                to_fiat(summary.fixed_mode_daily_limit),
+                fixed.maximum,
+                summary.fixed_used_today,
+            )
 
 
 async def get_client_summary(client_id: str) -> ClientSummary | None:
@@ -429,6 +451,7 @@ async def get_flow_balances(
     as_of: datetime,
     exclude_settlement_id: str | None = None,
     source_wallet_id: str | None = None,
+    fixed: FixedDay | None = None,
 ) -> list[ClientBalance]:
     """Remaining balances of the active flow-mode clients in `currency`, as of a
     settlement time, in one aggregate query.
@@ -436,11 +459,34 @@ async def get_flow_balances(
     Deposits count if confirmed at or before `as_of`. Payouts in `currency`
     are subtracted whatever their time, if paid or reserved (SPENT_PAYOUT_SQL):
     fiat already promised to another settlement is never promised twice, even
-    when an earlier settlement is processed after a later one."""
+    when an earlier settlement is processed after a later one.
+
+    With `fixed` (and `currency` its limit currency) the active fixed-mode
+    clients with a daily limit take part too, each with a cap: its limit (at
+    most the operator's maximum) less the fiat of its fixed payouts, paid or
+    reserved, whose time falls in the operator's day of the settlement."""
+    with_fixed = fixed is not None and fixed.currency == currency
+    modes = "('flow', 'fixed')" if with_fixed else "('flow')"
+    used_today = (
+        f"""
+        LEFT JOIN (
+            SELECT client_id, SUM(amount_fiat) AS total FROM {S}.dca_payments
+            WHERE {SPENT_PAYOUT_SQL} AND transaction_type = 'fixed'
+              AND (currency IS NULL OR UPPER(currency) = :currency)
+              AND (settlement_id IS NULL OR settlement_id <> :exclude)
+              AND COALESCE(transaction_time, created_at) >= {ts("day_start")}
+              AND COALESCE(transaction_time, created_at) < {ts("day_end")}
+            GROUP BY client_id
+        ) f ON f.client_id = c.id"""
+        if with_fixed
+        else ""
+    )
     query = f"""
-        SELECT c.id AS client_id,
+        SELECT c.id AS client_id, c.dca_mode AS dca_mode,
+            c.fixed_mode_daily_limit AS daily_limit,
             d.total AS deposits,
             COALESCE(p.total, 0) AS spent
+            {", COALESCE(f.total, 0) AS used_today" if with_fixed else ""}
         FROM {S}.dca_clients c
         JOIN (
             SELECT client_id, SUM(amount) AS total FROM {S}.dca_deposits
@@ -457,21 +503,23 @@ async def get_flow_balances(
               AND (currency IS NULL OR UPPER(currency) = :currency)
               AND (settlement_id IS NULL OR settlement_id <> :exclude)
             GROUP BY client_id
-        ) p ON p.client_id = c.id
-        WHERE c.status = 'active' AND c.dca_mode = 'flow'
+        ) p ON p.client_id = c.id{used_today}
+        WHERE c.status = 'active' AND c.dca_mode IN {modes}
           AND c.wallet_id <> :source_wallet
         ORDER BY c.created_at, c.id
     """
-    values = exact_times(
-        {
-            "currency": currency,
-            "as_of": as_of,
-            "exclude": exclude_settlement_id or "",
-            # A client row naming the source wallet (another program wrote
-            # it) could only be "paid" by the wallet to itself: never.
-            "source_wallet": source_wallet_id or "",
-        }
-    )
+    values = {
+        "currency": currency,
+        "as_of": as_of,
+        "exclude": exclude_settlement_id or "",
+        # A client row naming the source wallet (another program wrote
+        # it) could only be "paid" by the wallet to itself: never.
+        "source_wallet": source_wallet_id or "",
+    }
+    if with_fixed:
+        assert fixed is not None
+        values.update(day_start=fixed.start, day_end=fixed.end)
+    values = exact_times(values)
     if isinstance(conn, Tx):
         result = await conn.execute(query, values)
         rows = result.mappings().all()
@@ -480,9 +528,137 @@ async def get_flow_balances(
     balances = []
     for row in rows:
         remaining = to_fiat(row["deposits"]) - to_fiat(row["spent"])
-        if remaining > 0:
-            balances.append(ClientBalance(row["client_id"], remaining))
+        if remaining <= 0:
+            continue
+        cap = None
+        if row["dca_mode"] == "fixed":
+            assert fixed is not None
+            if row["daily_limit"] is None or to_fiat(row["daily_limit"]) <= 0:
+                continue  # no limit: needs the operator (client_attention)
+            cap = remaining_allowance(
+                to_fiat(row["daily_limit"]),
+                fixed.maximum,
+                to_fiat(row["used_today"]),
+            )
+        balances.append(ClientBalance(row["client_id"], remaining, cap))
     return balances
+
+
+async def get_fixed_used_today(
+    client_ids: Sequence[str], fixed: FixedDay
+) -> dict[str, Decimal]:
+    """Per client, the fiat its fixed payouts (paid or reserved) took in the
+    operator's day `fixed` describes, in the limit currency."""
+    if not client_ids:
+        return {}
+    values: dict[str, Any] = {f"id{i}": cid for i, cid in enumerate(client_ids)}
+    marks = ", ".join(f":{k}" for k in values)
+    values.update(currency=fixed.currency, day_start=fixed.start, day_end=fixed.end)
+    rows = await db.fetchall(
+        f"SELECT client_id, SUM(amount_fiat) AS total FROM {S}.dca_payments "
+        f"WHERE {SPENT_PAYOUT_SQL} AND transaction_type = 'fixed' "
+        f"AND client_id IN ({marks}) "
+        "AND (currency IS NULL OR UPPER(currency) = :currency) "
+        f"AND COALESCE(transaction_time, created_at) >= {ts('day_start')} "
+        f"AND COALESCE(transaction_time, created_at) < {ts('day_end')} "
+        "GROUP BY client_id",
+        exact_times(values),
+    )
+    return {row["client_id"]: to_fiat(row["total"] or 0) for row in rows}
+
+
+# ------------------------------------------------------------- fixed deliveries
+
+
+async def get_due_delivery_times(now: datetime) -> list[datetime]:
+    """The delivery times that have come for scheduled payouts not yet
+    released, oldest first."""
+    rows = await db.fetchall(
+        f"SELECT DISTINCT deliver_after FROM {S}.dca_payments "
+        "WHERE deliver_after IS NOT NULL AND delivery_slot IS NULL "
+        "AND status = 'pending' AND settlement_id IS NOT NULL "
+        f"AND deliver_after <= {ts('now')}",
+        exact_times({"now": now}),
+        model=DeliverAfterRow,
+    )
+    return sorted(row.deliver_after for row in rows)
+
+
+async def get_unfinished_slots() -> list[DeliverySlot]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.fixed_delivery_slots WHERE status = 'claimed' "
+        "ORDER BY due_at, id",
+        model=DeliverySlot,
+    )
+
+
+async def claim_delivery_slot(key: str, due: datetime) -> bool:
+    """The slot's row, created once (its key is the primary key). True if
+    this call created it."""
+    async with transaction() as tx:
+        return (
+            await tx.insert(
+                f"{S}.fixed_delivery_slots",
+                DeliverySlot(id=key, due_at=due, claimed_at=utc_now()),
+                ignore_conflict="id",
+            )
+            == 1
+        )
+
+
+async def release_delivery_slot(key: str, due: datetime) -> int:
+    """Hand the scheduled payouts due by the slot to it (compare-and-set on
+    delivery_slot IS NULL: a payout belongs to one slot only)."""
+    return await _execute_rowcount(
+        f"UPDATE {S}.dca_payments SET delivery_slot = :key, "
+        f"updated_at = {ts('now')} "
+        "WHERE deliver_after IS NOT NULL AND delivery_slot IS NULL "
+        "AND status = 'pending' AND settlement_id IS NOT NULL "
+        f"AND deliver_after <= {ts('due')}",
+        {"key": key, "due": due, "now": utc_now()},
+    )
+
+
+async def get_slot_payouts(key: str) -> list[DcaPayment]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.dca_payments WHERE delivery_slot = :key "
+        "ORDER BY created_at, id",
+        {"key": key},
+        DcaPayment,
+    )
+
+
+async def finish_delivery_slot(key: str, payouts: int) -> bool:
+    return (
+        await _execute_rowcount(
+            f"UPDATE {S}.fixed_delivery_slots SET status = 'done', "
+            f"payouts = :n, done_at = {ts('now')} "
+            "WHERE id = :key AND status = 'claimed'",
+            {"key": key, "n": payouts, "now": utc_now()},
+        )
+        == 1
+    )
+
+
+async def get_delivery_slots(limit: int = 50) -> list[DeliverySlot]:
+    return await db.fetchall(
+        f"SELECT * FROM {S}.fixed_delivery_slots ORDER BY due_at DESC, id "
+        "LIMIT :limit",
+        {"limit": limit},
+        DeliverySlot,
+    )
+
+
+async def get_scheduled_payouts(limit: int = 500) -> list[PayoutView]:
+    """Fixed-mode payouts waiting for their delivery slot, soonest first."""
+    return await db.fetchall(
+        f"{_PAYOUT_VIEW} WHERE p.deliver_after IS NOT NULL "
+        "AND p.delivery_slot IS NULL AND p.status = 'pending' "
+        "AND p.settlement_id IS NOT NULL "
+        "ORDER BY p.deliver_after, p.created_at, p.id LIMIT :limit",
+        {"limit": limit},
+        PayoutView,
+    )
 
 
 # ------------------------------------------------------------------------ deposits
@@ -532,7 +708,7 @@ async def get_distributed_per_day(since: datetime) -> list[dict[str, Any]]:
     both databases)."""
     rows = await db.fetchall(
         f"SELECT paid_at, distributed_sats FROM {S}.settlements "
-        "WHERE status IN ('distributing', 'completed', 'payout_failed') "
+        "WHERE status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
         f"AND distributed_sats > 0 AND paid_at >= {ts('since')}",
         exact_times({"since": since}),
         model=DistributedRow,
@@ -827,7 +1003,7 @@ async def get_recent_settlement_prices(
     rows = await db.fetchall(
         f"SELECT fiat_amount, principal_sats FROM {S}.settlements "
         "WHERE fiat_code = :currency AND id <> :exclude AND principal_sats > 0 "
-        "AND status IN ('distributing', 'completed', 'payout_failed') "
+        "AND status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
         f"AND paid_at >= {ts('since')} ORDER BY paid_at DESC LIMIT :limit",
         exact_times(
             {
@@ -1037,7 +1213,7 @@ async def get_totals() -> dict[str, Any]:
         f"SELECT COALESCE(SUM(amount_sats), 0) AS sats, "
         "COALESCE(SUM(commission_sats), 0) AS commission, COUNT(*) AS n "
         f"FROM {S}.settlements WHERE status IN ('distributing', 'completed', "
-        "'payout_failed')"
+        "'payout_failed', 'scheduled')"
     )
     orphans = await db.fetchone(
         f"SELECT COALESCE(SUM(orphan_sats), 0) AS sats, "

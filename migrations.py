@@ -523,6 +523,48 @@ async def m013_several_orphans_per_settlement(db: Connection):
     )
 
 
+async def m014_fixed_mode(db: Connection):
+    """Fixed mode (#12): fixed-mode payouts are delivered on the operator's
+    schedule.
+
+    * `dca_payments.deliver_after`: when a scheduled fixed-mode payout becomes
+      due (NULL: at once, as every payout before); `delivery_slot`: the slot
+      that released it for payment (NULL while it waits).
+    * `fixed_delivery_slots`: one row per delivery slot, its key unique, taken
+      before any payout of the slot is released, so a slot runs once.
+    * `lamassu_config`: the operator's time zone (what "a day" is for a daily
+      limit; NULL: the LNbits server's) and the delivery schedule."""
+    await _add_column(db, "dca_payments", "deliver_after", "TIMESTAMP")
+    await _add_column(db, "dca_payments", "delivery_slot", "TEXT")
+    await _add_column(db, "lamassu_config", "time_zone", "TEXT")
+    await _add_column(
+        db,
+        "lamassu_config",
+        "fixed_delivery",
+        "TEXT NOT NULL DEFAULT 'on_settlement'",
+    )
+    await _add_column(db, "lamassu_config", "fixed_delivery_time", "TEXT")
+    await _add_column(db, "lamassu_config", "fixed_delivery_times", "INTEGER")
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.fixed_delivery_slots (
+            id TEXT PRIMARY KEY NOT NULL,
+            due_at TIMESTAMP NOT NULL,
+            status TEXT NOT NULL DEFAULT 'claimed',
+            payouts INTEGER NOT NULL DEFAULT 0,
+            claimed_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now},
+            done_at TIMESTAMP
+        );
+        """)
+    await _create_index(
+        db,
+        "dca_payments_scheduled_idx",
+        "dca_payments",
+        "deliver_after",
+        where="deliver_after IS NOT NULL AND delivery_slot IS NULL",
+    )
+    await _create_index(db, "dca_payments_slot_idx", "dca_payments", "delivery_slot")
+
+
 async def m015_alerts(db: Connection):
     """Alerts to the operator (and opt-in notices to clients), sent through
     LNbits' own notification channels (alerts.py).

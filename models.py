@@ -19,6 +19,9 @@ from .allocation import to_fiat
 # ISO 4217 codes are three upper-case letters; the deployment uses GTQ.
 CURRENCY_REGEX = r"^[A-Z]{3}$"
 MAX_FIAT = Decimal("1000000000")  # one billion: far above any ATM deposit
+# The most a fixed-mode client may ask per day when the operator set no
+# maximum: what the client extension falls back to as well.
+DEFAULT_CLIENT_LIMIT = Decimal("2000")
 
 
 def utc_now() -> datetime:
@@ -74,6 +77,14 @@ class ClientStatus(str, Enum):
     inactive = "inactive"
 
 
+class FixedDelivery(str, Enum):
+    """When fixed-mode allocations are delivered (paid to the client)."""
+
+    on_settlement = "on_settlement"  # as each settlement is split
+    daily = "daily"  # once a day at fixed_delivery_time (HH:MM, operator's zone)
+    times_per_day = "times_per_day"  # fixed_delivery_times slots, evenly spaced
+
+
 class DepositStatus(str, Enum):
     pending = "pending"
     confirmed = "confirmed"
@@ -96,6 +107,9 @@ class SettlementStatus(str, Enum):
     ready = "ready"  # cash-out data known, not yet split
     distributing = "distributing"  # split recorded, payouts under way
     completed = "completed"  # every payout and the commission done
+    # Everything paid but fixed-mode payouts waiting for their delivery slot
+    # (reserved from the clients' balances, the sats in the source wallet).
+    scheduled = "scheduled"
     payout_failed = "payout_failed"  # some payout failed; retryable
     # Still waiting for cash-out data after the configured window (the ATM's
     # redeem window): no longer looked up; the operator enters or dismisses.
@@ -151,6 +165,8 @@ def client_attention(client: DcaClient) -> str | None:
         return f"unknown mode {client.dca_mode!r}: never paid; set flow or fixed"
     if client.status not in {s.value for s in ClientStatus}:
         return f"unknown status {client.status!r}: never paid; set active"
+    if client.dca_mode == DcaMode.fixed.value and not client.fixed_mode_daily_limit:
+        return "fixed mode without a daily limit: never paid; set a limit"
     return None
 
 
@@ -202,6 +218,11 @@ class ClientSummary(DcaClient):
     wallet_name: str | None = None
     attention: str | None = None  # see client_attention
     is_new: bool = False  # never reviewed by the operator
+    # Fixed mode: today's (operator's day) fixed payouts, paid or scheduled,
+    # and what is left of the daily limit (in the limit currency).
+    fixed_used_today: Decimal | None = None
+    fixed_allowance_left: Decimal | None = None
+    fixed_limit_currency: str | None = None
     # The figures above are in `currency`; these are every currency's.
     balances: list[CurrencyFigures] = []
 
@@ -305,8 +326,36 @@ class DcaPayment(BaseModel):
     attempts: int = 0
     updated_at: datetime | None = None
     currency: str | None = None  # of amount_fiat; NULL only before m008
+    # Fixed mode: a scheduled payout waits until this time (NULL: pay at once)
+    # and is paid once a delivery slot has released it (delivery_slot set).
+    deliver_after: datetime | None = None
+    delivery_slot: str | None = None
 
     _fiat = validator("amount_fiat", pre=True, allow_reuse=True)(to_fiat)
+
+    @property
+    def scheduled(self) -> bool:
+        """Waiting for its delivery slot: reserved, never paid before it."""
+        return (
+            self.status == PayoutStatus.pending.value
+            and self.deliver_after is not None
+            and self.delivery_slot is None
+        )
+
+
+class DeliverAfterRow(BaseModel):
+    deliver_after: datetime
+
+
+class DeliverySlot(BaseModel):
+    """A fixed-mode delivery slot: created once (its key), then done."""
+
+    id: str  # slot key, e.g. fixed:2026-11-27T18:00:00Z
+    due_at: datetime
+    status: str = "claimed"  # claimed -> done
+    payouts: int = 0
+    claimed_at: datetime
+    done_at: datetime | None = None
 
 
 class PayoutView(DcaPayment):
@@ -538,6 +587,11 @@ class LamassuConfig(BaseModel):
     waiting_window_hours: int = 24
     rate_tolerance_percent: float = 10.0
     scan_checkpoint: datetime | None = None
+    # Fixed mode (m014): what "a day" is, and when allocations are delivered.
+    time_zone: str | None = None  # IANA name; None: the LNbits server's
+    fixed_delivery: str = FixedDelivery.on_settlement.value
+    fixed_delivery_time: str | None = None  # "HH:MM" for daily
+    fixed_delivery_times: int | None = None  # slots per day for times_per_day
     created_at: datetime
     updated_at: datetime
 
@@ -558,7 +612,23 @@ class LamassuConfig(BaseModel):
             ssh_private_key_set=bool(self.ssh_private_key),
             lamassu_configured=self.lamassu_configured,
             ssh_tunnel_unavailable=_ssh_tunnel_unavailable(),
+            effective_time_zone=self.zone_name,
+            effective_max_daily_limit=self.max_limit,
         )
+
+    @property
+    def zone_name(self) -> str:
+        from .fixed_mode import server_time_zone
+
+        return self.time_zone or server_time_zone()
+
+    @property
+    def max_limit(self) -> Decimal:
+        return self.max_daily_limit or DEFAULT_CLIENT_LIMIT
+
+    @property
+    def limit_code(self) -> str:
+        return self.limit_currency or "GTQ"
 
 
 def _ssh_tunnel_unavailable() -> str | None:
@@ -601,6 +671,14 @@ class PublicLamassuConfig(BaseModel):
     expected_commission_percentage: float | None
     waiting_window_hours: int = 24
     rate_tolerance_percent: float = 10.0
+    time_zone: str | None = None
+    fixed_delivery: str = FixedDelivery.on_settlement.value
+    fixed_delivery_time: str | None = None
+    fixed_delivery_times: int | None = None
+    # The zone in force (time_zone, or the server's) and the max daily limit
+    # in force (max_daily_limit, or the default the client extension knows).
+    effective_time_zone: str = "UTC"
+    effective_max_daily_limit: Decimal = Decimal("2000")
     lamassu_configured: bool
     ssh_tunnel_unavailable: str | None = None
     created_at: datetime
@@ -629,6 +707,25 @@ class _ConfigFields(BaseModel):
     waiting_window_hours: int | None = Field(None, ge=1, le=24 * 30)
     # How far a cash-out's price may be from the independent price (percent).
     rate_tolerance_percent: float | None = Field(None, ge=0.1, le=100)
+    # Fixed mode: the operator's time zone (IANA name, e.g.
+    # America/Guatemala) and the delivery schedule.
+    time_zone: str | None = Field(None, max_length=64)
+    fixed_delivery: FixedDelivery | None = None
+    fixed_delivery_time: str | None = Field(
+        None, regex=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    )
+    fixed_delivery_times: int | None = Field(None, ge=1, le=48)
+
+    @validator("time_zone")
+    def _known_zone(cls, value: str | None) -> str | None:  # noqa: N805
+        if value:
+            from zoneinfo import ZoneInfo
+
+            try:
+                ZoneInfo(value)
+            except Exception as exc:
+                raise ValueError(f"{value!r} is not a known time zone") from exc
+        return value or None
 
 
 class CreateLamassuConfigData(_ConfigFields):

@@ -18,6 +18,7 @@ from .machines import source_wallet_ids
 from .models import utc_now
 from .orphan_resolution import resume_resolutions
 from .transaction_processor import (
+    deliver_scheduled,
     look_up_waiting,
     process_settlement,
     record_payment,
@@ -109,6 +110,16 @@ async def poll_lamassu_if_configured() -> dict | None:
     return report
 
 
+async def deliver_due_fixed_payouts() -> int:
+    """Fixed-mode payouts whose delivery slot has come (fixed_mode.py). Never
+    fails the recovery pass."""
+    try:
+        return await deliver_scheduled()
+    except Exception as exc:
+        logger.error(f"satmachineadmin: fixed-mode delivery failed: {exc}")
+        return 0
+
+
 async def run_recovery(look_up_now: bool = False) -> dict:
     """One pass: scan, then advance every open settlement and resolution, then
     poll Lamassu (when configured) for cash-outs without a settlement."""
@@ -118,6 +129,7 @@ async def run_recovery(look_up_now: bool = False) -> dict:
     # lookups and the poll, which share one Lamassu connection for the pass.
     await resume_payouts()
     await resume_resolutions()
+    await deliver_due_fixed_payouts()
     config = await get_config()
     async with lamassu_session(config):
         await look_up_waiting(config, ignore_back_off=look_up_now)

@@ -4,7 +4,9 @@ Life of a settlement (statuses in models.SettlementStatus):
 
     pending ──lookup──> waiting_data / waiting_dispense / flagged ──> ready
     ready ──plan (one DB transaction)──> distributing ──payouts──> completed
-                                                       └────────> payout_failed
+                                                       ├────────> payout_failed
+                                                       └────────> scheduled
+    scheduled ──delivery slot (deliver_scheduled)──> completed / payout_failed
 
 * The settlement row is keyed by the payment hash (UNIQUE), so the listener, a
   recovery scan and a duplicate notification all land on the same row.
@@ -16,6 +18,11 @@ Life of a settlement (statuses in models.SettlementStatus):
   or finds it paid, and never pays twice.
 * Everything that spends client balances runs under one lock, so two
   settlements never spend the same balance.
+* Fixed-mode clients (#12) share the split capped at what is left of their
+  daily limit; on a daily or N-times-a-day schedule their payouts wait
+  (`deliver_after`, reserved) until a delivery slot releases them: the slot's
+  key is taken once, then each payout is paid like any other (stored invoice
+  first), so a slot runs once across crashes and nothing is paid early.
 """
 
 from __future__ import annotations
@@ -60,23 +67,30 @@ from .cashout import (
 )
 from .crud import (
     add_audit,
+    claim_delivery_slot,
     compare_and_set,
+    finish_delivery_slot,
     get_client,
     get_clients,
     get_config,
+    get_due_delivery_times,
     get_flow_balances,
     get_payment,
     get_reconciliation_by_settlement,
     get_settlement,
     get_settlement_payouts,
     get_settlements_by_status,
+    get_slot_payouts,
+    get_unfinished_slots,
     insert_settlement_if_new,
+    release_delivery_slot,
     set_payout_invoice,
     set_payout_status,
     transaction,
     update_settlement,
 )
 from .faults import crash_point
+from .fixed_mode import Schedule, fixed_day, slot_key
 from .locks import money_lock, processing_lock
 from .machines import (
     commission_payout_rows,
@@ -118,6 +132,9 @@ OPERATOR_STATUSES = (SettlementStatus.flagged.value, SettlementStatus.stale.valu
 PAYOUT_STATUSES = (
     SettlementStatus.distributing.value,
     SettlementStatus.payout_failed.value,
+    # Advancing one pays nothing early (_pay_all skips scheduled payouts); it
+    # finishes one whose slot was delivered by a run that died before that.
+    SettlementStatus.scheduled.value,
 )
 
 
@@ -305,6 +322,9 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
     # Who shares the commission (#14), read before the transaction opens.
     recipients = await recipients_for(settlement.device_id, config)
+    moment = settlement.cash_out_time or settlement.paid_at
+    schedule = Schedule.of(config)
+    fixed = fixed_day(config, moment)
     async with transaction() as tx:
         balances = await get_flow_balances(
             tx,
@@ -312,6 +332,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             settlement.paid_at,
             settlement.id,
             source_wallet_id=settlement.wallet_id,
+            fixed=fixed,
         )
         plan = distribute(
             settlement.amount_sats, split, settlement.fiat_amount, balances
@@ -346,7 +367,11 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             raise ProcessingError("settlement changed while planning")
         for part in parts:
             await tx.insert("satoshimachine.commission_payouts", part)
+        now = utc_now()
+        fixed_ids = {b.client_id for b in balances if b.cap is not None}
+        deliver_after = schedule.next_slot(now)
         for allocation in plan.allocations:
+            is_fixed = allocation.client_id in fixed_ids
             await tx.insert(
                 "satoshimachine.dca_payments",
                 DcaPayment(
@@ -356,13 +381,14 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
                     amount_fiat=allocation.fiat,
                     currency=settlement.fiat_code,
                     exchange_rate=plan.rate_sats_per_fiat(),
-                    transaction_type="flow",
+                    transaction_type="fixed" if is_fixed else "flow",
                     lamassu_transaction_id=settlement.lamassu_transaction_id,
                     status=PayoutStatus.pending.value,
                     created_at=now,
-                    transaction_time=settlement.cash_out_time or settlement.paid_at,
+                    transaction_time=moment,
                     settlement_id=settlement.id,
                     updated_at=now,
+                    deliver_after=deliver_after if is_fixed else None,
                 ),
             )
         if plan.orphan_sats > 0:
@@ -535,6 +561,8 @@ async def _pay_all(settlement: Settlement) -> Settlement:
     for payout in payouts:
         if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
             continue
+        if payout.scheduled:
+            continue  # its delivery slot pays it (deliver_scheduled), never before
         await _pay_payout(settlement, payout, clients.get(payout.client_id))
     await _pay_commission(settlement)
     return await _finish(settlement.id)
@@ -702,7 +730,8 @@ async def _finish(settlement_id: str) -> Settlement:
     assert settlement
     payouts = await get_settlement_payouts(settlement_id)
     done = (PayoutStatus.confirmed.value, PayoutStatus.cancelled.value)
-    failed = [p for p in payouts if p.status not in done]
+    scheduled = [p for p in payouts if p.scheduled]
+    failed = [p for p in payouts if p.status not in done and not p.scheduled]
     # Unpaid commission (failed, or still pending because another run holds
     # it) keeps the settlement open as surely as an unpaid payout does.
     commission_open = settlement.commission_status in ("pending", "failed")
@@ -710,6 +739,7 @@ async def _finish(settlement_id: str) -> Settlement:
         "status": settlement.status,
         "commission_status": settlement.commission_status,
     }
+    before_detail = settlement.status_detail
     if failed or commission_open:
         settlement.status = SettlementStatus.payout_failed.value
         parts = []
@@ -721,8 +751,21 @@ async def _finish(settlement_id: str) -> Settlement:
                 f"{settlement.commission_error or 'not paid yet'}"
             )
         settlement.status_detail = "; ".join(parts) + "; retry when fixed"
+    elif scheduled:
+        # Nothing for the processor to do: the delivery slot pays the rest.
+        settlement.status = SettlementStatus.scheduled.value
+        due = min(_as_utc(p.deliver_after) for p in scheduled if p.deliver_after)
+        settlement.status_detail = (
+            f"{len(scheduled)} fixed-mode payout(s) scheduled for "
+            f"{due:%Y-%m-%d %H:%M} UTC"
+        )
     else:
         settlement.status = SettlementStatus.completed.value
+    if (settlement.status, settlement.status_detail) == (
+        SettlementStatus.scheduled.value,
+        before_detail,
+    ) and expected["status"] == SettlementStatus.scheduled.value:
+        return settlement  # still waiting for its slot: nothing to write
     await compare_and_set(
         "settlements",
         settlement.id,
@@ -929,7 +972,10 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
             rec = None
         await _cancel_into_orphan(payout, settlement, rec, reason)
         await add_audit("payout", payout.id, "cancelled", actor, {"reason": reason})
-        if settlement.status == SettlementStatus.payout_failed.value:
+        if settlement.status in (
+            SettlementStatus.payout_failed.value,
+            SettlementStatus.scheduled.value,
+        ):
             await _finish(settlement.id)
         return await get_payment(payout.id) or payout
 
@@ -1079,6 +1125,53 @@ async def _mark_stale(settlement: Settlement, window: timedelta) -> None:
 async def process_open_settlements() -> int:
     """Advance every unfinished settlement: payouts first, then lookups."""
     return await resume_payouts() + await look_up_waiting(await get_config())
+
+
+# ---------------------------------------------------------- fixed deliveries
+
+
+async def deliver_scheduled(now: datetime | None = None) -> int:
+    """Pay the fixed-mode payouts whose delivery time has come, one slot per
+    delivery time. A slot's key is taken first (once, ever), then its payouts
+    are released to it and paid; a crash anywhere leaves the slot `claimed`,
+    and the next pass finishes it, paying each payout at most once (each
+    stores its invoice before paying). Returns how many payouts were paid."""
+    now = now or utc_now()
+    paid = 0
+    async with money_lock():
+        dues = {slot.id: _as_utc(slot.due_at) for slot in await get_unfinished_slots()}
+        for due in await get_due_delivery_times(now):
+            dues.setdefault(slot_key(due), _as_utc(due))
+        for key, due in sorted(dues.items(), key=lambda item: item[1]):
+            await claim_delivery_slot(key, due)
+            crash_point("fixed_slot_claimed")
+            await release_delivery_slot(key, due)
+            crash_point("fixed_slot_released")
+            payouts = await get_slot_payouts(key)
+            settlements: dict[str, Settlement | None] = {}
+            clients = {client.id: client for client in await get_clients()}
+            for payout in payouts:
+                if not payout.settlement_id:
+                    continue
+                if payout.settlement_id not in settlements:
+                    settlements[payout.settlement_id] = await get_settlement(
+                        payout.settlement_id
+                    )
+                settlement = settlements[payout.settlement_id]
+                if settlement and payout.status == PayoutStatus.pending.value:
+                    client = clients.get(payout.client_id)
+                    if await _pay_payout(settlement, payout, client):
+                        paid += 1
+            await finish_delivery_slot(key, len(payouts))
+            crash_point("fixed_slot_done")
+            # Failed deliveries leave their settlement payout_failed: retried
+            # like any payout (the slot has released them).
+            for settlement_id, found in settlements.items():
+                if found:
+                    await _finish(settlement_id)
+    if paid:
+        logger.info(f"satmachineadmin: {paid} fixed-mode payout(s) delivered")
+    return paid
 
 
 # ------------------------------------------------------------------- dry run

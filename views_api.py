@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from .crud import (
     get_client_summary,
     get_config,
     get_config_by_id,
+    get_delivery_slots,
     get_deposit,
     get_deposits,
     get_distributed_per_day,
@@ -47,6 +48,7 @@ from .crud import (
     get_reconciliation,
     get_reconciliation_by_settlement,
     get_reconciliations,
+    get_scheduled_payouts,
     get_settlement,
     get_settlement_payouts,
     get_settlements,
@@ -58,6 +60,7 @@ from .crud import (
     update_config,
     update_deposit_if_status,
 )
+from .fixed_mode import Schedule, fixed_day, schedule_error, server_time_zone
 from .machines import (
     dry_run_parts,
     get_commission_payouts,
@@ -68,6 +71,7 @@ from .machines import (
 )
 from .models import (
     API_ERROR_RESPONSES,
+    DEFAULT_CLIENT_LIMIT,
     AuditEntry,
     ClientBalanceSummary,
     ClientLimits,
@@ -80,6 +84,7 @@ from .models import (
     DcaClient,
     DcaDeposit,
     DcaPayment,
+    DeliverySlot,
     DepositStatus,
     DepositView,
     DismissSettlementData,
@@ -87,6 +92,7 @@ from .models import (
     LamassuConfig,
     ManualCashOutData,
     PayoutPage,
+    PayoutView,
     PublicLamassuConfig,
     Reconciliation,
     ReconciliationPage,
@@ -121,7 +127,6 @@ satmachineadmin_api_router = APIRouter(
     responses=API_ERROR_RESPONSES,
 )
 
-DEFAULT_CLIENT_LIMIT = Decimal("2000")
 SECRET_FIELDS = ("password", "ssh_password", "ssh_private_key")
 CONFIG_FIELDS = LamassuConfig.__fields__
 
@@ -268,6 +273,7 @@ async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaCl
         raise _not_found("Wallet")
     if await get_client_by_wallet(wallet.id):
         raise _conflict("This wallet is already registered as a DCA client.")
+    await _check_mode_and_limit(None, data.dict(exclude_none=True))
     now = utc_now()
     client = DcaClient(
         id=urlsafe_short_hash(),
@@ -327,6 +333,7 @@ async def api_update_client(
     if not client:
         raise _not_found("Client")
     changes = {k: v for k, v in data.dict(exclude_unset=True).items() if v is not None}
+    await _check_mode_and_limit(client, changes)
     if "wallet_id" in changes:
         wallet = await get_wallet(changes["wallet_id"])
         if not wallet or wallet.deleted or wallet.user != client.user_id:
@@ -339,6 +346,34 @@ async def api_update_client(
     await update_client(client)
     await add_audit("client", client.id, "updated", op.user_id, changes)
     return client
+
+
+async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None:
+    """A fixed-mode client needs a daily limit, at most the operator's maximum
+    (what GET /client-limits tells the client extension). Checked before
+    anything is written: an invalid request changes nothing. A request that
+    changes neither (a new name or wallet) is not held up by a row the client
+    extension wrote without a limit."""
+    mode = getattr(changes.get("dca_mode"), "value", changes.get("dca_mode"))
+    mode = mode or (client.dca_mode if client else "flow")
+    limit = changes.get("fixed_mode_daily_limit")
+    if limit is None and client:
+        limit = client.fixed_mode_daily_limit
+    config = await get_config()
+    maximum = config.max_limit if config else DEFAULT_CLIENT_LIMIT
+    currency = config.limit_code if config else "GTQ"
+    if "fixed_mode_daily_limit" in changes and limit is not None and limit > maximum:
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            f"fixed_mode_daily_limit: at most {maximum} {currency} a day "
+            "(the configured maximum).",
+        )
+    touched = "dca_mode" in changes or "fixed_mode_daily_limit" in changes
+    if touched and mode == "fixed" and not limit:
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
+        )
 
 
 @satmachineadmin_api_router.put("/clients/{client_id}/status", response_model=DcaClient)
@@ -738,6 +773,11 @@ async def api_create_config(
 ) -> PublicLamassuConfig:
     fields = data.dict(exclude_none=True)
     await _check_wallets(fields)
+    _check_schedule(
+        fields.get("fixed_delivery"),
+        fields.get("fixed_delivery_time"),
+        fields.get("fixed_delivery_times"),
+    )
     config = await create_config(fields)
     await add_audit("config", config.id, "created", op.user_id, _redacted(fields))
     return config.public()
@@ -766,8 +806,14 @@ async def api_update_config(
             HTTPStatus.BAD_REQUEST, f"{', '.join(nulls)}: may not be null."
         )
     await _check_wallets(fields)
+    merged = config.copy(update=fields)
+    _check_schedule(
+        merged.fixed_delivery,
+        merged.fixed_delivery_time,
+        merged.fixed_delivery_times,
+    )
     for key, value in fields.items():
-        setattr(config, key, value)
+        setattr(config, key, getattr(value, "value", value))
     await update_config(config)
     await add_audit("config", config.id, "updated", op.user_id, _redacted(fields))
     return config.public()
@@ -784,6 +830,12 @@ async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
     return {"success": True}
 
 
+def _check_schedule(delivery: Any, at: str | None, times: int | None) -> None:
+    error = schedule_error(getattr(delivery, "value", delivery), at, times)
+    if error:
+        raise HTTPException(HTTPStatus.BAD_REQUEST, error)
+
+
 def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if k in SECRET_FIELDS and v else v) for k, v in fields.items()}
 
@@ -797,6 +849,18 @@ class DryRunAllocation(BaseModel):
     sats: int
     fiat: Decimal
     capped: bool
+    mode: str = "flow"
+    limited: bool = False  # took all that was left of its daily allowance
+
+
+class DryRunFixedClient(BaseModel):
+    """A fixed-mode client in the dry run: its balance and what is left of its
+    daily allowance (the cap on its share)."""
+
+    client_id: str
+    username: str | None
+    balance: Decimal
+    allowance_left: Decimal
 
 
 class DryRunResult(BaseModel):
@@ -812,10 +876,11 @@ class DryRunResult(BaseModel):
     allocations: list[DryRunAllocation]
     # How the commission would be split among its recipients (#14).
     commission_parts: list[CommissionPart] = []
+    fixed_clients: list[DryRunFixedClient] = []
     moved_money: bool = False
 
 
-document_nullable(DryRunAllocation, DryRunResult)
+document_nullable(DryRunAllocation, DryRunFixedClient, DryRunResult)
 
 
 @satmachineadmin_api_router.post("/test-transaction", response_model=DryRunResult)
@@ -827,11 +892,13 @@ async def api_test_transaction(
     from .crud import db
 
     config = await get_config()
+    now = utc_now()
     balances = await get_flow_balances(
         db,
         data.fiat_code,
-        utc_now(),
+        now,
         source_wallet_id=config.source_wallet_id if config else None,
+        fixed=fixed_day(config, now),
     )
     try:
         plan = dry_run(data, balances)
@@ -839,9 +906,12 @@ async def api_test_transaction(
         raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
     recipients = await recipients_for(data.device_id, config)
     names = {}
-    for allocation in plan.allocations:
-        client = await get_client(allocation.client_id)
-        names[allocation.client_id] = client.username if client else None
+    shown = {a.client_id for a in plan.allocations}
+    shown |= {b.client_id for b in balances if b.cap is not None}
+    for client_id in shown:
+        client = await get_client(client_id)
+        names[client_id] = client.username if client else None
+    fixed_ids = {b.client_id for b in balances if b.cap is not None}
     return DryRunResult(
         settlement_sats=plan.settlement_sats,
         principal_sats=plan.principal_sats,
@@ -859,10 +929,59 @@ async def api_test_transaction(
                 sats=a.sats,
                 fiat=a.fiat,
                 capped=a.capped,
+                mode="fixed" if a.client_id in fixed_ids else "flow",
+                limited=a.limited,
             )
             for a in plan.allocations
         ],
         commission_parts=dry_run_parts(plan.commission_sats, recipients),
+        fixed_clients=[
+            DryRunFixedClient(
+                client_id=b.client_id,
+                username=names.get(b.client_id),
+                balance=b.balance,
+                allowance_left=b.cap,
+            )
+            for b in balances
+            if b.cap is not None
+        ],
+    )
+
+
+class ScheduledDeliveries(BaseModel):
+    """Fixed-mode deliveries: the schedule, the payouts waiting for their
+    slot (reserved; their sats still in the source wallet) and the latest
+    slots."""
+
+    fixed_delivery: str
+    fixed_delivery_time: str | None
+    fixed_delivery_times: int | None
+    time_zone: str
+    next_slot: datetime | None
+    scheduled_sats: int
+    scheduled_fiat: Decimal
+    payouts: list[PayoutView]
+    slots: list[DeliverySlot]
+
+
+document_nullable(ScheduledDeliveries)
+
+
+@satmachineadmin_api_router.get("/fixed/scheduled", response_model=ScheduledDeliveries)
+async def api_scheduled_deliveries(_: ReadAccess) -> ScheduledDeliveries:
+    config = await get_config()
+    schedule = Schedule.of(config)
+    payouts = await get_scheduled_payouts()
+    return ScheduledDeliveries(
+        fixed_delivery=schedule.delivery,
+        fixed_delivery_time=schedule.at,
+        fixed_delivery_times=schedule.times,
+        time_zone=config.zone_name if config else server_time_zone(),
+        next_slot=schedule.next_slot(utc_now()),
+        scheduled_sats=sum(p.amount_sats for p in payouts),
+        scheduled_fiat=sum((p.amount_fiat for p in payouts), Decimal("0.00")),
+        payouts=payouts,
+        slots=await get_delivery_slots(),
     )
 
 

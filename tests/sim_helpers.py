@@ -441,6 +441,7 @@ class ClientModel:
     status: str
     via: str
     wallets: list[str] = field(default_factory=list)
+    limit: Decimal | None = None  # fixed mode's daily limit
 
 
 @dataclass
@@ -724,8 +725,9 @@ class Sim:
                 "username": name,
                 "dca_mode": step.mode,
             }
-            if step.limit and step.mode == "fixed":
-                body["fixed_mode_daily_limit"] = step.limit
+            if step.mode == "fixed":
+                # The API wants a limit for a fixed client (#12).
+                body["fixed_mode_daily_limit"] = step.limit or "25.00"
             response = await self.api("POST", "/clients", expect=(201,), json=body)
             client_id, status = response.json()["id"], "active"
         else:
@@ -750,6 +752,9 @@ class Sim:
         client = ClientModel(
             index, client_id, account.id, wallet.id, step.mode, status, step.via
         )
+        if step.mode == "fixed":
+            limit = step.limit or ("25.00" if step.via == "api" else None)
+            client.limit = Decimal(limit) if limit else None
         client.wallets.append(wallet.id)
         self.clients.append(client)
         return client
@@ -1236,15 +1241,20 @@ class Sim:
         """The split the rules promise, computed from the model: the active
         flow clients (exactly 'active' and 'flow'), their deposits in the
         currency confirmed before the payment, less what is paid or reserved
-        in that currency (the stored payouts, this settlement's excluded)."""
+        in that currency (the stored payouts, this settlement's excluded);
+        and the active fixed clients with a limit, capped at what is left of
+        it today (#12: their fixed payouts in the operator's day)."""
         from satmachineadmin.allocation import (
             ClientBalance,
             PrincipalSplit,
             distribute,
             to_fiat,
         )
-        from satmachineadmin.crud import db
-        from satmachineadmin.models import DcaDeposit, DcaPayment
+        from satmachineadmin.crud import db, get_config
+        from satmachineadmin.fixed_mode import as_utc, fixed_day, remaining_allowance
+        from satmachineadmin.models import DcaDeposit, DcaPayment, utc_now
+
+        day = fixed_day(await get_config(), utc_now())
 
         ids = [c.id for c in self.clients]
         if not ids:
@@ -1272,6 +1282,7 @@ class Sim:
             ):
                 have[d.client_id] += d.amount
         spent: dict[str, Decimal] = defaultdict(Decimal)
+        used: dict[str, Decimal] = defaultdict(Decimal)
         for p in payouts:
             reserved = p.status in ("pending", "failed") and p.settlement_id
             if (
@@ -1280,13 +1291,21 @@ class Sim:
                 and (settlement_id is None or p.settlement_id != settlement_id)
             ):
                 spent[p.client_id] += p.amount_fiat
+                moment = as_utc(p.transaction_time or p.created_at)
+                if p.transaction_type == "fixed" and day.start <= moment < day.end:
+                    used[p.client_id] += p.amount_fiat
         balances = []
         for c in self.clients:
-            if c.status != "active" or c.mode != "flow":
+            fixed = c.mode == "fixed" and c.limit and pay.currency == day.currency
+            if c.status != "active" or (c.mode != "flow" and not fixed):
                 continue
             remaining = to_fiat(have[c.id]) - to_fiat(spent[c.id])
             if remaining > 0:
-                balances.append(ClientBalance(c.id, remaining))
+                cap = None
+                if fixed:
+                    assert c.limit
+                    cap = remaining_allowance(c.limit, day.maximum, used[c.id])
+                balances.append(ClientBalance(c.id, remaining, cap))
         return distribute(
             pay.sats, PrincipalSplit(principal, pay.sats - principal), fiat, balances
         )
