@@ -42,6 +42,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -626,6 +627,9 @@ def child(args) -> None:
     sys.path.insert(0, str(ROOT / "tests"))  # lnbits_sandbox, pg_server
     run_dir = None
     code = 1
+    # Stopped from outside (kill PID): still stop the PostgreSQL server and
+    # remove the temp folder (LNbits leaves SIGINT to its own handling).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if args.db == "postgres":
             from pg_server import start_postgres
