@@ -825,6 +825,47 @@ async def set_payout_invoice(
     )
 
 
+async def set_payout_invoices(
+    invoices: Sequence[tuple[str, str, str]],
+) -> set[str]:
+    """set_payout_invoice for many payouts (id, bolt11, payment hash) in one
+    transaction, each only over no invoice. Returns the ids that were stored;
+    everything is committed when this returns."""
+    stored: set[str] = set()
+    if not invoices:
+        return stored
+    now = utc_now()
+    async with transaction() as tx:
+        for payout_id, bolt11, payment_hash in invoices:
+            result = await tx.execute(
+                f"UPDATE {S}.dca_payments SET bolt11 = :bolt11, "
+                f"payment_hash = :hash, updated_at = {ts('now')} "
+                "WHERE id = :id AND bolt11 IS NULL",
+                {"id": payout_id, "bolt11": bolt11, "hash": payment_hash, "now": now},
+            )
+            if result.rowcount == 1:
+                stored.add(payout_id)
+    return stored
+
+
+async def set_payout_statuses(
+    outcomes: Sequence[tuple[str, PayoutStatus, str | None]],
+) -> None:
+    """set_payout_status(..., count_attempt=True) for many payouts in one
+    transaction (each only from pending or failed)."""
+    if not outcomes:
+        return
+    now = utc_now()
+    async with transaction() as tx:
+        for payout_id, status, error in outcomes:
+            await tx.execute(
+                f"UPDATE {S}.dca_payments SET status = :status, error = :error, "
+                f"updated_at = {ts('now')}, attempts = attempts + 1 "
+                "WHERE id = :id AND status IN ('pending', 'failed')",
+                {"id": payout_id, "status": status.value, "error": error, "now": now},
+            )
+
+
 async def set_payout_status(
     payout_id: str,
     status: PayoutStatus,

@@ -40,6 +40,7 @@ from lnbits.core.crud.payments import (
     is_internal_status_success,
     update_payment,
 )
+from lnbits.core.db import db as core_db
 from lnbits.core.models import Payment, PaymentState
 from lnbits.core.services import create_invoice, pay_invoice
 from lnbits.db import model_to_dict
@@ -85,7 +86,9 @@ from .crud import (
     insert_settlement_if_new,
     release_delivery_slot,
     set_payout_invoice,
+    set_payout_invoices,
     set_payout_status,
+    set_payout_statuses,
     transaction,
     update_settlement,
 )
@@ -511,14 +514,10 @@ async def transfer(
             replacing = stored_hash
     if replacing or not (stored_bolt11 and stored_hash):
         try:
-            invoice = await create_invoice(
-                wallet_id=target_wallet_id,
-                amount=sats,
-                memo=memo,
-                internal=True,
-                extra=extra,
-                expiry=60 * 60 * 24 * 365,
-            )
+            async with core_db.connect() as conn:
+                invoice = await _create_internal_invoice(
+                    target_wallet_id, sats, memo, extra, conn
+                )
         except Exception as exc:
             # Looked up only on failure: one query less on every payout.
             if not await get_wallet(target_wallet_id):
@@ -533,19 +532,55 @@ async def transfer(
             )
         crash_point(f"{kind}_invoice_stored")
         bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
-    try:
-        await pay_invoice(
-            wallet_id=source_wallet_id,
-            payment_request=bolt11,
-            extra=extra,
-            description=memo,
-        )
-    except Exception as exc:
+    error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
+    if error is not None:
         if await _already_paid(payment_hash):
             return TransferResult(True, payment_hash=payment_hash)
-        return TransferResult(False, str(exc) or exc.__class__.__name__, payment_hash)
+        return TransferResult(False, error, payment_hash)
     crash_point(f"{kind}_paid")
     return TransferResult(True, payment_hash=payment_hash)
+
+
+# How many fresh payouts share one invoice-creating connection, one transaction
+# storing their invoices and one transaction confirming them.
+PAYOUT_CHUNK = 25
+INVOICE_EXPIRY = 60 * 60 * 24 * 365
+
+
+async def _create_internal_invoice(
+    wallet_id: str, sats: int, memo: str, extra: dict[str, Any], conn
+) -> Payment:
+    return await create_invoice(
+        wallet_id=wallet_id,
+        amount=sats,
+        memo=memo,
+        internal=True,
+        extra=extra,
+        expiry=INVOICE_EXPIRY,
+        conn=conn,
+    )
+
+
+async def _pay_stored_invoice(
+    source_wallet_id: str, bolt11: str, memo: str, extra: dict[str, Any]
+) -> str | None:
+    """Pay an invoice whose hash is already stored (committed) on our row, on
+    one LNbits connection instead of the dozen or so `pay_invoice` opens by
+    itself. Returns None when paid, else the error. The connection is held for
+    this one payment only, so other users of LNbits' database wait for one
+    payment at most."""
+    try:
+        async with core_db.connect() as conn:
+            await pay_invoice(
+                wallet_id=source_wallet_id,
+                payment_request=bolt11,
+                extra=extra,
+                description=memo,
+                conn=conn,
+            )
+    except Exception as exc:
+        return str(exc) or exc.__class__.__name__
+    return None
 
 
 def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
@@ -558,14 +593,115 @@ def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
+    fresh: list[tuple[DcaPayment, DcaClient]] = []
     for payout in payouts:
         if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
             continue
         if payout.scheduled:
             continue  # its delivery slot pays it (deliver_scheduled), never before
-        await _pay_payout(settlement, payout, clients.get(payout.client_id))
+        client = clients.get(payout.client_id)
+        if (
+            client
+            and not payout.bolt11
+            and not payout.payment_hash
+            and client.wallet_id != settlement.wallet_id
+        ):
+            fresh.append((payout, client))
+        else:  # a stored invoice to check first, or a failure to record
+            await _pay_payout(settlement, payout, client)
+    for start in range(0, len(fresh), PAYOUT_CHUNK):
+        await _pay_fresh_payouts(settlement, fresh[start : start + PAYOUT_CHUNK])
     await _pay_commission(settlement)
     return await _finish(settlement.id)
+
+
+def _payout_memo_and_extra(
+    settlement: Settlement, payout: DcaPayment, client: DcaClient
+) -> tuple[str, dict[str, Any]]:
+    memo = _memo(
+        payout.amount_sats,
+        payout.amount_fiat,
+        settlement.fiat_code or "",
+        settlement.exchange_rate,
+    )
+    extra = {
+        "tag": EXTENSION_TAG,
+        "settlement_id": settlement.id,
+        "client_id": client.id,
+        "payout_id": payout.id,
+        "fiat_amount": str(payout.amount_fiat),
+        "fiat_code": settlement.fiat_code,
+    }
+    return memo, extra
+
+
+async def _pay_fresh_payouts(
+    settlement: Settlement, chunk: list[tuple[DcaPayment, DcaClient]]
+) -> None:
+    """Payouts that have no invoice yet, a chunk at a time, in the same steps
+    as transfer() and with the same crash points, but batched where batching
+    is safe:
+
+    1. their invoices are created on one LNbits connection;
+    2. all of them are stored on their rows in one transaction, committed
+       before any is paid (compare-and-set over no invoice, as in
+       set_payout_invoice: a row another run filled is left to that run);
+    3. each is paid on a connection of its own (one instead of a dozen);
+    4. the outcomes are written in one transaction.
+
+    A crash before 2 leaves invoices nobody knows about (never paid: the rows
+    get new ones); after 2, every row holds its invoice and the recovery pays
+    it or finds it paid (transfer()); a payout paid but not yet confirmed at
+    a crash is found paid the same way. Anything unusual (an invoice LNbits
+    refuses to create) goes through _pay_payout, which records the failure."""
+    created: list[tuple[DcaPayment, DcaClient, Payment, str, dict[str, Any]]] = []
+    leftovers: list[tuple[DcaPayment, DcaClient]] = []
+    async with core_db.connect() as conn:
+        for payout, client in chunk:
+            memo, extra = _payout_memo_and_extra(settlement, payout, client)
+            try:
+                invoice = await _create_internal_invoice(
+                    client.wallet_id, payout.amount_sats, memo, extra, conn
+                )
+            except Exception:
+                await conn.conn.rollback()
+                leftovers.append((payout, client))
+                continue
+            crash_point("payout_invoice_created")
+            created.append((payout, client, invoice, memo, extra))
+    stored_ids = await set_payout_invoices(
+        [(p.id, inv.bolt11, inv.payment_hash) for p, _, inv, _, _ in created]
+    )
+    to_pay = []
+    for payout, client, invoice, memo, extra in created:
+        if payout.id not in stored_ids:
+            # Ours is never stored, so it must never be payable either.
+            await abandon_invoice(invoice.payment_hash)
+            continue
+        crash_point("payout_invoice_stored")
+        to_pay.append((payout, client, invoice, memo, extra))
+    outcomes: list[tuple[str, PayoutStatus, str | None]] = []
+    for payout, client, invoice, memo, extra in to_pay:
+        error = await _pay_stored_invoice(
+            settlement.wallet_id, invoice.bolt11, memo, extra
+        )
+        if error is not None and await _already_paid(invoice.payment_hash):
+            error = None
+        if error is None:
+            crash_point("payout_paid")
+            outcomes.append((payout.id, PayoutStatus.confirmed, None))
+        else:
+            logger.warning(
+                f"satmachineadmin: payout {payout.id} to client {client.id} "
+                f"failed: {error}"
+            )
+            outcomes.append((payout.id, PayoutStatus.failed, error[:500]))
+    await set_payout_statuses(outcomes)
+    for _, status, _ in outcomes:
+        if status == PayoutStatus.confirmed:
+            crash_point("payout_confirmed")
+    for payout, client in leftovers:
+        await _pay_payout(settlement, payout, client)
 
 
 async def _pay_payout(

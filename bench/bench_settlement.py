@@ -1,27 +1,36 @@
-"""Benchmark: one settlement split among N clients, against the floor.
+"""Benchmark: one settlement split among N clients, beside LNbits' bare payment
+loop and beside the peer extension lnbits/splitpayments.
 
-    .venv/bin/python bench/bench_settlement.py [--n 10,100,1000,5000]
-        [--db sqlite|postgres|both] [--payouts 100000]
+    .venv/bin/python bench/bench_settlement.py [--n 10,100,1000]
+        [--db sqlite|postgres|both] [--rounds 2] [--payouts 100000]
 
 Each N runs in its own process on a fresh database (LNbits fixes its database
 at import): a real LNbits app in-process, FakeWallet, a temp data folder or a
-throwaway PostgreSQL server. Everything is set up first, then timed:
+throwaway PostgreSQL server, with this extension and splitpayments installed
+side by side. Everything is set up first; then three columns are timed, each
+paying the same N client wallets, in alternating order, `--rounds` times:
 
-* floor (before): N internal payments done bare, `create_invoice(internal=True)`
-  + `pay_invoice` from a funded wallet to the N clients' wallets: what LNbits
-  itself costs, which the extension cannot beat.
-* extension: N clients with confirmed deposits that cover the cash, one ATM
-  settlement paid into the source wallet; timed from the payment until the
-  settlement is complete (listener, lookup, plan, N payouts, commission).
-* floor (after): the bare payments again. LNbits gets slower per payment as its
-  tables grow, so the extension is compared with the mean of both floors.
+    floor, product, peer, peer, product, floor
 
-Reported: wall time, time per payout, SQL statements per payout (every
-statement either database executes, counted with a SQLAlchemy cursor event on
-both engines: LNbits' own and the extension's), peak Python memory
-(tracemalloc) and the extension/floor ratio. Then, in another fresh database
-with 5000 clients and `--payouts` payout rows, the median time of the
-dashboard's list requests.
+* floor: N bare internal payments, `create_invoice(internal=True)` +
+  `pay_invoice`, from a funded wallet: LNbits' naive payment loop.
+* product: one ATM settlement of N x 525 sats paid into the source wallet,
+  timed until the processor lets go of it: listener, lookup, plan, N payouts
+  of 500 sats and the commission (N x 25 sats to the commission wallet).
+* peer: lnbits/splitpayments with the N wallets as targets (100/N % each) and
+  its own source wallet, paid N x 500 sats; timed until the N-th split payment
+  has reached its target.
+
+No tracemalloc while timing: peak Python memory is measured in a separate,
+untimed settlement at the end. Reported per column: the median time per
+payment with its spread (min-max over the 2 x rounds runs), SQL statements per
+payment (every statement any of the databases runs, counted with a SQLAlchemy
+cursor event on every engine), and the ratios of the medians.
+
+The peer comes from its public repository at a pinned commit, checked out from
+a local git mirror into the bench's own temp folder (`SATMACHINE_BENCH_PEER`:
+a git directory or a plain folder; default: the `fetch` mirror below). Without
+it the bench says so and prints the other columns. Nothing is downloaded.
 
 Prints figures; asserts nothing. See bench/README.md.
 """
@@ -32,11 +41,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import tracemalloc
 from collections import Counter
 from contextlib import asynccontextmanager
@@ -46,19 +59,46 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = "1000000"  # GTQ per BTC: 100 sats per GTQ
-DEPOSIT = Decimal("10.00")  # per client; a settlement uses half of it
+PEER_COMMIT = "4e2ebb7944935129db1a988102482e35738642f8"  # 2025-02-26
+PEER_DEFAULT = "/work/.mirror/lnbits+splitpayments/repo"
+COLUMNS = ("floor", "product", "peer")
 
 
-def _prepare_environment(database_url: str | None) -> None:
+def _install_peer(run_dir: Path) -> str | None:
+    """splitpayments at PEER_COMMIT into run_dir/extensions. Returns None, or
+    why the peer is not available."""
+    source = Path(os.environ.get("SATMACHINE_BENCH_PEER", PEER_DEFAULT))
+    target = run_dir / "extensions" / "splitpayments"
+    if not source.exists():
+        return f"no peer at {source} (set SATMACHINE_BENCH_PEER)"
+    if (source / "config.json").exists() and not (source / "HEAD").exists():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".git"))
+        return None
+    git_dir = source / ".git" if (source / ".git").exists() else source
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "archive", "--format=tar", PEER_COMMIT],
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        shutil.rmtree(target)
+        return f"commit {PEER_COMMIT[:7]} not in {git_dir}: {archive.stderr[:200]!r}"
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return None
+
+
+def _prepare_environment(database_url: str | None) -> tuple[Path, str | None]:
     from lnbits_sandbox import offline_settings, prepare_run_dir
 
     run_dir = prepare_run_dir(Path(tempfile.mkdtemp(prefix="satmachine-bench-")))
+    peer_missing = _install_peer(run_dir)
     os.environ.update(offline_settings(run_dir))
     if database_url:
         os.environ["LNBITS_DATABASE_URL"] = database_url
     else:
         os.environ.pop("LNBITS_DATABASE_URL", None)
     os.chdir(run_dir)
+    return run_dir, peer_missing
 
 
 class StatementCounter:
@@ -102,7 +142,7 @@ class Bench:
             method, f"/satmachineadmin/api/v1/dca{path}", headers=self.auth, **kw
         )
 
-    async def clients(self, n: int, tag: str) -> list:
+    async def clients(self, n: int, tag: str, deposit: Decimal) -> list:
         """n client users with wallets and a confirmed deposit each, written
         straight through the extension's crud (setup is not what is timed)."""
         from lnbits.core.services import create_user_account
@@ -128,7 +168,7 @@ class Bench:
                 DcaDeposit(
                     id=urlsafe_short_hash(),
                     client_id=client.id,
-                    amount=DEPOSIT,
+                    amount=deposit,
                     status="confirmed",
                     created_at=earlier,
                     confirmed_at=earlier,
@@ -155,84 +195,189 @@ async def _wait_processed(recorded_before, timeout: float = 3600) -> None:
     raise RuntimeError("settlement was not processed")
 
 
-async def prepare_extension(bench: Bench, n: int):
-    """Source wallet configured, n funded clients, and the ATM's invoice."""
-    from lnbits.core.services import create_invoice
+class Product:
+    """This extension: a source wallet, a commission wallet, the payer (the
+    ATM's side) and one settlement per run."""
 
-    source = await bench.wallet(f"source-{n}")
-    payer = await bench.wallet(f"payer-{n}")
-    response = await bench.api("POST", "/config", json={"source_wallet_id": source.id})
-    assert response.status_code == 201, response.text
-    client_wallets = await bench.clients(n, f"ext{n}")
-    principal = n * 500  # 5.00 GTQ per client at 100 sats per GTQ: all covered
-    fee = n * 25
-    await bench.fund(payer.id, principal + fee)
-    invoice = await create_invoice(
-        wallet_id=source.id,
-        amount=principal + fee,
-        memo="ATM",
-        extra={
-            "source": "bitspire",
-            "principal_sats": principal,
-            "fee_sats": fee,
-            "exchange_rate": RATE,
-            "currency": "GTQ",
-            "txid": f"bench-{n}",
-        },
-    )
-    return (payer, invoice, principal), client_wallets
+    def __init__(self, bench: Bench, counter: StatementCounter, n: int) -> None:
+        self.bench, self.counter, self.n = bench, counter, n
+        self.runs = 0
 
-
-async def bench_extension(
-    counter: StatementCounter, n: int, payer, invoice, principal: int
-) -> dict:
-    from lnbits.core.services import pay_invoice
-    from satmachineadmin.tasks import listener_status
-
-    recorded_before = listener_status["last_payment_at"]
-    tracemalloc.start()
-    statements = counter.count
-    started = time.perf_counter()
-    await pay_invoice(wallet_id=payer.id, payment_request=invoice.bolt11)
-    await _wait_processed(recorded_before)
-    seconds = time.perf_counter() - started
-    statements = counter.count - statements
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    from satmachineadmin import crud
-
-    settlement = await crud.get_settlement_by_hash(invoice.payment_hash)
-    assert settlement and settlement.status == "completed", settlement
-    assert settlement.distributed_sats == principal, settlement
-    return {"seconds": seconds, "statements": statements, "peak_mb": peak / 2**20}
-
-
-async def prepare_floor(bench: Bench, targets: list, tag: str):
-    """A source wallet funded for one bare payment to each target."""
-    source = await bench.wallet(f"floor-source-{tag}")
-    await bench.fund(source.id, len(targets) * 500)
-    return source
-
-
-async def bench_floor(counter: StatementCounter, source, targets: list) -> dict:
-    from lnbits.core.services import create_invoice, pay_invoice
-
-    tracemalloc.start()
-    statements = counter.count
-    started = time.perf_counter()
-    for wallet in targets:
-        invoice = await create_invoice(
-            wallet_id=wallet.id, amount=500, memo="DCA", internal=True
+    async def prepare(self, settlements: int) -> None:
+        bench, n = self.bench, self.n
+        self.source = await bench.wallet(f"source-{n}")
+        self.commission = await bench.wallet(f"commission-{n}")
+        self.payer = await bench.wallet(f"payer-{n}")
+        response = await bench.api(
+            "POST",
+            "/config",
+            json={
+                "source_wallet_id": self.source.id,
+                "commission_wallet_id": self.commission.id,
+            },
         )
-        await pay_invoice(wallet_id=source.id, payment_request=invoice.bolt11)
-    seconds = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "seconds": seconds,
-        "statements": counter.count - statements,
-        "peak_mb": peak / 2**20,
-    }
+        assert response.status_code == 201, response.text
+        # Each settlement takes 5.00 GTQ of every client's deposit.
+        self.wallets = await bench.clients(n, f"c{n}", Decimal(5 * settlements))
+        await bench.fund(self.payer.id, settlements * n * 525)
+
+    async def _invoice(self):
+        from lnbits.core.services import create_invoice
+
+        self.runs += 1
+        principal, fee = self.n * 500, self.n * 25
+        return await create_invoice(
+            wallet_id=self.source.id,
+            amount=principal + fee,
+            memo="ATM",
+            extra={
+                "source": "bitspire",
+                "principal_sats": principal,
+                "fee_sats": fee,
+                "exchange_rate": RATE,
+                "currency": "GTQ",
+                "txid": f"bench-{self.n}-{self.runs}",
+            },
+        )
+
+    async def run(self, memory: bool = False) -> dict:
+        from lnbits.core.services import pay_invoice
+        from lnbits.utils.cache import cache
+        from satmachineadmin import crud
+
+        # The market agrees with the ATM's price (rate_check.py); offline, the
+        # exchange-rate cache is the market.
+        cache.set("btc-price-GTQ", float(RATE), expiry=24 * 3600)
+        from satmachineadmin.tasks import listener_status
+
+        invoice = await self._invoice()
+        recorded_before = listener_status["last_payment_at"]
+        if memory:
+            tracemalloc.start()
+        statements = self.counter.count
+        started = time.perf_counter()
+        await pay_invoice(wallet_id=self.payer.id, payment_request=invoice.bolt11)
+        await _wait_processed(recorded_before)
+        seconds = time.perf_counter() - started
+        statements = self.counter.count - statements
+        peak = tracemalloc.get_traced_memory()[1] if memory else 0
+        tracemalloc.stop()
+        settlement = await crud.get_settlement_by_hash(invoice.payment_hash)
+        assert settlement and settlement.status == "completed", settlement
+        assert settlement.distributed_sats == self.n * 500, settlement
+        assert settlement.commission_status == "confirmed", settlement
+        return {"seconds": seconds, "statements": statements, "peak_mb": peak / 2**20}
+
+
+class Floor:
+    """LNbits' naive loop: create_invoice + pay_invoice per target."""
+
+    def __init__(self, bench: Bench, counter: StatementCounter, wallets) -> None:
+        self.bench, self.counter, self.wallets = bench, counter, wallets
+        self.sources: list = []
+
+    async def prepare(self, runs: int) -> None:
+        for i in range(runs):
+            source = await self.bench.wallet(f"floor-source-{i}")
+            await self.bench.fund(source.id, len(self.wallets) * 500)
+            self.sources.append(source)
+
+    async def run(self) -> dict:
+        from lnbits.core.services import create_invoice, pay_invoice
+
+        source = self.sources.pop(0)
+        statements = self.counter.count
+        started = time.perf_counter()
+        for wallet in self.wallets:
+            invoice = await create_invoice(
+                wallet_id=wallet.id, amount=500, memo="DCA", internal=True
+            )
+            await pay_invoice(wallet_id=source.id, payment_request=invoice.bolt11)
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "statements": self.counter.count - statements}
+
+
+def _below_float32(value: float) -> float:
+    """The largest 4-byte float not above `value` (PostgreSQL keeps the peer's
+    REAL percentages in 4 bytes; rounded up, N of them add up to more than 100
+    and the peer refuses to split at all)."""
+    (as_float32,) = struct.unpack("f", struct.pack("f", value))
+    if as_float32 > value:
+        (bits,) = struct.unpack("I", struct.pack("f", as_float32))
+        (as_float32,) = struct.unpack("f", struct.pack("I", bits - 1))
+    return as_float32
+
+
+class Peer:
+    """lnbits/splitpayments: its own source wallet, the same N target wallets at
+    100/N % each. It pays every target from a background task; the run ends
+    when the N-th split payment has reached its target."""
+
+    def __init__(self, bench: Bench, counter: StatementCounter, wallets) -> None:
+        self.bench, self.counter, self.wallets = bench, counter, wallets
+        self.targets = {w.id for w in wallets}
+        self.arrived = 0
+        self.arrived_sats = 0
+        self.done = asyncio.Event()
+
+    async def _on_paid(self, payment) -> None:
+        if payment.wallet_id in self.targets and (payment.memo or "").startswith(
+            "Split payment:"
+        ):
+            self.arrived += 1
+            self.arrived_sats += payment.amount // 1000
+            if self.arrived >= self.expected:
+                self.done.set()
+
+    async def prepare(self, runs: int) -> None:
+        from lnbits.helpers import urlsafe_short_hash
+        from lnbits.task_manager import task_manager
+        from splitpayments.crud import set_targets  # type: ignore[import-not-found]
+        from splitpayments.models import Target  # type: ignore[import-not-found]
+
+        n = len(self.wallets)
+        self.source = await self.bench.wallet(f"peer-source-{n}")
+        self.payer = await self.bench.wallet(f"peer-payer-{n}")
+        await self.bench.fund(self.payer.id, runs * n * 500)
+        percent = _below_float32(100 / n)
+        while sum([percent] * n) > 100:
+            percent = _below_float32(percent * (1 - 1e-7))
+        await set_targets(
+            self.source.id,
+            [
+                Target(
+                    id=urlsafe_short_hash(),
+                    wallet=w.id,
+                    source=self.source.id,
+                    percent=percent,
+                    alias=f"t{i}",
+                )
+                for i, w in enumerate(self.wallets)
+            ],
+        )
+        task_manager.register_invoice_listener(self._on_paid, "bench_peer_watch")
+
+    async def run(self) -> dict:
+        from lnbits.core.services import create_invoice, pay_invoice
+
+        n = len(self.wallets)
+        invoice = await create_invoice(
+            wallet_id=self.source.id, amount=n * 500, memo="ATM (peer)"
+        )
+        self.arrived = self.arrived_sats = 0
+        self.expected = n
+        self.done.clear()
+        statements = self.counter.count
+        started = time.perf_counter()
+        await pay_invoice(wallet_id=self.payer.id, payment_request=invoice.bolt11)
+        await asyncio.wait_for(self.done.wait(), timeout=3600)
+        seconds = time.perf_counter() - started
+        return {
+            "seconds": seconds,
+            "statements": self.counter.count - statements,
+            "paid_sats": self.arrived_sats,
+            "owed_sats": n * 500,
+        }
 
 
 async def _bulk_insert(table: str, rows: list[dict]) -> None:
@@ -366,81 +511,159 @@ async def lnbits_app():
             )
             from satmachineadmin.crud import db as ext_db
 
+            databases = [core_db, ext_db]
+            try:
+                from splitpayments.crud import (  # type: ignore[import-not-found]
+                    db as peer_db,
+                )
+
+                databases.append(peer_db)
+            except ImportError:
+                pass  # no peer in this run
             counter = StatementCounter(
-                {id(d.engine): d.engine for d in (core_db, ext_db)}.values()
+                {id(d.engine): d.engine for d in databases}.values()
             )
             yield Bench(http, token, settings.super_user), counter
 
 
-async def run_size(n: int) -> dict:
-    """One N on a fresh database. Everything is set up first; then the bare
-    floor, the extension's settlement, and the floor again: LNbits gets slower
-    per payment as its tables grow, so the extension is compared with the mean
-    of a floor measured before it and one measured after it."""
+async def run_size(n: int, rounds: int, peer_missing: str | None) -> dict:
+    """One N on a fresh database. Everything is set up first, then `rounds`
+    times: floor, product, peer, peer, product, floor. Then, untimed, one more
+    settlement under tracemalloc for its peak memory."""
     async with lnbits_app() as (bench, counter):
-        settlement, client_wallets = await prepare_extension(bench, n)
-        # The bare payments go to the clients' own wallets: the same wallets
-        # and the same database as the settlement's payouts. (Extra wallets
-        # would slow LNbits down for both: on SQLite its balances view scans
-        # every wallet for each balance it looks up.)
-        before_source = await prepare_floor(bench, client_wallets, "before")
-        after_source = await prepare_floor(bench, client_wallets, "after")
-        before = await bench_floor(counter, before_source, client_wallets)
-        counter.trace.clear()
-        ext = await bench_extension(counter, n, *settlement)
-        for statement, times in counter.trace.most_common(40):
-            print(f"TRACE {times:6} {statement}", file=sys.stderr)
-        after = await bench_floor(counter, after_source, client_wallets)
-    return {"n": n, "extension": ext, "floor_before": before, "floor_after": after}
+        product = Product(bench, counter, n)
+        await product.prepare(settlements=2 * rounds + 1)
+        # Every column pays the same wallets, in the same database.
+        floor = Floor(bench, counter, product.wallets)
+        await floor.prepare(2 * rounds)
+        peer = None if peer_missing else Peer(bench, counter, product.wallets)
+        if peer:
+            await peer.prepare(2 * rounds)
+        runs: dict[str, list[dict]] = {c: [] for c in COLUMNS}
+        order = ["floor", "product", "peer", "peer", "product", "floor"]
+        for _ in range(rounds):
+            for column in order:
+                if column == "floor":
+                    runs["floor"].append(await floor.run())
+                elif column == "product":
+                    counter.trace.clear()
+                    runs["product"].append(await product.run())
+                    for statement, times in counter.trace.most_common(40):
+                        print(f"TRACE {times:6} {statement}", file=sys.stderr)
+                elif peer:
+                    runs["peer"].append(await peer.run())
+                await asyncio.sleep(0.2)  # background notifications settle
+        memory = await product.run(memory=True)
+    return {
+        "n": n,
+        "runs": runs,
+        "peak_mb": memory["peak_mb"],
+        "peer_missing": peer_missing,
+    }
 
 
 async def run_pages(payouts: int) -> dict:
     async with lnbits_app() as (bench, _):
-        await bench.clients(5000, "pages")
+        await bench.clients(5000, "pages", Decimal("10.00"))
         return await bench_pages(bench, payouts)
 
 
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):6.1f} " f"({min(values):.1f}-{max(values):.1f})"
+
+
+def summarize(result: dict) -> dict:
+    """Median and spread, per payment, of each column; ratios of medians."""
+    n = result["n"]
+    summary: dict = {"n": n, "peak_mb": result["peak_mb"]}
+    for column in COLUMNS:
+        runs = result["runs"][column]
+        ms = [r["seconds"] / n * 1000 for r in runs]
+        summary[column] = {
+            "ms": ms,
+            "median_ms": statistics.median(ms) if ms else None,
+            "sql": (
+                statistics.median([r["statements"] / n for r in runs]) if runs else None
+            ),
+        }
+    product = summary["product"]["median_ms"]
+    for column in ("floor", "peer"):
+        other = summary[column]["median_ms"]
+        summary[f"vs_{column}"] = product / other if product and other else None
+    peer_runs = result["runs"]["peer"]
+    if peer_runs:
+        summary["peer_lost_sats"] = statistics.median(
+            r["owed_sats"] - r["paid_sats"] for r in peer_runs
+        )
+    return summary
+
+
 def _row(label: str, result: dict) -> str:
-    n, ext = result["n"], result["extension"]
-    before, after = result["floor_before"], result["floor_after"]
-    floor_seconds = (before["seconds"] + after["seconds"]) / 2
-    floor_statements = (before["statements"] + after["statements"]) / 2
-    return (
-        f"{label:8} N={n:<5} extension {ext['seconds']:8.2f} s "
-        f"({ext['seconds'] / n * 1000:6.1f} ms/payout, "
-        f"{ext['statements'] / n:4.1f} SQL/payout, peak {ext['peak_mb']:5.1f} MB) | "
-        f"floor {before['seconds'] / n * 1000:6.1f} / "
-        f"{after['seconds'] / n * 1000:6.1f} ms before/after "
-        f"({floor_statements / n:4.1f} SQL) | ratio "
-        f"{ext['seconds'] / floor_seconds:4.2f}x"
-    )
+    s = summarize(result)
+    parts = [f"{label:8} N={s['n']:<5}"]
+    for column in COLUMNS:
+        c = s[column]
+        if c["median_ms"] is None:
+            parts.append(f"{column}: not run")
+            continue
+        parts.append(f"{column} {_spread(c['ms'])} ms/payment, {c['sql']:4.1f} SQL")
+    ratios = f"product/floor {s['vs_floor']:.2f}x"
+    if s["vs_peer"]:
+        ratios += f", product/peer {s['vs_peer']:.2f}x"
+        ratios += f", peer left {s['peer_lost_sats']:.0f} sats unpaid"
+    parts.append(ratios)
+    parts.append(f"product peak {s['peak_mb']:.1f} MB (separate pass)")
+    text = " | ".join(parts)
+    if result.get("peer_missing"):
+        text += f"\n         peer not available: {result['peer_missing']}"
+    return text
 
 
 def child(args) -> None:
     database_url = None
     server = None
     sys.path.insert(0, str(ROOT / "tests"))  # lnbits_sandbox, pg_server
-    if args.db == "postgres":
-        from pg_server import start_postgres
-
-        server = start_postgres()
-        server.create_database("bench")
-        database_url = server.dsn("bench")
-    _prepare_environment(database_url)
+    run_dir = None
+    code = 1
+    # Stopped from outside (kill PID): still stop the PostgreSQL server and
+    # remove the temp folder (LNbits leaves SIGINT to its own handling).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        if args.db == "postgres":
+            from pg_server import start_postgres
+
+            server = start_postgres()
+            server.create_database("bench")
+            database_url = server.dsn("bench")
+        run_dir, peer_missing = _prepare_environment(database_url)
         if args.pages:
             result = asyncio.run(run_pages(args.payouts))
         else:
-            result = asyncio.run(run_size(int(args.n)))
+            result = asyncio.run(run_size(int(args.n), args.rounds, peer_missing))
         print("RESULT " + json.dumps(result), flush=True)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
     finally:
         if server is not None:
             server.stop()
+        if run_dir is not None:
+            os.chdir("/")
+            shutil.rmtree(run_dir, ignore_errors=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # LNbits never closes its aiosqlite worker threads: a normal exit can
+        # wait for them forever. Everything is written and cleaned up by now.
+        os._exit(code)
 
 
 def _run_child(backend: str, *args: str) -> dict | None:
     """A fresh process (LNbits fixes its database at import) and database."""
-    log = Path(tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")[1])
+    fd, name = tempfile.mkstemp(prefix=f"bench-{backend}-", suffix=".log")
+    os.close(fd)
+    log = Path(name)
     with log.open("w") as log_file:
         process = subprocess.run(
             [sys.executable, __file__, "--child", "--db", backend, *args],
@@ -448,10 +671,12 @@ def _run_child(backend: str, *args: str) -> dict | None:
             stderr=log_file,
             text=True,
         )
-    if os.environ.get("BENCH_TRACE"):
-        print(f"   (statements traced in {log})", flush=True)
     for line in process.stdout.splitlines():
         if line.startswith("RESULT "):
+            if os.environ.get("BENCH_TRACE"):
+                print(f"   (statements traced in {log})", flush=True)
+            else:
+                log.unlink()
             return json.loads(line[len("RESULT ") :])
     print(f"{backend} {' '.join(args)}: exit {process.returncode}, log in {log}")
     return None
@@ -459,9 +684,11 @@ def _run_child(backend: str, *args: str) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", default="10,100,1000,5000")
+    parser.add_argument("--n", default="10,100,1000")
     parser.add_argument("--db", default="both", choices=["sqlite", "postgres", "both"])
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--payouts", type=int, default=100_000)
+    parser.add_argument("--json", help="also write every run's figures here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--pages", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -469,12 +696,20 @@ def main() -> None:
         child(args)
         return
     backends = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    collected = []
     for backend in backends:
-        print(f"== {backend}", flush=True)
+        print(
+            f"== {backend} ({args.rounds} rounds: floor, product, peer, peer, "
+            "product, floor; median (min-max) per payment)",
+            flush=True,
+        )
         for n in filter(None, args.n.split(",")):  # --n "": the pages only
-            result = _run_child(backend, "--n", n)
+            result = _run_child(backend, "--n", n, "--rounds", str(args.rounds))
             if result:
                 print(_row(backend, result), flush=True)
+                collected.append({"db": backend, **result})
+                if args.json:
+                    Path(args.json).write_text(json.dumps(collected, indent=1))
         if args.payouts:
             pages = _run_child(backend, "--pages", "--payouts", str(args.payouts))
             if pages:
