@@ -13,6 +13,7 @@ const SETTLEMENT_STATUSES = [
   'ready',
   'distributing',
   'completed',
+  'scheduled',
   'payout_failed',
   'dismissed',
   'before_upgrade',
@@ -22,6 +23,7 @@ const STATUS_COLORS = {
   active: 'positive',
   confirmed: 'positive',
   completed: 'positive',
+  scheduled: 'teal',
   resolved: 'positive',
   pending: 'orange',
   waiting_data: 'orange',
@@ -288,7 +290,31 @@ window.PageSatmachineadmin = {
             field: 'dca_mode',
             sortable: true,
             align: 'left',
-            format: val => this.statusLabel(val)
+            format: (val, row) =>
+              val === 'fixed' && row && row.fixed_mode_daily_limit != null
+                ? t('fixed.mode_limit', {
+                    mode: this.statusLabel(val),
+                    limit: this.fiat(
+                      row.fixed_mode_daily_limit,
+                      row.fixed_limit_currency
+                    )
+                  })
+                : this.statusLabel(val)
+          },
+          {
+            name: 'fixed_today',
+            get label() {
+              return t('fixed.col_today')
+            },
+            field: 'fixed_used_today',
+            align: 'left',
+            format: (val, row) =>
+              row && row.dca_mode === 'fixed' && val != null
+                ? t('fixed.today', {
+                    used: this.fiat(val, row.fixed_limit_currency),
+                    left: this.fiat(row.fixed_allowance_left, row.fixed_limit_currency)
+                  })
+                : ''
           },
           {
             name: 'status',
@@ -441,7 +467,9 @@ window.PageSatmachineadmin = {
           },
           {
             name: 'machine',
-            label: 'Machine',
+            get label() {
+              return t('machines.machine')
+            },
             field: row => row.machine_name || shortId(row.device_id),
             align: 'left'
           },
@@ -576,7 +604,9 @@ window.PageSatmachineadmin = {
           },
           {
             name: 'machine',
-            label: 'Machine',
+            get label() {
+              return t('machines.machine')
+            },
             field: row => row.machine_name || shortId(row.device_id),
             align: 'left'
           },
@@ -647,6 +677,53 @@ window.PageSatmachineadmin = {
       },
       depositForm: { client_id: null, amount: '', currency: 'GTQ', notes: '' },
       clientDialog: { show: false, data: {} },
+      // ---------------------------------------------- fixed mode (#12)
+      modeDialog: { show: false, id: null, name: '', data: {} },
+      scheduled: null,
+      scheduledColumns: [
+        {
+          name: 'username',
+          get label() {
+            return t('common.client')
+          },
+          field: row => row.username || shortId(row.client_id),
+          align: 'left'
+        },
+        {
+          name: 'amount_sats',
+          get label() {
+            return t('common.sats')
+          },
+          field: 'amount_sats',
+          format: val => this.sats(val)
+        },
+        {
+          name: 'amount_fiat',
+          get label() {
+            return t('common.fiat')
+          },
+          field: 'amount_fiat',
+          format: (val, row) => this.fiat(val, row && row.currency)
+        },
+        {
+          name: 'deliver_after',
+          get label() {
+            return t('fixed.col_deliver_after')
+          },
+          field: 'deliver_after',
+          align: 'left',
+          format: val => this.date(val)
+        },
+        {
+          name: 'settlement_id',
+          get label() {
+            return t('reconciliation.col_settlement')
+          },
+          field: 'settlement_id',
+          align: 'left',
+          format: val => shortId(val)
+        }
+      ],
       editDepositDialog: { show: false, id: null, data: {} },
       cashOutDialog: { show: false, id: null, data: {} },
       dismissDialog: { show: false, id: null, reason: '' },
@@ -688,116 +765,174 @@ window.PageSatmachineadmin = {
       machineColumns: [
         {
           name: 'name',
-          label: 'Machine',
+          get label() {
+            return t('machines.machine')
+          },
           field: row => this.machineName(row),
           align: 'left'
         },
-        { name: 'location', label: 'Location', field: 'location', align: 'left' },
+        {
+          name: 'location',
+          get label() {
+            return t('machines.location')
+          },
+          field: 'location',
+          align: 'left'
+        },
         {
           name: 'source_wallet_id',
-          label: 'Source wallet',
+          get label() {
+            return t('machines.source_wallet')
+          },
           field: 'source_wallet_id',
           align: 'left',
           format: val => this.walletName(val)
         },
         {
           name: 'last_seen',
-          label: 'Last seen',
+          get label() {
+            return t('machines.last_seen')
+          },
           field: 'last_seen',
           align: 'left',
           format: val => this.date(val)
         },
         {
           name: 'settled',
-          label: 'Settled',
+          get label() {
+            return t('machines.settled')
+          },
           field: row => row.figures.settled_sats,
           format: val => this.sats(val)
         },
         {
           name: 'commission',
-          label: 'Commission',
+          get label() {
+            return t('common.commission')
+          },
           field: row => row.figures.commission_sats,
           format: val => this.sats(val)
         },
         {
           name: 'distributed',
-          label: 'To clients',
+          get label() {
+            return t('settlements.col_to_clients')
+          },
           field: row => row.figures.distributed_sats,
           format: val => this.sats(val)
         },
         {
           name: 'orphans',
-          label: 'Open orphans',
+          get label() {
+            return t('machines.open_orphans')
+          },
           field: row => row.figures.open_orphan_sats,
           format: val => this.sats(val)
         },
         {
           name: 'waiting',
-          label: 'Waiting',
+          get label() {
+            return t('machines.waiting')
+          },
           field: row => row.figures.waiting
         },
         {
           name: 'partners',
-          label: 'Commission partners',
+          get label() {
+            return t('machines.partners_title')
+          },
           field: row => row.commission_recipients,
           align: 'left',
           format: val =>
             val && val.length
               ? val.map(r => `${this.recipientName(r)} ${r.percent} %`).join(', ')
-              : 'global'
+              : t('machines.global')
         },
         { name: 'actions', label: '', field: 'id', align: 'right' }
       ],
       machineFigureColumns: [
         {
           name: 'name',
-          label: 'Machine',
+          get label() {
+            return t('machines.machine')
+          },
           field: row =>
-            row.device_id ? row.name || shortId(row.device_id) : '(no machine named)',
+            row.device_id ? row.name || shortId(row.device_id) : t('machines.unnamed'),
           align: 'left'
         },
         {
           name: 'settled_sats',
-          label: 'Settled',
+          get label() {
+            return t('machines.settled')
+          },
           field: 'settled_sats',
           format: val => this.sats(val)
         },
         {
           name: 'commission_sats',
-          label: 'Commission',
+          get label() {
+            return t('common.commission')
+          },
           field: 'commission_sats',
           format: val => this.sats(val)
         },
         {
           name: 'distributed_sats',
-          label: 'To clients',
+          get label() {
+            return t('settlements.col_to_clients')
+          },
           field: 'distributed_sats',
           format: val => this.sats(val)
         },
         {
           name: 'open_orphan_sats',
-          label: 'Open orphans',
+          get label() {
+            return t('machines.open_orphans')
+          },
           field: 'open_orphan_sats',
           format: val => this.sats(val)
         },
-        { name: 'waiting', label: 'Waiting', field: 'waiting' }
+        {
+          name: 'waiting',
+          get label() {
+            return t('machines.waiting')
+          },
+          field: 'waiting'
+        }
       ],
       commissionPartColumns: [
         {
           name: 'recipient',
-          label: 'Partner',
+          get label() {
+            return t('machines.partner')
+          },
           field: row => this.recipientName(row),
           align: 'left'
         },
         { name: 'percent', label: '%', field: 'percent' },
         {
           name: 'amount_sats',
-          label: 'Sats',
+          get label() {
+            return t('common.sats')
+          },
           field: 'amount_sats',
           format: val => this.sats(val)
         },
-        { name: 'attempts', label: 'Attempts', field: 'attempts' },
-        { name: 'status', label: 'Status', field: 'status', align: 'left' }
+        {
+          name: 'attempts',
+          get label() {
+            return t('machines.attempts')
+          },
+          field: 'attempts'
+        },
+        {
+          name: 'status',
+          get label() {
+            return t('common.status')
+          },
+          field: 'status',
+          align: 'left'
+        }
       ],
       dryRunForm: {
         amount_sats: 100000,
@@ -841,6 +976,23 @@ window.PageSatmachineadmin = {
           },
           field: 'capped',
           format: val => (val ? t('common.yes') : '')
+        },
+        {
+          name: 'mode',
+          get label() {
+            return t('clients.col_mode')
+          },
+          field: 'mode',
+          align: 'left',
+          format: val => (val ? this.statusLabel(val) : '')
+        },
+        {
+          name: 'limited',
+          get label() {
+            return t('fixed.col_limited')
+          },
+          field: 'limited',
+          format: val => (val ? t('common.yes') : '')
         }
       ],
       configForm: {},
@@ -851,6 +1003,33 @@ window.PageSatmachineadmin = {
     }
   },
   computed: {
+    // ---------------------------------------------- fixed mode (#12)
+    maxDailyLimit() {
+      const c = this.config
+      if (!c) return this.fiat(2000, 'GTQ')
+      return this.fiat(c.effective_max_daily_limit, c.limit_currency || 'GTQ')
+    },
+    deliveryOptions() {
+      return [
+        { label: t('fixed.delivery_on_settlement'), value: 'on_settlement' },
+        { label: t('fixed.delivery_daily'), value: 'daily' },
+        { label: t('fixed.delivery_times_per_day'), value: 'times_per_day' }
+      ]
+    },
+    scheduleText() {
+      const s = this.scheduled
+      if (!s) return ''
+      const when =
+        s.fixed_delivery === 'daily'
+          ? t('fixed.when_daily', { time: s.fixed_delivery_time })
+          : s.fixed_delivery === 'times_per_day'
+            ? t('fixed.when_times', { times: s.fixed_delivery_times })
+            : t('fixed.when_on_settlement')
+      const text = t('fixed.schedule', { when, zone: s.time_zone })
+      return s.next_slot
+        ? text + t('fixed.next_slot', { date: this.date(s.next_slot) })
+        : text
+    },
     channelText() {
       const channels = (this.alertStatus && this.alertStatus.channels) || {}
       const on = Object.keys(channels).filter(k => channels[k])
@@ -1009,12 +1188,21 @@ window.PageSatmachineadmin = {
       if (value == null || value === '') return ''
       const amount = Number(value)
       try {
-        return new Intl.NumberFormat(intlLocale(), {
+        const parts = new Intl.NumberFormat(intlLocale(), {
           style: 'currency',
           currency: code || this.currency,
           minimumFractionDigits: 2,
           maximumFractionDigits: 2
-        }).format(amount)
+        }).formatToParts(amount)
+        // Guatemala writes the quetzal sign against the number (Q1,234.56);
+        // Intl puts a space after a leading symbol in Spanish locales.
+        if (intlLocale().startsWith('es') && parts[0]?.type === 'currency') {
+          return parts
+            .filter((part, i) => !(i === 1 && part.type === 'literal'))
+            .map(part => part.value)
+            .join('')
+        }
+        return parts.map(part => part.value).join('')
       } catch (e) {
         return amount.toFixed(2) + ' ' + (code || '')
       }
@@ -1197,6 +1385,7 @@ window.PageSatmachineadmin = {
         this.clients = rows
         this.rememberClients(rows)
       }
+      await this.loadScheduled()
     },
     // q-select @filter: the pickers search the server as the operator types.
     async filterClients(value, update, abort) {
@@ -1491,12 +1680,54 @@ window.PageSatmachineadmin = {
     openClientDialog() {
       this.clientDialog = {
         show: true,
-        data: { wallet_id: '', username: '', dca_mode: 'flow' }
+        data: {
+          wallet_id: '',
+          username: '',
+          dca_mode: 'flow',
+          fixed_mode_daily_limit: ''
+        }
+      }
+    },
+    openModeDialog(client) {
+      this.modeDialog = {
+        show: true,
+        id: client.id,
+        name: client.username || client.id,
+        data: {
+          dca_mode: client.dca_mode === 'fixed' ? 'fixed' : 'flow',
+          fixed_mode_daily_limit:
+            client.fixed_mode_daily_limit == null
+              ? ''
+              : String(client.fixed_mode_daily_limit)
+        }
+      }
+    },
+    async saveMode() {
+      const d = this.modeDialog.data
+      const body = { dca_mode: d.dca_mode }
+      if (d.dca_mode === 'fixed') body.fixed_mode_daily_limit = d.fixed_mode_daily_limit
+      try {
+        await this.request('PUT', `/clients/${this.modeDialog.id}`, body)
+        this.modeDialog.show = false
+        Quasar.Notify.create({ type: 'positive', message: t('fixed.mode_saved') })
+        await this.loadClients()
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
+      }
+    },
+    async loadScheduled() {
+      try {
+        const { data } = await this.request('GET', '/fixed/scheduled')
+        this.scheduled = data
+      } catch (error) {
+        LNbits.utils.notifyApiError(error)
       }
     },
     async registerClient() {
+      const body = { ...this.clientDialog.data }
+      if (body.dca_mode !== 'fixed') delete body.fixed_mode_daily_limit
       try {
-        await this.request('POST', '/clients', this.clientDialog.data)
+        await this.request('POST', '/clients', body)
         this.clientDialog.show = false
         Quasar.Notify.create({ type: 'positive', message: t('clients.registered') })
         await this.loadClients()
@@ -1654,7 +1885,7 @@ window.PageSatmachineadmin = {
         else
           await this.request('POST', '/machines', { ...body, device_id: d.device_id })
         this.machineDialog.show = false
-        Quasar.Notify.create({ type: 'positive', message: 'Machine saved' })
+        Quasar.Notify.create({ type: 'positive', message: t('machines.saved') })
       } catch (error) {
         LNbits.utils.notifyApiError(error)
       }
@@ -1686,7 +1917,10 @@ window.PageSatmachineadmin = {
           }))
         })
         dialog.show = false
-        Quasar.Notify.create({ type: 'positive', message: 'Commission partners saved' })
+        Quasar.Notify.create({
+          type: 'positive',
+          message: t('machines.partners_saved')
+        })
       } catch (error) {
         LNbits.utils.notifyApiError(error)
       }
@@ -1700,7 +1934,7 @@ window.PageSatmachineadmin = {
     async retryCommissionPart(settlement, part) {
       try {
         await this.request('POST', `/commission-payouts/${part.id}/retry`)
-        Quasar.Notify.create({ type: 'positive', message: 'Retried' })
+        Quasar.Notify.create({ type: 'positive', message: t('settlements.retried') })
       } catch (error) {
         LNbits.utils.notifyApiError(error)
       }
@@ -1953,6 +2187,10 @@ window.PageSatmachineadmin = {
         ssh_known_hosts: c.ssh_known_hosts || '',
         max_daily_limit: c.max_daily_limit == null ? '' : String(c.max_daily_limit),
         limit_currency: c.limit_currency || '',
+        time_zone: c.time_zone || '',
+        fixed_delivery: c.fixed_delivery || 'on_settlement',
+        fixed_delivery_time: c.fixed_delivery_time || '',
+        fixed_delivery_times: c.fixed_delivery_times || null,
         is_active: c.is_active !== false
       }
     },
@@ -1976,6 +2214,9 @@ window.PageSatmachineadmin = {
         ? body.limit_currency.toUpperCase()
         : null
       body.ssh_known_hosts = body.ssh_known_hosts || null
+      body.time_zone = body.time_zone || null
+      body.fixed_delivery_time = body.fixed_delivery_time || null
+      body.fixed_delivery_times = body.fixed_delivery_times || null
       for (const key of ['ssh_host', 'ssh_username']) {
         if (!body[key]) body[key] = null
       }

@@ -28,6 +28,7 @@ TABS = [
     "clients",
     "deposits",
     "settlements",
+    "machines",
     "reconciliation",
     "alerts",
     "config",
@@ -192,6 +193,7 @@ _TAB_LABELS = {
     "clients": "Clients",
     "deposits": "Deposits",
     "settlements": "Settlements",
+    "machines": "Machines",
     "reconciliation": "Reconciliation",
     "alerts": "Alerts",
     "config": "Configuration",
@@ -471,10 +473,12 @@ def test_the_dashboard_in_spanish(server, browser):
 
         def check(where: str, locator) -> None:
             # What the extension wrote: labels, texts, chips, buttons (the
-            # values typed or chosen in fields are data, not checked).
+            # values typed or chosen in fields are data, not checked, and so
+            # are the texts the server wrote, e.g. the alerts' messages).
             text = locator.evaluate("""root => {
                   const copy = root.cloneNode(true)
-                  copy.querySelectorAll('.q-field__native, input, textarea')
+                  copy.querySelectorAll(
+                      '.q-field__native, input, textarea, [data-server-text]')
                     .forEach(e => e.remove())
                   return copy.innerText
                 }""")
@@ -489,7 +493,7 @@ def test_the_dashboard_in_spanish(server, browser):
         # Money as in Guatemala, in the table and in the confirmation.
         ui.tab("deposits", labels)
         row = ui.test_id("deposits-table").locator("tr", has_text="Quetzal").first
-        assert re.search(r"Q\s?1,234\.56", row.inner_text()), row.inner_text()
+        assert re.search(r"Q1,234\.56", row.inner_text()), row.inner_text()
         ui.test_id(f"confirm-deposit-{deposit['id']}").click()
         confirm = ui.page.locator(".q-dialog").last
         confirm.wait_for()
@@ -504,6 +508,16 @@ def test_the_dashboard_in_spanish(server, browser):
         dialog.wait_for()
         ui.screenshot("es-register-client")
         check("the register dialog", dialog)
+        ui.page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
+
+        # Fixed mode (#12): the mode and daily limit dialog.
+        ui.test_id(f"mode-client-{client['id']}").click()
+        ui.pick("mode-select", es["satmachineadmin.status.fixed"])
+        ui.test_id("mode-limit").wait_for()
+        dialog = ui.page.locator(".q-dialog").last
+        ui.screenshot("es-mode-dialog")
+        check("the mode dialog", dialog)
         ui.page.keyboard.press("Escape")
         assert not ui.errors, ui.errors
     except Exception:
