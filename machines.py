@@ -31,6 +31,7 @@ from .commission_split import (
 )
 from .crud import S, _execute_rowcount, db, exact_times, transaction, ts
 from .models import (
+    SPLIT_STATUSES,
     CommissionPart,
     CommissionPayout,
     CommissionRecipient,
@@ -44,7 +45,7 @@ from .models import (
 
 # Settlements whose split is decided (their figures count), and those still
 # waiting for data or for the operator.
-PLANNED = ("distributing", "completed", "payout_failed")
+PLANNED = SPLIT_STATUSES
 WAITING = (
     "pending",
     "waiting_data",

@@ -120,6 +120,16 @@ class SettlementStatus(str, Enum):
     before_upgrade = "before_upgrade"
 
 
+# A settlement in one of these has its split decided: its figures count in
+# every total (the overview, per day, per machine, recent prices).
+SPLIT_STATUSES = (
+    SettlementStatus.distributing.value,
+    SettlementStatus.completed.value,
+    SettlementStatus.payout_failed.value,
+    SettlementStatus.scheduled.value,
+)
+
+
 class ReconciliationStatus(str, Enum):
     open = "open"
     resolving = "resolving"
