@@ -68,6 +68,7 @@ from .machines import (
     get_machine_figures,
     get_machines,
     recipients_for,
+    source_wallet_ids,
 )
 from .models import (
     API_ERROR_RESPONSES,
@@ -233,6 +234,19 @@ def _conflict(message: str) -> HTTPException:
     return HTTPException(HTTPStatus.CONFLICT, message)
 
 
+async def _refuse_source_wallet(wallet_id: str) -> None:
+    """A client's wallet is never one ATM settlements arrive in (the configured
+    source wallet or a machine's): payouts to it would only move the
+    operator's sats between the operator's wallets, and the client would never
+    be paid."""
+    if wallet_id in await source_wallet_ids(await get_config()):
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            "wallet_id: this is a source wallet (ATM settlements arrive in it); "
+            "a client needs a wallet of their own.",
+        )
+
+
 # ---------------------------------------------------------- public endpoint
 
 
@@ -273,6 +287,7 @@ async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaCl
         raise _not_found("Wallet")
     if await get_client_by_wallet(wallet.id):
         raise _conflict("This wallet is already registered as a DCA client.")
+    await _refuse_source_wallet(wallet.id)
     await _check_mode_and_limit(None, data.dict(exclude_none=True))
     now = utc_now()
     client = DcaClient(
@@ -341,6 +356,7 @@ async def api_update_client(
                 HTTPStatus.BAD_REQUEST,
                 "wallet_id: not a wallet of this client's LNbits user.",
             )
+        await _refuse_source_wallet(wallet.id)
     for key, value in changes.items():
         setattr(client, key, getattr(value, "value", value))
     await update_client(client)

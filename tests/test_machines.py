@@ -455,3 +455,38 @@ async def test_upgrade_turns_the_single_commission_into_a_part(env):
     detail = (await env.api("GET", f"/settlements/{settlement.id}")).json()
     assert detail["commission_payouts"][0]["payment_hash"] == invoice.payment_hash
     assert detail["commission_status"] == "confirmed"
+
+
+async def test_a_source_wallet_is_never_a_client_wallet(env):
+    """A machine's own source wallet (or the configured one) is refused as a
+    client's wallet, at registration and on a wallet change: payouts to it
+    would only move the operator's sats between the operator's wallets."""
+    from api_helpers import register_client
+
+    client = await register_client(env)
+    # A second wallet of the client's own user becomes a machine's source
+    # wallet: the client may not move to it.
+    machine_wallet = await env.wallet("machine source", user_id=client["user_id"])
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": "npub1guard", "source_wallet_id": machine_wallet.id},
+    )
+    assert response.status_code == 201, response.text
+    config = (await env.api("GET", "/config")).json() or {}
+    sources = [machine_wallet.id]
+    if config.get("source_wallet_id"):
+        sources.append(config["source_wallet_id"])
+    for wallet_id in sources:
+        response = await env.api(
+            "POST", "/clients", json={"wallet_id": wallet_id, "username": "x"}
+        )
+        assert response.status_code == 400, response.text
+        assert "source wallet" in response.json()["detail"]
+    response = await env.api(
+        "PUT", f"/clients/{client['id']}", json={"wallet_id": machine_wallet.id}
+    )
+    assert response.status_code == 400, response.text
+    assert "source wallet" in response.json()["detail"]
+    unchanged = (await env.api("GET", f"/clients/{client['id']}")).json()
+    assert unchanged["wallet_id"] == client["wallet_id"]
