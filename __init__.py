@@ -1,8 +1,9 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from lnbits.task_manager import task_manager
 from loguru import logger
 
 from .crud import db
+from .messages import language_from_header, set_language
 from .tasks import (
     RECOVERY_INTERVAL_SECONDS,
     listener_status,
@@ -17,8 +18,18 @@ from .views_api_machines import satmachineadmin_machines_router
 from .views_api_statements import satmachineadmin_statements_router
 from .views_api_upgrade import satmachineadmin_upgrade_router
 
+
+async def read_request_language(request: Request) -> None:
+    """Texts this request writes (errors, stored messages rendered again) are
+    in the language the dashboard sends (LNbits' language selector), else the
+    caller's Accept-Language, else English. See messages.py."""
+    set_language(language_from_header(request.headers.get("accept-language")))
+
+
 satmachineadmin_ext: APIRouter = APIRouter(
-    prefix="/satmachineadmin", tags=["satmachineadmin"]
+    prefix="/satmachineadmin",
+    tags=["satmachineadmin"],
+    dependencies=[Depends(read_request_language)],
 )
 satmachineadmin_ext.include_router(satmachineadmin_generic_router)
 satmachineadmin_ext.include_router(satmachineadmin_api_router)

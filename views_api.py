@@ -70,6 +70,7 @@ from .machines import (
     recipients_for,
     source_wallet_ids,
 )
+from .messages import text
 from .models import (
     API_ERROR_RESPONSES,
     DEFAULT_CLIENT_LIMIT,
@@ -227,7 +228,8 @@ def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
 
 
 def _not_found(what: str) -> HTTPException:
-    return HTTPException(HTTPStatus.NOT_FOUND, f"{what} not found.")
+    """404 in the reader's language; `what` names a `not_found.*` message."""
+    return HTTPException(HTTPStatus.NOT_FOUND, text(f"not_found.{what}"))
 
 
 def _conflict(message: str) -> HTTPException:
@@ -284,7 +286,7 @@ async def api_get_clients(
 async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaClient:
     wallet = await get_wallet(data.wallet_id)
     if not wallet or wallet.deleted:
-        raise _not_found("Wallet")
+        raise _not_found("wallet")
     if await get_client_by_wallet(wallet.id):
         raise _conflict("This wallet is already registered as a DCA client.")
     await _refuse_source_wallet(wallet.id)
@@ -315,7 +317,7 @@ async def api_review_client(client_id: str, op: WriteAccess) -> DcaClient:
     inserted): it is no longer shown as new."""
     client = await get_client(client_id)
     if not client:
-        raise _not_found("Client")
+        raise _not_found("client")
     client.reviewed_at = utc_now()
     await update_client(client)
     await add_audit("client", client.id, "reviewed", op.user_id, {})
@@ -326,7 +328,7 @@ async def api_review_client(client_id: str, op: WriteAccess) -> DcaClient:
 async def api_get_client(client_id: str, _: ReadAccess) -> ClientSummary:
     summary = await get_client_summary(client_id)
     if not summary:
-        raise _not_found("Client")
+        raise _not_found("client")
     return summary
 
 
@@ -336,7 +338,7 @@ async def api_get_client(client_id: str, _: ReadAccess) -> ClientSummary:
 async def api_get_client_balance(client_id: str, _: ReadAccess) -> ClientBalanceSummary:
     summary = await get_client_balance_summary(client_id)
     if not summary:
-        raise _not_found("Client")
+        raise _not_found("client")
     return summary
 
 
@@ -346,7 +348,7 @@ async def api_update_client(
 ) -> DcaClient:
     client = await get_client(client_id)
     if not client:
-        raise _not_found("Client")
+        raise _not_found("client")
     changes = {k: v for k, v in data.dict(exclude_unset=True).items() if v is not None}
     await _check_mode_and_limit(client, changes)
     if "wallet_id" in changes:
@@ -398,7 +400,7 @@ async def api_set_client_status(
 ) -> DcaClient:
     client = await get_client(client_id)
     if not client:
-        raise _not_found("Client")
+        raise _not_found("client")
     previous = client.status
     client.status = data.status.value
     await update_client(client)
@@ -434,7 +436,7 @@ async def api_get_deposits(
 async def api_get_deposit(deposit_id: str, _: ReadAccess) -> DcaDeposit:
     deposit = await get_deposit(deposit_id)
     if not deposit:
-        raise _not_found("Deposit")
+        raise _not_found("deposit")
     return deposit
 
 
@@ -443,7 +445,7 @@ async def api_get_deposit(deposit_id: str, _: ReadAccess) -> DcaDeposit:
 )
 async def api_get_deposit_history(deposit_id: str, _: ReadAccess) -> list[AuditEntry]:
     if not await get_deposit(deposit_id):
-        raise _not_found("Deposit")
+        raise _not_found("deposit")
     return await get_audit("deposit", deposit_id)
 
 
@@ -452,7 +454,7 @@ async def api_get_deposit_history(deposit_id: str, _: ReadAccess) -> list[AuditE
 )
 async def api_create_deposit(data: CreateDepositData, op: WriteAccess) -> DcaDeposit:
     if not await get_client(data.client_id):
-        raise _not_found("Client")
+        raise _not_found("client")
     deposit = DcaDeposit(
         id=urlsafe_short_hash(),
         client_id=data.client_id,
@@ -473,7 +475,7 @@ async def api_update_deposit(
 ) -> DcaDeposit:
     deposit = await get_deposit(deposit_id)
     if not deposit:
-        raise _not_found("Deposit")
+        raise _not_found("deposit")
     if deposit.status != DepositStatus.pending.value:
         raise _conflict(
             f"Only a pending deposit can be edited; this one is {deposit.status}."
@@ -509,7 +511,7 @@ async def api_update_deposit_status(
     deposit is final: its fiat may already have been paid out."""
     deposit = await get_deposit(deposit_id)
     if not deposit:
-        raise _not_found("Deposit")
+        raise _not_found("deposit")
     if data.status.value == deposit.status:
         raise _conflict(f"The deposit is already {deposit.status}.")
     if deposit.status != DepositStatus.pending.value:
@@ -557,7 +559,7 @@ async def api_cancel_payout(
     try:
         return await cancel_payout(payout_id, data.reason, op.user_id)
     except LookupError as exc:
-        raise _not_found("Payout") from exc
+        raise _not_found("payout") from exc
     except ProcessingError as exc:
         raise _conflict(str(exc)) from exc
 
@@ -594,7 +596,7 @@ async def api_get_transactions(
 async def api_get_transaction(transaction_id: str, _: ReadAccess) -> TransactionView:
     transaction = await get_transaction_view(transaction_id)
     if not transaction:
-        raise _not_found("Transaction")
+        raise _not_found("transaction")
     return transaction
 
 
@@ -607,7 +609,7 @@ async def api_get_transaction_distributions(
 ) -> list[DistributionView]:
     transaction = await get_transaction_view(transaction_id)
     if not transaction:
-        raise _not_found("Transaction")
+        raise _not_found("transaction")
     return await get_transaction_distributions(transaction)
 
 
@@ -632,7 +634,7 @@ async def api_get_settlements(
 async def api_get_settlement(settlement_id: str, _: ReadAccess) -> SettlementDetail:
     settlement = await get_settlement(settlement_id)
     if not settlement:
-        raise _not_found("Settlement")
+        raise _not_found("settlement")
     machine = (
         await get_machine_by_device(settlement.device_id)
         if settlement.device_id
@@ -651,7 +653,7 @@ async def _settlement_action(coro) -> Settlement:
     try:
         return await coro
     except LookupError as exc:
-        raise _not_found("Settlement") from exc
+        raise _not_found("settlement") from exc
     except ProcessingError as exc:
         raise _conflict(str(exc)) from exc
     except AllocationError as exc:
@@ -727,7 +729,7 @@ async def api_get_reconciliation(
 ) -> Reconciliation:
     rec = await get_reconciliation(reconciliation_id)
     if not rec:
-        raise _not_found("Reconciliation")
+        raise _not_found("reconciliation")
     return rec
 
 
@@ -738,7 +740,7 @@ async def api_get_reconciliation_history(
     reconciliation_id: str, _: ReadAccess
 ) -> list[AuditEntry]:
     if not await get_reconciliation(reconciliation_id):
-        raise _not_found("Reconciliation")
+        raise _not_found("reconciliation")
     return await get_audit("reconciliation", reconciliation_id)
 
 
@@ -758,7 +760,7 @@ async def api_resolve_reconciliation(
             note=data.note,
         )
     except LookupError as exc:
-        raise _not_found("Reconciliation") from exc
+        raise _not_found("reconciliation") from exc
     except ValueError as exc:
         raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
     except ProcessingError as exc:
@@ -807,7 +809,7 @@ async def api_update_config(
 ) -> PublicLamassuConfig:
     config = await get_config_by_id(config_id)
     if not config:
-        raise _not_found("Config")
+        raise _not_found("config")
     # A secret left out or null keeps its value (the page never has it to send).
     fields = {
         k: v
@@ -840,7 +842,7 @@ async def api_update_config(
 )
 async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
     if not await get_config_by_id(config_id):
-        raise _not_found("Config")
+        raise _not_found("config")
     await delete_config(config_id)
     await add_audit("config", config_id, "deleted", op.user_id, {})
     return {"success": True}

@@ -30,6 +30,7 @@ from .crud import (
     set_alert_settings,
 )
 from .drift import compute_drift, refresh_lamassu_cash
+from .messages import text
 from .models import (
     API_ERROR_RESPONSES,
     Alert,
@@ -77,7 +78,7 @@ async def api_acknowledge_alert(alert_id: str, op: WriteAccess) -> Alert:
     sent again) until it clears; an event is closed."""
     alert = await get_alert(alert_id)
     if not alert:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Alert not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.alert"))
     clear = alert.kind in EVENT_KINDS
     if not await acknowledge_alert(alert.id, op.user_id, utc_now(), clear):
         raise HTTPException(HTTPStatus.CONFLICT, "Alert already acknowledged.")

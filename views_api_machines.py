@@ -28,6 +28,7 @@ from .machines import (
     update_machine,
     validate_recipients,
 )
+from .messages import text
 from .models import (
     API_ERROR_RESPONSES,
     AuditEntry,
@@ -129,7 +130,7 @@ async def api_create_machine(data: CreateMachineData, op: WriteAccess) -> Machin
 async def api_get_machine(machine_id: str, _: ReadAccess) -> MachineView:
     machine = await get_machine(machine_id)
     if not machine:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Machine not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.machine"))
     [view] = await _views([machine])
     return view
 
@@ -144,7 +145,7 @@ async def api_update_machine(
     in. Saving marks it as reviewed (no longer new)."""
     machine = await get_machine(machine_id)
     if not machine:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Machine not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.machine"))
     fields = data.dict(exclude_unset=True)
     if "source_wallet_id" in fields and fields["source_wallet_id"] != (
         machine.source_wallet_id
@@ -224,7 +225,7 @@ async def api_get_machine_recipients(
     machine_id: str, _: ReadAccess
 ) -> list[CommissionRecipient]:
     if not await get_machine(machine_id):
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Machine not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.machine"))
     return await get_recipients(machine_id)
 
 
@@ -237,7 +238,7 @@ async def api_set_machine_recipients(
 ) -> list[CommissionRecipient]:
     """This machine's own set (overrides the global one); empty: the global."""
     if not await get_machine(machine_id):
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Machine not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.machine"))
     return await _set_recipients(machine_id, data, op.user_id)
 
 
@@ -270,7 +271,7 @@ async def api_commission_payout_history(
     """Failed attempts and retries of one part (its status, attempts and last
     error are on the part itself)."""
     if not await get_commission_payout(part_id):
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Commission payout not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.commission_payout"))
     return await get_audit("commission_payout", part_id)
 
 
@@ -281,7 +282,7 @@ async def api_retry_commission_payout(part_id: str, op: WriteAccess) -> Settleme
     """Retry a failed part (with the rest of its settlement's open payouts)."""
     part = await get_commission_payout(part_id)
     if not part:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Commission payout not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.commission_payout"))
     if part.status != "failed":
         raise HTTPException(
             HTTPStatus.CONFLICT, f"commission payout is {part.status}; nothing to retry"
@@ -290,6 +291,6 @@ async def api_retry_commission_payout(part_id: str, op: WriteAccess) -> Settleme
     try:
         return await retry_settlement(part.settlement_id, op.user_id)
     except LookupError as exc:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Settlement not found.") from exc
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.settlement")) from exc
     except ProcessingError as exc:
         raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from .auth import ReadAccess
 from .crud import S, db, exact_times, get_client, get_clients, ts
+from .messages import text
 from .models import API_ERROR_RESPONSES, DcaClient, ErrorResponse, utc_now
 from .statements import (
     FORMATS,
@@ -255,7 +256,7 @@ async def api_client_statement(
     chosen_period, chosen_format, chosen_lang = _choices(period, start, end, fmt, lang)
     client = await get_client(client_id)
     if not client:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Client not found.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.client"))
     [statement] = await build_statements([client], chosen_period)
     # fpdf2 is synchronous: lay the PDF out off the event loop.
     content = await asyncio.to_thread(render, statement, chosen_format, chosen_lang)

@@ -12,6 +12,7 @@ from lnbits.db import Filters
 from lnbits.helpers import generate_filter_params_openapi
 
 from .auth import ReadAccess, WriteAccess
+from .messages import text
 from .models import API_ERROR_RESPONSES, DismissSettlementData, Settlement
 from .transaction_processor import ProcessingError
 from .upgrade_line import (
@@ -32,7 +33,7 @@ async def _action(coro: Awaitable[Settlement]) -> Settlement:
     try:
         return await coro
     except LookupError as exc:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "Settlement not found.") from exc
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.settlement")) from exc
     except ProcessingError as exc:
         raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
 

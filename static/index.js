@@ -1293,7 +1293,14 @@ window.PageSatmachineadmin = {
 
     // ------------------------------------------------------------- requests
     request(method, path, data) {
-      return LNbits.api.request(method, API + path, this.adminKey, data)
+      // The server writes its texts (errors, why a settlement waits, alerts)
+      // in the language sent here: LNbits' selector, not the browser's.
+      return LNbits.api.request(method, API + path, this.adminKey, data, {
+        headers: {
+          'X-Api-Key': this.adminKey,
+          'Accept-Language': String(window.i18n.global.locale || 'en')
+        }
+      })
     },
     async refreshAll() {
       this.refreshing = true
