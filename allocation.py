@@ -60,12 +60,18 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
+try:  # messages.py is pure too; tests load this module on its own
+    from .messages import MessageError
+except ImportError:  # pragma: no cover
+    from messages import MessageError  # type: ignore[no-redef]
+
 CENT = Decimal("0.01")
 SATS_PER_BTC = 100_000_000
 
 
-class AllocationError(ValueError):
-    """Inputs that cannot describe a settlement."""
+class AllocationError(MessageError):
+    """Inputs that cannot describe a settlement (a ValueError; its text in the
+    request's language, messages.py `allocation.*`)."""
 
 
 def to_fiat(value: Any) -> Decimal:
@@ -104,9 +110,9 @@ class PrincipalSplit:
 
 def _check_sats(settlement_sats: int) -> None:
     if not isinstance(settlement_sats, int) or isinstance(settlement_sats, bool):
-        raise AllocationError("settlement sats must be an integer")
+        raise AllocationError("allocation.sats_not_integer")
     if settlement_sats < 0:
-        raise AllocationError("settlement sats must not be negative")
+        raise AllocationError("allocation.sats_negative")
 
 
 def split_from_ticker(
@@ -116,9 +122,9 @@ def split_from_ticker(
     market price; the rest of what the customer paid is commission."""
     _check_sats(settlement_sats)
     if raw_ticker_price <= 0:
-        raise AllocationError("ticker price must be positive")
+        raise AllocationError("allocation.ticker_not_positive")
     if fiat < 0:
-        raise AllocationError("fiat must not be negative")
+        raise AllocationError("allocation.fiat_negative")
     principal = _round_half_up(
         _fraction(fiat) * SATS_PER_BTC / _fraction(raw_ticker_price)
     )
@@ -132,7 +138,7 @@ def split_from_commission(settlement_sats: int, c_eff: Decimal) -> PrincipalSpli
     under-counted the commission by about 5% of it.)"""
     _check_sats(settlement_sats)
     if c_eff < 0 or c_eff >= 1:
-        raise AllocationError("effective commission must be in [0, 1)")
+        raise AllocationError("allocation.commission_range")
     principal = _round_half_up(settlement_sats * (1 - _fraction(c_eff)))
     principal = max(0, min(settlement_sats, principal))
     return PrincipalSplit(principal, settlement_sats - principal)
@@ -144,10 +150,13 @@ def split_reported(
     """The split an ATM reports (bitSpire), checked against the amount paid."""
     _check_sats(settlement_sats)
     if principal_sats < 0 or fee_sats < 0:
-        raise AllocationError("principal and fee must not be negative")
+        raise AllocationError("allocation.principal_fee_negative")
     if principal_sats + fee_sats != settlement_sats:
         raise AllocationError(
-            f"principal {principal_sats} + fee {fee_sats} != paid {settlement_sats}"
+            "allocation.reported_mismatch",
+            principal=principal_sats,
+            fee=fee_sats,
+            paid=settlement_sats,
         )
     return PrincipalSplit(principal_sats, fee_sats)
 
@@ -162,7 +171,7 @@ def lamassu_expected_crypto_atoms(
     price less the commission, truncated down to a multiple of 100 sats."""
     rate = _fraction(raw_ticker_price) * (1 - _fraction(c_eff))
     if rate <= 0:
-        raise AllocationError("rate must be positive")
+        raise AllocationError("allocation.rate_not_positive")
     atoms = (_fraction(fiat) + _fraction(fixed_fee or Decimal(0))) * SATS_PER_BTC
     return math.floor(atoms / rate / 100) * 100
 
@@ -295,15 +304,15 @@ def distribute(
     balances, capped at each balance. See the module docstring for the rule."""
     _check_sats(settlement_sats)
     if split.principal_sats < 0 or split.commission_sats < 0:
-        raise AllocationError("split amounts must not be negative")
+        raise AllocationError("allocation.split_negative")
     if split.principal_sats + split.commission_sats != settlement_sats:
-        raise AllocationError("principal + commission must equal the settlement")
+        raise AllocationError("allocation.split_mismatch")
     fiat_amount = to_fiat(fiat_amount)
     if fiat_amount < 0:
-        raise AllocationError("fiat must not be negative")
+        raise AllocationError("allocation.fiat_negative")
     ids = [b.client_id for b in balances]
     if len(set(ids)) != len(ids):
-        raise AllocationError("duplicate client ids")
+        raise AllocationError("allocation.duplicate_clients")
 
     principal = split.principal_sats
     clients = [

@@ -22,6 +22,8 @@ from lnbits.decorators import (
 )
 from lnbits.settings import settings
 
+from .messages import text
+
 EXTENSION_ID = "satmachineadmin"
 
 
@@ -47,11 +49,9 @@ async def operator_read(
         # A NUL cannot be in any key, and PostgreSQL would fail on it (500).
         wallet = None if "\x00" in key else await get_wallet_for_key(key)
         if not wallet:
-            raise HTTPException(HTTPStatus.UNAUTHORIZED, "Invalid API key.")
+            raise HTTPException(HTTPStatus.UNAUTHORIZED, text("auth.invalid_api_key"))
         if not settings.is_admin_user(wallet.user):
-            raise HTTPException(
-                HTTPStatus.FORBIDDEN, "Only the LNbits super user or admins."
-            )
+            raise HTTPException(HTTPStatus.FORBIDDEN, text("auth.admins_only"))
         await _ensure_enabled(wallet.user)
         is_admin_key = key == wallet.adminkey
         return Operator(
@@ -60,21 +60,17 @@ async def operator_read(
     if access_token:
         account = await _check_account_exists(request, access_token)
         if not settings.is_admin_user(account.id):
-            raise HTTPException(
-                HTTPStatus.FORBIDDEN, "Only the LNbits super user or admins."
-            )
+            raise HTTPException(HTTPStatus.FORBIDDEN, text("auth.admins_only"))
         await _ensure_enabled(account.id)
         return Operator(account.id, "token", True)
-    raise HTTPException(HTTPStatus.UNAUTHORIZED, "Missing access token or API key.")
+    raise HTTPException(HTTPStatus.UNAUTHORIZED, text("auth.missing_credentials"))
 
 
 async def operator_write(
     operator: Annotated[Operator, Depends(operator_read)],
 ) -> Operator:
     if not operator.can_write:
-        raise HTTPException(
-            HTTPStatus.FORBIDDEN, "An invoice key may read; writing needs an admin key."
-        )
+        raise HTTPException(HTTPStatus.FORBIDDEN, text("auth.invoice_key_read_only"))
     return operator
 
 
@@ -94,16 +90,14 @@ async def check_request_content(request: Request) -> None:
         if len(body) > MAX_BODY_BYTES:
             raise HTTPException(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"The request body is larger than {MAX_BODY_BYTES // 1024} KB.",
+                text("request.body_too_large", kb=MAX_BODY_BYTES // 1024),
             )
         try:
             texts.append(json.loads(body or b"null"))
         except (ValueError, RecursionError):
             pass  # not JSON: the body's own validation answers
     if _has_nul(texts):
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST, "Text may not contain NUL (\\u0000) characters."
-        )
+        raise HTTPException(HTTPStatus.BAD_REQUEST, text("request.nul_character"))
 
 
 def _has_nul(root: Any) -> bool:
@@ -119,7 +113,7 @@ def _has_nul(root: Any) -> bool:
             if depth > MAX_NESTING:
                 raise HTTPException(
                     HTTPStatus.BAD_REQUEST,
-                    f"The request is nested more than {MAX_NESTING} levels deep.",
+                    text("request.too_deep", levels=MAX_NESTING),
                 )
             items = (
                 [*value.keys(), *value.values()] if isinstance(value, dict) else value

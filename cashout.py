@@ -28,6 +28,7 @@ from .allocation import (
     split_reported,
     to_fiat,
 )
+from .messages import MessageError
 from .models import MAX_FIAT, LamassuConfig, ManualCashOutData, Settlement
 
 BITSPIRE_SOURCE = "bitspire"
@@ -192,7 +193,9 @@ class PaymentMetadataSource:
         try:
             data = parse_bitspire(settlement.amount_sats, payment_extra, config)
         except (ValueError, AllocationError, ArithmeticError) as exc:
-            return Lookup(LookupState.failed, f"invalid bitSpire metadata: {exc}")
+            # Stored with the settlement: in English even during a request.
+            reason = exc.message.render("en") if isinstance(exc, MessageError) else exc
+            return Lookup(LookupState.failed, f"invalid bitSpire metadata: {reason}")
         except Exception as exc:  # a claim we cannot read is never "try again"
             return Lookup(
                 LookupState.failed,
@@ -261,8 +264,7 @@ def manual_cash_out(settlement: Settlement, data: ManualCashOutData) -> CashOutD
     if data.principal_sats is not None:
         if data.principal_sats > sats:
             raise AllocationError(
-                f"principal_sats {data.principal_sats} exceeds the settlement's "
-                f"{sats} sats"
+                "cash_out.principal_exceeds", principal=data.principal_sats, sats=sats
             )
         split = PrincipalSplit(data.principal_sats, sats - data.principal_sats)
     elif data.raw_ticker_price is not None:
@@ -271,9 +273,7 @@ def manual_cash_out(settlement: Settlement, data: ManualCashOutData) -> CashOutD
         c_eff = effective_commission(data.commission_percentage, data.discount)
         split = split_from_commission(sats, c_eff)
     else:
-        raise AllocationError(
-            "give principal_sats, raw_ticker_price or commission_percentage"
-        )
+        raise AllocationError("cash_out.give_one")
     return CashOutData(
         source="manual",
         fiat_amount=data.fiat_amount,

@@ -24,6 +24,11 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+try:  # messages.py is pure too; tests load this module on its own
+    from .messages import text
+except ImportError:  # pragma: no cover
+    from messages import text  # type: ignore[no-redef]
+
 UTC_ZONE = ZoneInfo("UTC")
 ON_SETTLEMENT = "on_settlement"
 DAILY = "daily"
@@ -124,11 +129,12 @@ class Schedule:
 
 
 def schedule_error(delivery: str | None, at: str | None, times: int | None) -> str:
-    """Why a schedule is incomplete ('' when it is fine)."""
+    """Why a schedule is incomplete, in the request's language ('' when it is
+    fine)."""
     if delivery == DAILY and not at:
-        return "fixed_delivery_time: required (HH:MM) for a daily delivery."
+        return text("schedule.daily_needs_time")
     if delivery == TIMES_PER_DAY and not times:
-        return "fixed_delivery_times: required (1-48) for deliveries N times a day."
+        return text("schedule.times_needs_count")
     return ""
 
 

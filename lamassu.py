@@ -12,7 +12,10 @@ through an SSH tunnel.
   reads which exist and selects NULL for the ones an older server lacks.
 
 Error messages are written here, for the operator, and never contain the
-configured passwords or keys.
+configured passwords or keys. A LamassuError keeps its message (messages.py,
+`lamassu.*`): its str() is English (a lookup stores it with the settlement), the
+connection test shows it in the reader's language; what a driver says (an OS
+error, an exception's class) is put into it as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+
+from .messages import Message, text
 
 if TYPE_CHECKING:  # optional at run time: see require_asyncssh()
     import asyncssh
@@ -59,7 +64,12 @@ MAX_ROWS = 1000
 
 
 class LamassuError(Exception):
-    """A failure explained for the operator (no secrets in the message)."""
+    """A failure explained for the operator (no secrets in the message). str()
+    is English; `.message` renders it in any language."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        self.message = Message(code, params)
+        super().__init__(self.message.render("en"))
 
 
 @dataclass(frozen=True)
@@ -148,21 +158,13 @@ class ConnectionStep:
     message: str
 
 
-ASYNCSSH_MISSING = (
-    "the SSH tunnel needs the Python package asyncssh, which LNbits does not "
-    "install; add it to LNbits' environment with: pip install 'asyncssh>=2.14,<3' "
-    "(run with LNbits' own Python, e.g. `uv pip install asyncssh` in its folder), "
-    "then restart LNbits"
-)
-
-
 def require_asyncssh():
     """The asyncssh module, or a LamassuError naming the package and the
     command that adds it (never an ImportError at extension load)."""
     try:
         import asyncssh
     except ImportError:
-        raise LamassuError(ASYNCSSH_MISSING) from None
+        raise LamassuError("lamassu.asyncssh_missing") from None
     return asyncssh
 
 
@@ -170,26 +172,24 @@ def _ssh_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
     asyncssh = require_asyncssh()
     where = f"{settings.ssh_host}:{settings.ssh_port}"
     if isinstance(exc, asyncssh.KeyImportError):
-        return LamassuError("the SSH private key could not be read (is it complete?)")
+        return LamassuError("lamassu.ssh_key_unreadable")
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return LamassuError(
-            f"the SSH server {where} did not present a key from the known hosts"
-        )
+        return LamassuError("lamassu.ssh_host_key_unknown", where=where)
     if isinstance(exc, asyncssh.PermissionDenied):
         return LamassuError(
-            f"the SSH server {where} refused the login for "
-            f"'{settings.ssh_username}': wrong username, password or key"
+            "lamassu.ssh_login_refused", where=where, user=settings.ssh_username
         )
     if isinstance(exc, asyncssh.ChannelOpenError):
         return LamassuError(
-            f"the SSH server {where} refused to forward to "
-            f"{settings.host}:{settings.port}"
+            "lamassu.ssh_forward_refused",
+            where=where,
+            target=f"{settings.host}:{settings.port}",
         )
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return LamassuError(f"the SSH server {where} did not answer in time")
+        return LamassuError("lamassu.ssh_timeout", where=where)
     if isinstance(exc, OSError):
-        return LamassuError(f"cannot reach the SSH server {where}: {exc.strerror}")
-    return LamassuError(f"SSH to {where} failed: {exc.__class__.__name__}")
+        return LamassuError("lamassu.ssh_unreachable", where=where, error=exc.strerror)
+    return LamassuError("lamassu.ssh_failed", where=where, error=exc.__class__.__name__)
 
 
 def _db_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
@@ -198,27 +198,24 @@ def _db_error(exc: BaseException, settings: LamassuSettings) -> LamassuError:
         exc,
         asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError,
     ):
-        return LamassuError(
-            f"the database refused user '{settings.user}': wrong user or password"
-        )
+        return LamassuError("lamassu.db_login_refused", user=settings.user)
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return LamassuError(f"the database '{settings.database}' does not exist")
+        return LamassuError("lamassu.db_missing", database=settings.database)
     if isinstance(exc, asyncpg.UndefinedTableError):
         return LamassuError(
-            f"table {CASH_OUT_TABLE} not found: is '{settings.database}' the "
-            "Lamassu database?"
+            "lamassu.table_missing", table=CASH_OUT_TABLE, database=settings.database
         )
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return LamassuError(
-            f"user '{settings.user}' may not read {CASH_OUT_TABLE}: grant it SELECT"
+            "lamassu.table_forbidden", user=settings.user, table=CASH_OUT_TABLE
         )
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return LamassuError(f"the database at {where} did not answer in time")
+        return LamassuError("lamassu.db_timeout", where=where)
     if isinstance(exc, OSError):
-        return LamassuError(f"cannot reach the database at {where}: {exc.strerror}")
+        return LamassuError("lamassu.db_unreachable", where=where, error=exc.strerror)
     if isinstance(exc, asyncpg.PostgresError):
-        return LamassuError(f"the database answered: {exc.__class__.__name__}")
-    return LamassuError(f"database connection failed: {exc.__class__.__name__}")
+        return LamassuError("lamassu.db_answered", error=exc.__class__.__name__)
+    return LamassuError("lamassu.db_failed", error=exc.__class__.__name__)
 
 
 class LamassuClient:
@@ -250,7 +247,7 @@ class LamassuClient:
         if not s.use_ssh_tunnel:
             return s.host, s.port
         if not s.ssh_host or not s.ssh_username:
-            raise LamassuError("the SSH tunnel needs a host and a username")
+            raise LamassuError("lamassu.ssh_needs_host")
         asyncssh = require_asyncssh()
         try:
             options: dict[str, Any] = {
@@ -334,7 +331,7 @@ class LamassuClient:
     @property
     def conn(self) -> asyncpg.Connection:
         if self._conn is None:
-            raise LamassuError("not connected")
+            raise LamassuError("lamassu.not_connected")
         return self._conn
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
@@ -353,14 +350,16 @@ class LamassuClient:
             columns = {row["column_name"] for row in rows}
             if not columns:
                 raise LamassuError(
-                    f"table {CASH_OUT_TABLE} not found: is "
-                    f"'{self.settings.database}' the Lamassu database?"
+                    "lamassu.table_missing",
+                    table=CASH_OUT_TABLE,
+                    database=self.settings.database,
                 )
             missing = REQUIRED_COLUMNS - columns
             if missing:
                 raise LamassuError(
-                    f"{CASH_OUT_TABLE} lacks {', '.join(sorted(missing))}: "
-                    "an unsupported Lamassu version"
+                    "lamassu.columns_missing",
+                    table=CASH_OUT_TABLE,
+                    columns=", ".join(sorted(missing)),
                 )
             self._columns = columns
         return self._columns
@@ -421,8 +420,7 @@ class LamassuClient:
                 return await self.conn.fetch(query)
             except asyncpg.InsufficientPrivilegeError:
                 raise LamassuError(
-                    f"user '{self.settings.user}' may not read devices and "
-                    "user_config (the machines' cassettes): grant it SELECT"
+                    "lamassu.cash_units_forbidden", user=self.settings.user
                 ) from None
             except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
                 raise _db_error(exc, self.settings) from None
@@ -489,24 +487,33 @@ class LamassuClient:
 
 
 async def check_connection(settings: LamassuSettings) -> list[ConnectionStep]:
-    """Each step the extension depends on, stopping at the first failure."""
+    """Each step the extension depends on, stopping at the first failure. The
+    operator reads the steps now: names and messages are in the language of the
+    request being served (a failure's driver text stays as the driver wrote it)."""
     steps: list[ConnectionStep] = []
     client = LamassuClient(settings)
+
+    def failed(step: str, exc: LamassuError) -> None:
+        steps.append(ConnectionStep(text(step), False, exc.message.render()))
+
+    def passed(step: str, code: str, **params: Any) -> None:
+        steps.append(ConnectionStep(text(step), True, text(code, **params)))
+
     try:
         if settings.use_ssh_tunnel:
             try:
                 await client.open_tunnel()
             except LamassuError as exc:
-                steps.append(ConnectionStep("SSH tunnel", False, str(exc)))
+                failed("lamassu.step.ssh_tunnel", exc)
                 return steps
-            steps.append(
-                ConnectionStep(
-                    "SSH tunnel",
-                    True,
-                    f"connected to {settings.ssh_host}:{settings.ssh_port} as "
-                    f"{settings.ssh_username}, forwarding to "
-                    f"{settings.host}:{settings.port}",
-                )
+            passed(
+                "lamassu.step.ssh_tunnel",
+                "lamassu.tunnel_ok",
+                ssh_host=settings.ssh_host,
+                ssh_port=settings.ssh_port,
+                ssh_user=settings.ssh_username,
+                host=settings.host,
+                port=settings.port,
             )
             host, port = "127.0.0.1", client._listener.get_port()  # type: ignore[union-attr]
         else:
@@ -514,42 +521,43 @@ async def check_connection(settings: LamassuSettings) -> list[ConnectionStep]:
         try:
             await client.login(host, port)
         except LamassuError as exc:
-            steps.append(ConnectionStep("Database login", False, str(exc)))
+            failed("lamassu.step.database_login", exc)
             return steps
-        steps.append(
-            ConnectionStep(
-                "Database login",
-                True,
-                f"logged in to '{settings.database}' as {settings.user} (read only)",
-            )
+        passed(
+            "lamassu.step.database_login",
+            "lamassu.login_ok",
+            database=settings.database,
+            user=settings.user,
         )
         try:
             await client.cash_out_columns()
             await client._fetch(f"SELECT 1 FROM {CASH_OUT_TABLE} LIMIT 1")
         except LamassuError as exc:
-            steps.append(ConnectionStep("Table access", False, str(exc)))
+            failed("lamassu.step.table_access", exc)
             return steps
-        steps.append(ConnectionStep("Table access", True, f"{CASH_OUT_TABLE} readable"))
+        passed("lamassu.step.table_access", "lamassu.table_ok", table=CASH_OUT_TABLE)
         try:
             rows = await client._fetch(f"SELECT count(*) AS n FROM {CASH_OUT_TABLE}")
         except LamassuError as exc:
-            steps.append(ConnectionStep("Row count", False, str(exc)))
+            failed("lamassu.step.row_count", exc)
             return steps
-        steps.append(
-            ConnectionStep("Row count", True, f"{rows[0]['n']} cash-out transactions")
-        )
+        passed("lamassu.step.row_count", "lamassu.row_count_ok", count=rows[0]["n"])
         try:
             now, zone = await client.server_time()
         except LamassuError as exc:
-            steps.append(ConnectionStep("Server time", False, str(exc)))
+            failed("lamassu.step.server_time", exc)
             return steps
         drift = (now - datetime.now(timezone.utc)).total_seconds()
         steps.append(
             ConnectionStep(
-                "Server time",
+                text("lamassu.step.server_time"),
                 abs(drift) < 300,
-                f"{now.isoformat()} (time zone {zone}), "
-                f"{drift:+.0f} s from this server",
+                text(
+                    "lamassu.server_time_ok",
+                    now=now.isoformat(),
+                    zone=zone,
+                    drift=f"{drift:+.0f}",
+                ),
             )
         )
         return steps

@@ -30,6 +30,7 @@ from .commission_split import (
     split_commission,
 )
 from .crud import S, _execute_rowcount, db, exact_times, transaction, ts
+from .messages import MessageError
 from .models import (
     SPLIT_STATUSES,
     CommissionPart,
@@ -285,24 +286,24 @@ async def validate_recipients(
         try:
             percent = parse_percent(item.percent)
         except CommissionSplitError as exc:
-            raise ValueError(f"recipient {i}: {exc}") from exc
+            raise MessageError("recipients.item", index=i, error=exc.message) from exc
         if item.wallet_id in seen:
-            raise ValueError(f"recipient {i}: wallet {item.wallet_id} is named twice")
+            raise MessageError(
+                "recipients.wallet_twice", index=i, wallet_id=item.wallet_id
+            )
         seen.add(item.wallet_id)
         wallet = await get_wallet(item.wallet_id)
         if not wallet or wallet.deleted:
-            raise ValueError(f"recipient {i}: wallet {item.wallet_id} not found")
+            raise MessageError(
+                "recipients.wallet_not_found", index=i, wallet_id=item.wallet_id
+            )
         if item.wallet_id in sources:
-            raise ValueError(
-                f"recipient {i}: wallet {item.wallet_id} is a source wallet; the "
-                "commission would pay itself"
+            raise MessageError(
+                "recipients.source_wallet", index=i, wallet_id=item.wallet_id
             )
         label = (item.label or "").strip() or None
         recipients.append(Recipient(None, item.wallet_id, percent, label))
-    try:
-        check_percentages([r.percent for r in recipients])
-    except CommissionSplitError as exc:
-        raise ValueError(str(exc)) from exc
+    check_percentages([r.percent for r in recipients])  # CommissionSplitError
     return recipients
 
 

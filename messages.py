@@ -201,14 +201,595 @@ _COMMON: dict[str, dict[str, str]] = {
 }
 
 # API errors (views_api*.py, auth.py, validation in models.py).
-_API_ERRORS: dict[str, dict[str, str]] = {}
+_API_ERRORS: dict[str, dict[str, str]] = {
+    # Who may use the API (auth.py, views.py).
+    "auth.page_admins_only": {
+        "en": "The DCA admin is for the LNbits super user or admins.",
+        "es": "El administrador DCA es solo para el superusuario o los "
+        "administradores de LNbits.",
+    },
+    "auth.invalid_api_key": {"en": "Invalid API key.", "es": "Clave API inválida."},
+    "auth.admins_only": {
+        "en": "Only the LNbits super user or admins.",
+        "es": "Solo el superusuario o los administradores de LNbits.",
+    },
+    "auth.missing_credentials": {
+        "en": "Missing access token or API key.",
+        "es": "Falta el token de acceso o la clave API.",
+    },
+    "auth.invoice_key_read_only": {
+        "en": "An invoice key may read; writing needs an admin key.",
+        "es": "Una clave de factura solo puede leer; para modificar se necesita "
+        "una clave de administrador.",
+    },
+    # What a request may carry (auth.py).
+    "request.body_too_large": {
+        "en": "The request body is larger than {kb} KB.",
+        "es": "El cuerpo de la solicitud supera los {kb} KB.",
+    },
+    "request.nul_character": {
+        "en": "Text may not contain NUL (\\u0000) characters.",
+        "es": "El texto no puede contener caracteres NUL (\\u0000).",
+    },
+    "request.too_deep": {
+        "en": "The request is nested more than {levels} levels deep.",
+        "es": "La solicitud tiene más de {levels} niveles de anidamiento.",
+    },
+    "request.invalid_sort": {
+        "en": "Invalid sort field.",
+        "es": "Campo de ordenamiento inválido.",
+    },
+    # Field validation (models.py validators; pydantic prefixes nothing in v1).
+    "field.not_a_number": {"en": "must be a number", "es": "debe ser un número"},
+    "field.not_finite": {
+        "en": "must be a finite number",
+        "es": "debe ser un número finito",
+    },
+    "field.not_positive": {
+        "en": "must be greater than zero",
+        "es": "debe ser mayor que cero",
+    },
+    "field.at_most": {
+        "en": "must be at most {maximum}",
+        "es": "debe ser como máximo {maximum}",
+    },
+    "field.two_decimals": {
+        "en": "must have at most two decimal places",
+        "es": "debe tener como máximo dos decimales",
+    },
+    "field.unknown_currency": {
+        "en": "{value} is not a fiat currency LNbits knows (ISO 4217)",
+        "es": "{value} no es una moneda fiat que LNbits conozca (ISO 4217)",
+    },
+    "field.unknown_time_zone": {
+        "en": "{value!r} is not a known time zone",
+        "es": "{value!r} no es una zona horaria conocida",
+    },
+    "field.wallet_not_found": {
+        "en": "{field}: wallet not found.",
+        "es": "{field}: billetera no encontrada.",
+    },
+    "field.may_not_be_null": {
+        "en": "{fields}: may not be null.",
+        "es": "{fields}: no puede ser nulo.",
+    },
+    # Clients and deposits (views_api.py).
+    "client.wallet_is_source": {
+        "en": "wallet_id: this is a source wallet (ATM settlements arrive in it); "
+        "a client needs a wallet of their own.",
+        "es": "wallet_id: esta es una billetera de origen (en ella llegan las "
+        "liquidaciones del cajero); el cliente necesita una billetera propia.",
+    },
+    "client.wallet_registered": {
+        "en": "This wallet is already registered as a DCA client.",
+        "es": "Esta billetera ya está registrada como cliente DCA.",
+    },
+    "client.wallet_not_users": {
+        "en": "wallet_id: not a wallet of this client's LNbits user.",
+        "es": "wallet_id: no es una billetera del usuario de LNbits de este cliente.",
+    },
+    "client.limit_above_maximum": {
+        "en": "fixed_mode_daily_limit: at most {maximum} {currency} a day "
+        "(the configured maximum).",
+        "es": "fixed_mode_daily_limit: como máximo {maximum} {currency} al día "
+        "(el máximo configurado).",
+    },
+    "client.fixed_needs_limit": {
+        "en": "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
+        "es": "fixed_mode_daily_limit: un cliente en modo fijo necesita un límite "
+        "diario.",
+    },
+    "deposit.edit_only_pending": {
+        "en": "Only a pending deposit can be edited; this one is {status}.",
+        "es": "Solo se puede editar un depósito pendiente; este está en estado "
+        "{status}.",
+    },
+    "deposit.changed_meanwhile": {
+        "en": "The deposit changed meanwhile; reload it.",
+        "es": "El depósito cambió mientras tanto; vuelva a cargarlo.",
+    },
+    "deposit.already_status": {
+        "en": "The deposit is already {status}.",
+        "es": "El depósito ya está en estado {status}.",
+    },
+    "deposit.status_final": {
+        "en": "A {status} deposit cannot change status.",
+        "es": "Un depósito en estado {status} no puede cambiar de estado.",
+    },
+    "deposit.not_back_to_pending": {
+        "en": "A deposit cannot go back to pending.",
+        "es": "Un depósito no puede volver a estar pendiente.",
+    },
+    # Configuration and the fixed-mode schedule (views_api.py, fixed_mode.py).
+    "config.none_yet": {
+        "en": "No configuration yet.",
+        "es": "Todavía no hay configuración.",
+    },
+    "config.lamassu_incomplete": {
+        "en": "Set the Lamassu database host, database name and user first.",
+        "es": "Primero indique el host, el nombre y el usuario de la base de datos "
+        "de Lamassu.",
+    },
+    "schedule.daily_needs_time": {
+        "en": "fixed_delivery_time: required (HH:MM) for a daily delivery.",
+        "es": "fixed_delivery_time: obligatorio (HH:MM) para una entrega diaria.",
+    },
+    "schedule.times_needs_count": {
+        "en": "fixed_delivery_times: required (1-48) for deliveries N times a day.",
+        "es": "fixed_delivery_times: obligatorio (1-48) para entregas N veces al "
+        "día.",
+    },
+    "alert.already_acknowledged": {
+        "en": "Alert already acknowledged.",
+        "es": "La alerta ya fue marcada como vista.",
+    },
+    # Machines and commission recipients (views_api_machines.py, machines.py,
+    # commission_split.py).
+    "machine.source_wallet_is_client": {
+        "en": "source_wallet_id: this is a DCA client's wallet.",
+        "es": "source_wallet_id: esta es la billetera de un cliente DCA.",
+    },
+    "machine.source_wallet_gets_commission": {
+        "en": "source_wallet_id: this wallet receives commission.",
+        "es": "source_wallet_id: esta billetera recibe comisión.",
+    },
+    "machine.device_id_blank": {
+        "en": "device_id: may not be blank.",
+        "es": "device_id: no puede estar vacío.",
+    },
+    "machine.exists": {
+        "en": "A machine with this id exists.",
+        "es": "Ya existe un cajero con este id.",
+    },
+    "commission_payout.nothing_to_retry": {
+        "en": "commission payout is {status}; nothing to retry",
+        "es": "el pago de comisión está en estado {status}; no hay nada que "
+        "reintentar",
+    },
+    "recipients.item": {
+        "en": "recipient {index}: {error}",
+        "es": "destinatario {index}: {error}",
+    },
+    "recipients.wallet_twice": {
+        "en": "recipient {index}: wallet {wallet_id} is named twice",
+        "es": "destinatario {index}: la billetera {wallet_id} aparece dos veces",
+    },
+    "recipients.wallet_not_found": {
+        "en": "recipient {index}: wallet {wallet_id} not found",
+        "es": "destinatario {index}: billetera {wallet_id} no encontrada",
+    },
+    "recipients.source_wallet": {
+        "en": "recipient {index}: wallet {wallet_id} is a source wallet; the "
+        "commission would pay itself",
+        "es": "destinatario {index}: la billetera {wallet_id} es una billetera de "
+        "origen; la comisión se pagaría a sí misma",
+    },
+    "recipients.none": {
+        "en": "at least one recipient is needed",
+        "es": "se necesita al menos un destinatario",
+    },
+    "recipients.too_many": {
+        "en": "at most {maximum} recipients",
+        "es": "como máximo {maximum} destinatarios",
+    },
+    "recipients.total_not_100": {
+        "en": "percentages add up to {total} %, not 100 %",
+        "es": "los porcentajes suman {total} %, no 100 %",
+    },
+    "percent.not_a_number": {
+        "en": "percent must be a number",
+        "es": "el porcentaje debe ser un número",
+    },
+    "percent.unreadable": {
+        "en": "percent {value} is not a number",
+        "es": "el porcentaje {value} no es un número",
+    },
+    "percent.not_finite": {
+        "en": "percent must be a finite number",
+        "es": "el porcentaje debe ser un número finito",
+    },
+    "percent.out_of_range": {
+        "en": "percent {number} must be above 0 and at most 100",
+        "es": "el porcentaje {number} debe ser mayor que 0 y como máximo 100",
+    },
+    "percent.too_many_places": {
+        "en": "percent {number} has more than {places} decimal places",
+        "es": "el porcentaje {number} tiene más de {places} decimales",
+    },
+    "commission.sats_not_integer": {
+        "en": "commission sats must be an integer",
+        "es": "los sats de comisión deben ser un número entero",
+    },
+    "commission.sats_negative": {
+        "en": "commission sats must not be negative",
+        "es": "los sats de comisión no pueden ser negativos",
+    },
+    # The settlement split (allocation.py, cashout.py's manual cash-out).
+    "allocation.sats_not_integer": {
+        "en": "settlement sats must be an integer",
+        "es": "los sats de la liquidación deben ser un número entero",
+    },
+    "allocation.sats_negative": {
+        "en": "settlement sats must not be negative",
+        "es": "los sats de la liquidación no pueden ser negativos",
+    },
+    "allocation.ticker_not_positive": {
+        "en": "ticker price must be positive",
+        "es": "el precio de referencia (ticker) debe ser positivo",
+    },
+    "allocation.fiat_negative": {
+        "en": "fiat must not be negative",
+        "es": "el monto fiat no puede ser negativo",
+    },
+    "allocation.commission_range": {
+        "en": "effective commission must be in [0, 1)",
+        "es": "la comisión efectiva debe estar en [0, 1)",
+    },
+    "allocation.principal_fee_negative": {
+        "en": "principal and fee must not be negative",
+        "es": "el principal y la comisión no pueden ser negativos",
+    },
+    "allocation.reported_mismatch": {
+        "en": "principal {principal} + fee {fee} != paid {paid}",
+        "es": "principal {principal} + comisión {fee} != pagado {paid}",
+    },
+    "allocation.rate_not_positive": {
+        "en": "rate must be positive",
+        "es": "el tipo de cambio debe ser positivo",
+    },
+    "allocation.split_negative": {
+        "en": "split amounts must not be negative",
+        "es": "los montos del reparto no pueden ser negativos",
+    },
+    "allocation.split_mismatch": {
+        "en": "principal + commission must equal the settlement",
+        "es": "principal + comisión debe ser igual a la liquidación",
+    },
+    "allocation.duplicate_clients": {
+        "en": "duplicate client ids",
+        "es": "ids de cliente duplicados",
+    },
+    "cash_out.principal_exceeds": {
+        "en": "principal_sats {principal} exceeds the settlement's {sats} sats",
+        "es": "principal_sats {principal} supera los {sats} sats de la liquidación",
+    },
+    "cash_out.give_one": {
+        "en": "give principal_sats, raw_ticker_price or commission_percentage",
+        "es": "indique principal_sats, raw_ticker_price o commission_percentage",
+    },
+    # State conflicts (ProcessingError: transaction_processor.py,
+    # orphan_resolution.py, upgrade_line.py); the API answers 409.
+    "conflict.settlement_changed_planning": {
+        "en": "settlement changed while planning",
+        "es": "la liquidación cambió mientras se planificaba",
+    },
+    "conflict.settlement_changed_retry": {
+        "en": "settlement changed meanwhile; reload and retry",
+        "es": "la liquidación cambió mientras tanto; vuelva a cargar e intente de "
+        "nuevo",
+    },
+    "conflict.settlement_changed": {
+        "en": "settlement changed meanwhile; reload",
+        "es": "la liquidación cambió mientras tanto; vuelva a cargar",
+    },
+    "conflict.cash_out_not_allowed": {
+        "en": "settlement is {status}; cash-out data can only be entered while it "
+        "waits or is flagged",
+        "es": "la liquidación está en estado {status}; los datos del retiro solo "
+        "se pueden ingresar mientras espera o está marcada",
+    },
+    "conflict.accept_only_flagged": {
+        "en": "settlement is {status}; only a flagged settlement can be accepted",
+        "es": "la liquidación está en estado {status}; solo se puede aceptar una "
+        "liquidación marcada",
+    },
+    "conflict.accept_incomplete": {
+        "en": "this settlement has no complete cash-out data to accept; enter it "
+        "instead",
+        "es": "esta liquidación no tiene datos del retiro completos para aceptar; "
+        "ingréselos",
+    },
+    "conflict.dismiss_not_allowed": {
+        "en": "settlement is {status}; only a waiting or flagged settlement can be "
+        "dismissed",
+        "es": "la liquidación está en estado {status}; solo se puede descartar una "
+        "liquidación en espera o marcada",
+    },
+    "conflict.nothing_to_retry": {
+        "en": "settlement is {status}; nothing to retry",
+        "es": "la liquidación está en estado {status}; no hay nada que reintentar",
+    },
+    "conflict.payout_nothing_to_cancel": {
+        "en": "payout is {status}; nothing to cancel",
+        "es": "el pago está en estado {status}; no hay nada que cancelar",
+    },
+    "conflict.payout_changed": {
+        "en": "payout changed meanwhile; reload",
+        "es": "el pago cambió mientras tanto; vuelva a cargar",
+    },
+    "conflict.payout_paid_after_all": {
+        "en": "the payout was paid after all; reload",
+        "es": "el pago sí se realizó; vuelva a cargar",
+    },
+    "conflict.orphan_changed": {
+        "en": "the orphan changed meanwhile; reload",
+        "es": "el huérfano cambió mientras tanto; vuelva a cargar",
+    },
+    "conflict.reconciliation_already": {
+        "en": "reconciliation is already {status}",
+        "es": "la conciliación ya está en estado {status}",
+    },
+    "conflict.orphan_already_sent": {
+        "en": "this orphan was already sent by an earlier attempt; reload",
+        "es": "este huérfano ya se envió en un intento anterior; vuelva a cargar",
+    },
+    "conflict.reconciliation_changed": {
+        "en": "reconciliation changed meanwhile; reload",
+        "es": "la conciliación cambió mientras tanto; vuelva a cargar",
+    },
+    "conflict.resolution_status": {
+        "en": "resolution is {status}",
+        "es": "la resolución está en estado {status}",
+    },
+    # A failure recorded earlier (e.g. a reconciliation's error column), shown
+    # as it was stored.
+    "conflict.recorded": {"en": "{error}", "es": "{error}"},
+    "conflict.orphan_payout_unattributed": {
+        "en": "this orphan payout belongs to no attribution in progress; reload",
+        "es": "este pago de huérfano no pertenece a ninguna asignación en curso; "
+        "vuelva a cargar",
+    },
+    "conflict.attribution_changed": {
+        "en": "the attribution changed meanwhile; reload",
+        "es": "la asignación cambió mientras tanto; vuelva a cargar",
+    },
+    "conflict.not_before_upgrade": {
+        "en": "settlement is {status}; only a settlement paid before the upgrade "
+        "line can be processed or dismissed here",
+        "es": "la liquidación está en estado {status}; aquí solo se puede procesar "
+        "o descartar una liquidación pagada antes de la línea de actualización",
+    },
+    # Where an orphan may go (orphan_resolution.py); the API answers 400.
+    "orphan.wallet_required": {
+        "en": "a valid wallet_id is required",
+        "es": "se requiere un wallet_id válido",
+    },
+    "orphan.already_in_source": {
+        "en": "the orphan is already in the source wallet; to keep it there, "
+        "resolve it as operator_funds",
+        "es": "el huérfano ya está en la billetera de origen; para dejarlo ahí, "
+        "resuélvalo como operator_funds",
+    },
+    "orphan.client_required": {
+        "en": "a valid client_id is required",
+        "es": "se requiere un client_id válido",
+    },
+    "orphan.client_inactive": {
+        "en": "client {username} is {status!r}; activate the client before "
+        "attributing an orphan to them",
+        "es": "el cliente {username} está en estado {status!r}; active al cliente "
+        "antes de asignarle un huérfano",
+    },
+    "orphan.client_wallet_gone": {
+        "en": "client {username}'s wallet no longer exists; give the client a new "
+        "wallet first",
+        "es": "la billetera del cliente {username} ya no existe; primero asígnele "
+        "una billetera nueva",
+    },
+    # Client statements (statements.py, statements_render.py).
+    "statement.date_format": {
+        "en": "'{name}' must be a date as YYYY-MM-DD.",
+        "es": "'{name}' debe ser una fecha con el formato AAAA-MM-DD.",
+    },
+    "statement.not_real_date": {
+        "en": "'{name}' is not a real date: {value}.",
+        "es": "'{name}' no es una fecha válida: {value}.",
+    },
+    "statement.period_format": {
+        "en": "'period' must be a month (YYYY-MM, e.g. 2026-11) or a year (YYYY).",
+        "es": "'period' debe ser un mes (AAAA-MM, p. ej. 2026-11) o un año (AAAA).",
+    },
+    "statement.dates_range": {
+        "en": "Dates must be between {earliest} and {latest}.",
+        "es": "Las fechas deben estar entre {earliest} y {latest}.",
+    },
+    "statement.no_month": {
+        "en": "'period' has no month {month}.",
+        "es": "'period' no tiene un mes {month}.",
+    },
+    "statement.period_or_range": {
+        "en": "Give either 'period' or 'from'/'to', not both.",
+        "es": "Indique 'period' o bien 'from'/'to', no ambos.",
+    },
+    "statement.to_needs_from": {
+        "en": "'to' needs 'from' (YYYY-MM-DD).",
+        "es": "'to' necesita 'from' (AAAA-MM-DD).",
+    },
+    "statement.from_after_to": {
+        "en": "'from' ({start}) is after 'to' ({end}).",
+        "es": "'from' ({start}) es posterior a 'to' ({end}).",
+    },
+    "statement.too_long": {
+        "en": "A statement covers at most {maximum} days; this one asks for {days}.",
+        "es": "Un estado de cuenta cubre como máximo {maximum} días; este pide "
+        "{days}.",
+    },
+    "statement.bad_choice": {
+        "en": "'{name}' must be one of {choices} (not {given}).",
+        "es": "'{name}' debe ser uno de {choices} (no {given}).",
+    },
+    "statement.pdf_missing": {
+        "en": "PDF statements need the Python package fpdf2 (version 2.7 or newer), "
+        "which LNbits does not install; add it to LNbits' environment with: "
+        "pip install fpdf2 (run with LNbits' own Python, e.g. `uv pip install "
+        "fpdf2` in its folder), then ask again (restart LNbits if the answer "
+        "stays the same). CSV statements (format=csv) work without it.",
+        "es": "Los estados de cuenta en PDF necesitan el paquete de Python fpdf2 "
+        "(versión 2.7 o más reciente), que LNbits no instala; agréguelo al entorno "
+        "de LNbits con: pip install fpdf2 (ejecútelo con el Python de LNbits, "
+        "p. ej. `uv pip install fpdf2` en su carpeta) y vuelva a pedirlo (reinicie "
+        "LNbits si la respuesta no cambia). Los estados de cuenta en CSV "
+        "(format=csv) funcionan sin él.",
+    },
+    "statement.pdf_old_fpdf": {
+        "en": "{missing} Found fpdf {version} instead: pip uninstall fpdf, then "
+        "pip install fpdf2.",
+        "es": "{missing} En su lugar se encontró fpdf {version}: pip uninstall "
+        "fpdf, luego pip install fpdf2.",
+    },
+}
 
 # Why a settlement waits, is flagged or failed; its history (transaction
 # processor, upgrade line, orphan resolution).
 _SETTLEMENTS: dict[str, dict[str, str]] = {}
 
 # Lamassu connection test steps and errors (lamassu.py, lamassu_source.py).
-_LAMASSU: dict[str, dict[str, str]] = {}
+# A LamassuError keeps English as its str() (lookups store it); the
+# connection test renders its message in the reader's language.
+_LAMASSU: dict[str, dict[str, str]] = {
+    "lamassu.step.ssh_tunnel": {"en": "SSH tunnel", "es": "Túnel SSH"},
+    "lamassu.step.database_login": {
+        "en": "Database login",
+        "es": "Inicio de sesión en la base de datos",
+    },
+    "lamassu.step.table_access": {"en": "Table access", "es": "Acceso a la tabla"},
+    "lamassu.step.row_count": {"en": "Row count", "es": "Conteo de filas"},
+    "lamassu.step.server_time": {"en": "Server time", "es": "Hora del servidor"},
+    "lamassu.tunnel_ok": {
+        "en": "connected to {ssh_host}:{ssh_port} as {ssh_user}, forwarding to "
+        "{host}:{port}",
+        "es": "conectado a {ssh_host}:{ssh_port} como {ssh_user}, reenviando a "
+        "{host}:{port}",
+    },
+    "lamassu.login_ok": {
+        "en": "logged in to '{database}' as {user} (read only)",
+        "es": "sesión iniciada en '{database}' como {user} (solo lectura)",
+    },
+    "lamassu.table_ok": {"en": "{table} readable", "es": "{table} se puede leer"},
+    "lamassu.row_count_ok": {
+        "en": "{count} cash-out transactions",
+        "es": "{count} transacciones de retiro",
+    },
+    "lamassu.server_time_ok": {
+        "en": "{now} (time zone {zone}), {drift} s from this server",
+        "es": "{now} (zona horaria {zone}), {drift} s de diferencia con este "
+        "servidor",
+    },
+    "lamassu.all_passed": {
+        "en": "Connected: every step passed.",
+        "es": "Conectado: todos los pasos se completaron.",
+    },
+    "lamassu.no_steps": {"en": "No steps ran.", "es": "No se ejecutó ningún paso."},
+    "lamassu.asyncssh_missing": {
+        "en": "the SSH tunnel needs the Python package asyncssh, which LNbits does "
+        "not install; add it to LNbits' environment with: pip install "
+        "'asyncssh>=2.14,<3' (run with LNbits' own Python, e.g. `uv pip install "
+        "asyncssh` in its folder), then restart LNbits",
+        "es": "el túnel SSH necesita el paquete de Python asyncssh, que LNbits no "
+        "instala; agréguelo al entorno de LNbits con: pip install "
+        "'asyncssh>=2.14,<3' (ejecútelo con el Python de LNbits, p. ej. `uv pip "
+        "install asyncssh` en su carpeta) y luego reinicie LNbits",
+    },
+    "lamassu.ssh_needs_host": {
+        "en": "the SSH tunnel needs a host and a username",
+        "es": "el túnel SSH necesita un host y un nombre de usuario",
+    },
+    "lamassu.ssh_key_unreadable": {
+        "en": "the SSH private key could not be read (is it complete?)",
+        "es": "no se pudo leer la clave privada SSH (¿está completa?)",
+    },
+    "lamassu.ssh_host_key_unknown": {
+        "en": "the SSH server {where} did not present a key from the known hosts",
+        "es": "el servidor SSH {where} no presentó una clave de los hosts conocidos",
+    },
+    "lamassu.ssh_login_refused": {
+        "en": "the SSH server {where} refused the login for '{user}': wrong "
+        "username, password or key",
+        "es": "el servidor SSH {where} rechazó el inicio de sesión de '{user}': "
+        "usuario, contraseña o clave incorrectos",
+    },
+    "lamassu.ssh_forward_refused": {
+        "en": "the SSH server {where} refused to forward to {target}",
+        "es": "el servidor SSH {where} se negó a reenviar a {target}",
+    },
+    "lamassu.ssh_timeout": {
+        "en": "the SSH server {where} did not answer in time",
+        "es": "el servidor SSH {where} no respondió a tiempo",
+    },
+    "lamassu.ssh_unreachable": {
+        "en": "cannot reach the SSH server {where}: {error}",
+        "es": "no se puede conectar con el servidor SSH {where}: {error}",
+    },
+    "lamassu.ssh_failed": {
+        "en": "SSH to {where} failed: {error}",
+        "es": "falló la conexión SSH a {where}: {error}",
+    },
+    "lamassu.db_login_refused": {
+        "en": "the database refused user '{user}': wrong user or password",
+        "es": "la base de datos rechazó al usuario '{user}': usuario o contraseña "
+        "incorrectos",
+    },
+    "lamassu.db_missing": {
+        "en": "the database '{database}' does not exist",
+        "es": "la base de datos '{database}' no existe",
+    },
+    "lamassu.table_missing": {
+        "en": "table {table} not found: is '{database}' the Lamassu database?",
+        "es": "no se encontró la tabla {table}: ¿es '{database}' la base de datos "
+        "de Lamassu?",
+    },
+    "lamassu.table_forbidden": {
+        "en": "user '{user}' may not read {table}: grant it SELECT",
+        "es": "el usuario '{user}' no puede leer {table}: otórguele SELECT",
+    },
+    "lamassu.columns_missing": {
+        "en": "{table} lacks {columns}: an unsupported Lamassu version",
+        "es": "a {table} le falta {columns}: una versión de Lamassu no compatible",
+    },
+    "lamassu.cash_units_forbidden": {
+        "en": "user '{user}' may not read devices and user_config (the machines' "
+        "cassettes): grant it SELECT",
+        "es": "el usuario '{user}' no puede leer devices ni user_config (los "
+        "casetes de los cajeros): otórguele SELECT",
+    },
+    "lamassu.db_timeout": {
+        "en": "the database at {where} did not answer in time",
+        "es": "la base de datos en {where} no respondió a tiempo",
+    },
+    "lamassu.db_unreachable": {
+        "en": "cannot reach the database at {where}: {error}",
+        "es": "no se puede conectar con la base de datos en {where}: {error}",
+    },
+    "lamassu.db_answered": {
+        "en": "the database answered: {error}",
+        "es": "la base de datos respondió: {error}",
+    },
+    "lamassu.db_failed": {
+        "en": "database connection failed: {error}",
+        "es": "falló la conexión a la base de datos: {error}",
+    },
+    "lamassu.not_connected": {"en": "not connected", "es": "sin conexión"},
+}
 
 # Alerts: titles, messages, digests (alerts.py, drift.py).
 _ALERTS: dict[str, dict[str, str]] = {}

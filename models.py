@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Extra, Field, validator
 
 from .allocation import to_fiat
+from .messages import MessageError, current_language
 
 # ISO 4217 codes are three upper-case letters; the deployment uses GTQ.
 CURRENCY_REGEX = r"^[A-Z]{3}$"
@@ -41,20 +42,22 @@ class FiatAmount(Decimal):
 
     @classmethod
     def validate(cls, value: Any) -> Decimal:
+        # MessageError is a ValueError: pydantic reports its text, in the
+        # request's language.
         if isinstance(value, bool):
-            raise ValueError("must be a number")
+            raise MessageError("field.not_a_number")
         try:
             amount = Decimal(str(value).strip())
         except Exception as exc:
-            raise ValueError("must be a number") from exc
+            raise MessageError("field.not_a_number") from exc
         if not amount.is_finite():
-            raise ValueError("must be a finite number")
+            raise MessageError("field.not_finite")
         if amount <= 0:
-            raise ValueError("must be greater than zero")
+            raise MessageError("field.not_positive")
         if amount > MAX_FIAT:
-            raise ValueError(f"must be at most {MAX_FIAT}")
+            raise MessageError("field.at_most", maximum=MAX_FIAT)
         if amount != amount.quantize(Decimal("0.01")):
-            raise ValueError("must have at most two decimal places")
+            raise MessageError("field.two_decimals")
         return amount.quantize(Decimal("0.01"))
 
     @classmethod
@@ -272,7 +275,7 @@ def _known_currency(value: str | None) -> str | None:
     from lnbits.utils.exchange_rates import currencies
 
     if value is not None and value not in currencies:
-        raise ValueError(f"{value} is not a fiat currency LNbits knows (ISO 4217)")
+        raise MessageError("field.unknown_currency", value=value)
     return value
 
 
@@ -649,7 +652,7 @@ def _ssh_tunnel_unavailable() -> str | None:
     try:
         require_asyncssh()
     except LamassuError as exc:
-        return str(exc)
+        return exc.message.render(current_language())  # read live: reader's language
     return None
 
 
@@ -734,7 +737,7 @@ class _ConfigFields(BaseModel):
             try:
                 ZoneInfo(value)
             except Exception as exc:
-                raise ValueError(f"{value!r} is not a known time zone") from exc
+                raise MessageError("field.unknown_time_zone", value=value) from exc
         return value or None
 
 

@@ -53,6 +53,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock
+from .messages import MessageError
 from .models import (
     ClientStatus,
     DcaDeposit,
@@ -94,7 +95,7 @@ async def resolve_reconciliation(
         if not rec:
             raise LookupError("reconciliation not found")
         if rec.status != OPEN:
-            raise ProcessingError(f"reconciliation is already {rec.status}")
+            raise ProcessingError("conflict.reconciliation_already", status=rec.status)
         settlement = await get_settlement(rec.settlement_id)
         if not settlement:
             raise LookupError("settlement not found")
@@ -115,9 +116,7 @@ async def resolve_reconciliation(
                     "error": None,
                 },
             )
-            raise ProcessingError(
-                "this orphan was already sent by an earlier attempt; reload"
-            )
+            raise ProcessingError("conflict.orphan_already_sent")
         claimed = await compare_and_set(
             TABLE,
             rec.id,
@@ -137,7 +136,7 @@ async def resolve_reconciliation(
             },
         )
         if not claimed:
-            raise ProcessingError("reconciliation changed meanwhile; reload")
+            raise ProcessingError("conflict.reconciliation_changed")
         crash_point("resolution_claimed")
         await add_audit(
             "reconciliation",
@@ -148,7 +147,9 @@ async def resolve_reconciliation(
         )
         resolved = await _advance(rec.id)
         if resolved.status != RESOLVED:
-            raise ProcessingError(resolved.error or f"resolution is {resolved.status}")
+            if resolved.error:  # stored in English: shown as it was recorded
+                raise ProcessingError("conflict.recorded", error=resolved.error)
+            raise ProcessingError("conflict.resolution_status", status=resolved.status)
         return resolved
 
 
@@ -162,32 +163,27 @@ async def _target(
     """Where the orphan goes: (wallet, client), checked before anything moves."""
     if action == ResolutionAction.send_to_wallet:
         if not wallet_id or not await get_wallet(wallet_id):
-            raise ValueError("a valid wallet_id is required")
+            raise MessageError("orphan.wallet_required")
         if wallet_id == settlement.wallet_id:
-            raise ValueError(
-                "the orphan is already in the source wallet; to keep it there, "
-                "resolve it as operator_funds"
-            )
+            raise MessageError("orphan.already_in_source")
         return wallet_id, None
     if action == ResolutionAction.attribute_to_client:
         client = await get_client(client_id) if client_id else None
         if not client:
-            raise ValueError("a valid client_id is required")
+            raise MessageError("orphan.client_required")
         if client.status != ClientStatus.active.value:
             # An inactive client gets no splits; crediting them a deposit they
             # cannot be paid against would freeze it.
-            raise ValueError(
-                f"client {client.username} is {client.status!r}; activate the "
-                "client before attributing an orphan to them"
+            raise MessageError(
+                "orphan.client_inactive",
+                username=client.username,
+                status=client.status,
             )
         wallet = await get_wallet(client.wallet_id)
         if not wallet or wallet.deleted:
             # The attribution's payout could never be paid: it would stay
             # resolving forever.
-            raise ValueError(
-                f"client {client.username}'s wallet no longer exists; give the "
-                "client a new wallet first"
-            )
+            raise MessageError("orphan.client_wallet_gone", username=client.username)
         return client.wallet_id, client.id
     return None, None
 
@@ -408,9 +404,7 @@ async def abandon_attribution(payout: DcaPayment, reason: str) -> Reconciliation
         or rec.status != RESOLVING
         or rec.resolution != ResolutionAction.attribute_to_client.value
     ):
-        raise ProcessingError(
-            "this orphan payout belongs to no attribution in progress; reload"
-        )
+        raise ProcessingError("conflict.orphan_payout_unattributed")
     async with transaction() as tx:
         payout_cancelled = await compare_and_set(
             "dca_payments",
@@ -464,7 +458,7 @@ async def abandon_attribution(payout: DcaPayment, reason: str) -> Reconciliation
         )
         if not (payout_cancelled and deposit_cancelled and reopened):
             # Raising rolls the transaction back: nothing changed.
-            raise ProcessingError("the attribution changed meanwhile; reload")
+            raise ProcessingError("conflict.attribution_changed")
     current = await get_reconciliation(rec.id)
     assert current
     return current

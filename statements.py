@@ -27,6 +27,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+try:  # messages.py is pure too; tests load this module on its own
+    from .messages import MessageError
+except ImportError:  # pragma: no cover
+    from messages import MessageError  # type: ignore[no-redef]
+
 CENT = Decimal("0.01")
 SATS_PER_BTC = 100_000_000
 ZERO = Decimal("0.00")
@@ -41,7 +46,7 @@ FORMATS = ("csv", "pdf")
 LANGUAGES = ("en", "es")
 
 
-class StatementInputError(ValueError):
+class StatementInputError(MessageError):
     """A request for a statement that cannot be answered (bad dates, unknown
     format or language); the message says what to change."""
 
@@ -99,29 +104,29 @@ _YEAR = re.compile(r"^(\d{4})$", re.ASCII)
 def _parse_day(text: str, name: str) -> date:
     text = text.strip()
     if not _DAY.match(text):
-        raise StatementInputError(f"'{name}' must be a date as YYYY-MM-DD.")
+        raise StatementInputError("statement.date_format", name=name)
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise StatementInputError(f"'{name}' is not a real date: {text}.") from None
+        raise StatementInputError(
+            "statement.not_real_date", name=name, value=text
+        ) from None
 
 
 def _period_shortcut(text: str) -> Period:
     found = _MONTH.match(text.strip()) or _YEAR.match(text.strip())
     if not found:
-        raise StatementInputError(
-            "'period' must be a month (YYYY-MM, e.g. 2026-11) or a year (YYYY)."
-        )
+        raise StatementInputError("statement.period_format")
     year = int(found.group(1))
     if not EARLIEST_DATE.year <= year <= LATEST_DATE.year:
         raise StatementInputError(
-            f"Dates must be between {EARLIEST_DATE} and {LATEST_DATE}."
+            "statement.dates_range", earliest=EARLIEST_DATE, latest=LATEST_DATE
         )
     if found.re is _YEAR:
         return Period(date(year, 1, 1), date(year, 12, 31))
     month = int(found.group(2))
     if not 1 <= month <= 12:
-        raise StatementInputError(f"'period' has no month {month:02d}.")
+        raise StatementInputError("statement.no_month", month=f"{month:02d}")
     following = date(year + month // 12, month % 12 + 1, 1)
     return Period(date(year, month, 1), following - timedelta(days=1))
 
@@ -136,7 +141,7 @@ def parse_period(
     `from` (YYYY-MM-DD) and `to` (YYYY-MM-DD, default today, UTC); with
     neither, the current month up to today."""
     if period and (start or end):
-        raise StatementInputError("Give either 'period' or 'from'/'to', not both.")
+        raise StatementInputError("statement.period_or_range")
     if period:
         result = _period_shortcut(period)
     elif start:
@@ -144,22 +149,21 @@ def parse_period(
         last = _parse_day(end, "to") if end else today
         result = Period(first, last)
     elif end:
-        raise StatementInputError("'to' needs 'from' (YYYY-MM-DD).")
+        raise StatementInputError("statement.to_needs_from")
     else:  # nothing said: this month so far
         result = Period(today.replace(day=1), today)
     if result.start > result.end:
         raise StatementInputError(
-            f"'from' ({result.start}) is after 'to' ({result.end})."
+            "statement.from_after_to", start=result.start, end=result.end
         )
     if result.start < EARLIEST_DATE or result.end > LATEST_DATE:
         raise StatementInputError(
-            f"Dates must be between {EARLIEST_DATE} and {LATEST_DATE}."
+            "statement.dates_range", earliest=EARLIEST_DATE, latest=LATEST_DATE
         )
     days = (result.end - result.start).days + 1
     if days > MAX_PERIOD_DAYS:
         raise StatementInputError(
-            f"A statement covers at most {MAX_PERIOD_DAYS} days; this one asks "
-            f"for {days}."
+            "statement.too_long", maximum=MAX_PERIOD_DAYS, days=days
         )
     return result
 
@@ -169,7 +173,10 @@ def check_choice(value: str | None, choices: tuple[str, ...], name: str) -> str:
     if chosen not in choices:
         given = (value or "")[:20]
         raise StatementInputError(
-            f"'{name}' must be one of {', '.join(choices)} (not {given!r})."
+            "statement.bad_choice",
+            name=name,
+            choices=", ".join(choices),
+            given=repr(given),
         )
     return chosen
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from .messages import Message, current_language
 from .statements import ClientStatement, CurrencyStatement, utc
 from .views_api import csv_cell
 
@@ -215,16 +216,15 @@ def render_csv(statement: ClientStatement, lang: str) -> bytes:
 
 
 class PdfUnavailableError(RuntimeError):
-    """The optional package for PDFs is not installed here."""
+    """The optional package for PDFs is not installed here; its text (naming
+    the package and the command) in the request's language."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(message.render(current_language()))
 
 
-FPDF_MISSING = (
-    "PDF statements need the Python package fpdf2 (version 2.7 or newer), "
-    "which LNbits does not install; add it to LNbits' environment with: "
-    "pip install fpdf2 (run with LNbits' own Python, e.g. `uv pip install "
-    "fpdf2` in its folder), then ask again (restart LNbits if the answer "
-    "stays the same). CSV statements (format=csv) work without it."
-)
+FPDF_MISSING = Message("statement.pdf_missing")
 
 
 def require_fpdf() -> Any:
@@ -243,8 +243,9 @@ def require_fpdf() -> Any:
     if (major, minor) < (2, 7):
         # The abandoned PyFPDF (package `fpdf` 1.x) uses the same module name.
         raise PdfUnavailableError(
-            f"{FPDF_MISSING} Found fpdf {version} instead: pip uninstall fpdf, "
-            "then pip install fpdf2."
+            Message(
+                "statement.pdf_old_fpdf", {"missing": FPDF_MISSING, "version": version}
+            )
         )
     return fpdf
 

@@ -106,6 +106,7 @@ from .machines import (
     set_commission_status,
     update_commission_summary,
 )
+from .messages import Message, current_language
 from .models import (
     CommissionPayout,
     DcaClient,
@@ -147,7 +148,14 @@ cash_out_sources: list[CashOutSource] = [PaymentMetadataSource()]
 
 
 class ProcessingError(Exception):
-    """A request the current state does not allow (the API answers 409)."""
+    """A request the current state does not allow (the API answers 409). Given
+    a message code (messages.py, `conflict.*`): its text is in the language of
+    the request being served, English outside one; `.message` keeps the code.
+    Not a ValueError: callers tell it apart from bad input (400)."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        self.message = Message(code, params)
+        super().__init__(self.message.render(current_language()))
 
 
 # ------------------------------------------------------------------- recording
@@ -367,7 +375,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             data,
         )
         if result.rowcount != 1:
-            raise ProcessingError("settlement changed while planning")
+            raise ProcessingError("conflict.settlement_changed_planning")
         for part in parts:
             await tx.insert("satoshimachine.commission_payouts", part)
         now = utc_now()
@@ -924,8 +932,7 @@ async def enter_cash_out(
         allowed = (*LOOKUP_STATUSES, *OPERATOR_STATUSES)
         if settlement.status not in allowed:
             raise ProcessingError(
-                f"settlement is {settlement.status}; cash-out data can only be "
-                "entered while it waits or is flagged"
+                "conflict.cash_out_not_allowed", status=settlement.status
             )
         cash_out = manual_cash_out(settlement, data)
         expected = settlement.status
@@ -936,7 +943,7 @@ async def enter_cash_out(
         settlement.reviewed_by = actor
         settlement.review_note = data.note
         if not await update_settlement(settlement, expected_status=expected):
-            raise ProcessingError("settlement changed meanwhile; reload and retry")
+            raise ProcessingError("conflict.settlement_changed_retry")
         await machine_seen(settlement)
         await add_audit(
             "settlement",
@@ -960,8 +967,7 @@ async def accept_settlement(
             raise LookupError("settlement not found")
         if settlement.status != SettlementStatus.flagged.value:
             raise ProcessingError(
-                f"settlement is {settlement.status}; only a flagged settlement "
-                "can be accepted"
+                "conflict.accept_only_flagged", status=settlement.status
             )
         if (
             settlement.fiat_amount is None
@@ -969,10 +975,7 @@ async def accept_settlement(
             or settlement.principal_sats is None
             or settlement.commission_sats is None
         ):
-            raise ProcessingError(
-                "this settlement has no complete cash-out data to accept; "
-                "enter it instead"
-            )
+            raise ProcessingError("conflict.accept_incomplete")
         flagged_for = settlement.status_detail
         settlement.status = SettlementStatus.ready.value
         settlement.status_detail = f"accepted by the operator: {note}"[:500]
@@ -981,7 +984,7 @@ async def accept_settlement(
         if not await update_settlement(
             settlement, expected_status=SettlementStatus.flagged.value
         ):
-            raise ProcessingError("settlement changed meanwhile; reload and retry")
+            raise ProcessingError("conflict.settlement_changed_retry")
         await add_audit(
             "settlement",
             settlement.id,
@@ -1002,8 +1005,7 @@ async def dismiss_settlement(
         allowed = (*LOOKUP_STATUSES, *OPERATOR_STATUSES)
         if settlement.status not in allowed:
             raise ProcessingError(
-                f"settlement is {settlement.status}; only a waiting or flagged "
-                "settlement can be dismissed"
+                "conflict.dismiss_not_allowed", status=settlement.status
             )
         expected = settlement.status
         settlement.status = SettlementStatus.dismissed.value
@@ -1011,7 +1013,7 @@ async def dismiss_settlement(
         settlement.reviewed_by = actor
         settlement.review_note = reason
         if not await update_settlement(settlement, expected_status=expected):
-            raise ProcessingError("settlement changed meanwhile; reload and retry")
+            raise ProcessingError("conflict.settlement_changed_retry")
         await add_audit(
             "settlement", settlement.id, "dismissed", actor, {"reason": reason}
         )
@@ -1025,9 +1027,7 @@ async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
             raise LookupError("settlement not found")
         retryable = (*PAYOUT_STATUSES, *LOOKUP_STATUSES, SettlementStatus.stale.value)
         if settlement.status not in retryable:
-            raise ProcessingError(
-                f"settlement is {settlement.status}; nothing to retry"
-            )
+            raise ProcessingError("conflict.nothing_to_retry", status=settlement.status)
         if settlement.status == SettlementStatus.stale.value:
             # Look it up once more now (it turns stale again on a later pass
             # if nothing is found).
@@ -1035,7 +1035,7 @@ async def retry_settlement(settlement_id: str, actor: str | None) -> Settlement:
             if not await update_settlement(
                 settlement, expected_status=SettlementStatus.stale.value
             ):
-                raise ProcessingError("settlement changed meanwhile; reload")
+                raise ProcessingError("conflict.settlement_changed")
         await add_audit("settlement", settlement.id, "retry", actor, {})
         return await _advance(settlement_id) or settlement
 
@@ -1064,7 +1064,9 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
             raise LookupError("payout not found")
         open_statuses = (PayoutStatus.pending.value, PayoutStatus.failed.value)
         if payout.status not in open_statuses:
-            raise ProcessingError(f"payout is {payout.status}; nothing to cancel")
+            raise ProcessingError(
+                "conflict.payout_nothing_to_cancel", status=payout.status
+            )
         if payout.settlement_id is None:
             if not await compare_and_set(
                 "dca_payments",
@@ -1075,12 +1077,12 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
                     "error": f"voided by the operator: {reason}"[:500],
                 },
             ):
-                raise ProcessingError("payout changed meanwhile; reload")
+                raise ProcessingError("conflict.payout_changed")
             await add_audit("payout", payout.id, "voided", actor, {"reason": reason})
             return await get_payment(payout.id) or payout
         if await abandon_invoice(payout.payment_hash):
             await set_payout_status(payout.id, PayoutStatus.confirmed)
-            raise ProcessingError("the payout was paid after all; reload")
+            raise ProcessingError("conflict.payout_paid_after_all")
         if payout.transaction_type == "orphan":
             # An orphan attribution: undone with its orphan, which opens
             # again. Imported here: orphan_resolution builds on this module.
@@ -1137,7 +1139,7 @@ async def _cancel_into_orphan(
             },
             tx=tx,
         ):
-            raise ProcessingError("payout changed meanwhile; reload")
+            raise ProcessingError("conflict.payout_changed")
         await tx.execute(
             "UPDATE satoshimachine.settlements SET "
             "orphan_sats = COALESCE(orphan_sats, 0) + :sats, "
@@ -1171,7 +1173,7 @@ async def _cancel_into_orphan(
                 {"sats": sats, "fiat": fiat, "id": rec.id},
             )
             if result.rowcount != 1:
-                raise ProcessingError("the orphan changed meanwhile; reload")
+                raise ProcessingError("conflict.orphan_changed")
 
 
 async def _open_settlements(statuses: tuple[str, ...]) -> AsyncIterator[Settlement]:

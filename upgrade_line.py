@@ -164,10 +164,7 @@ async def _take_before_upgrade(settlement_id: str) -> Settlement:
     if not settlement:
         raise LookupError("settlement not found")
     if settlement.status != BEFORE_UPGRADE:
-        raise ProcessingError(
-            f"settlement is {settlement.status}; only a settlement paid before the "
-            "upgrade line can be processed or dismissed here"
-        )
+        raise ProcessingError("conflict.not_before_upgrade", status=settlement.status)
     return settlement
 
 
@@ -185,7 +182,7 @@ async def process_before_upgrade(settlement_id: str, actor: str | None) -> Settl
         )
         settlement.reviewed_by = actor
         if not await update_settlement(settlement, expected_status=BEFORE_UPGRADE):
-            raise ProcessingError("settlement changed meanwhile; reload and retry")
+            raise ProcessingError("conflict.settlement_changed_retry")
         await add_audit(
             "settlement", settlement.id, "process_before_upgrade", actor, {}
         )
@@ -206,7 +203,7 @@ async def dismiss_before_upgrade(
         settlement.reviewed_by = actor
         settlement.review_note = reason
         if not await update_settlement(settlement, expected_status=BEFORE_UPGRADE):
-            raise ProcessingError("settlement changed meanwhile; reload and retry")
+            raise ProcessingError("conflict.settlement_changed_retry")
         await add_audit(
             "settlement",
             settlement.id,

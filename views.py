@@ -14,14 +14,13 @@ from lnbits.core.views.generic import index as lnbits_page
 from lnbits.decorators import check_user_exists
 from lnbits.settings import settings
 
+from .messages import text
+
 satmachineadmin_generic_router = APIRouter()
 
 
 @satmachineadmin_generic_router.get("/", response_class=HTMLResponse)
 async def index(request: Request, user: User = Depends(check_user_exists)):
     if not settings.is_admin_user(user.id):
-        raise HTTPException(
-            HTTPStatus.FORBIDDEN,
-            "The DCA admin is for the LNbits super user or admins.",
-        )
+        raise HTTPException(HTTPStatus.FORBIDDEN, text("auth.page_admins_only"))
     return await lnbits_page(request, user=user)

@@ -222,7 +222,9 @@ def filters_for(model: type[FilterModel], default_sort: str) -> Callable:
                 model=model,
             )
         except (ValueError, ValidationError) as exc:
-            raise HTTPException(HTTPStatus.BAD_REQUEST, "Invalid sort field.") from exc
+            raise HTTPException(
+                HTTPStatus.BAD_REQUEST, text("request.invalid_sort")
+            ) from exc
 
     return dependency
 
@@ -232,8 +234,15 @@ def _not_found(what: str) -> HTTPException:
     return HTTPException(HTTPStatus.NOT_FOUND, text(f"not_found.{what}"))
 
 
-def _conflict(message: str) -> HTTPException:
-    return HTTPException(HTTPStatus.CONFLICT, message)
+def _conflict(detail: str) -> HTTPException:
+    """409; `detail` is a text already in the reader's language (`text(...)`,
+    or the str() of a ProcessingError)."""
+    return HTTPException(HTTPStatus.CONFLICT, detail)
+
+
+def _bad_request(detail: str) -> HTTPException:
+    """400; `detail` as for `_conflict`."""
+    return HTTPException(HTTPStatus.BAD_REQUEST, detail)
 
 
 async def _refuse_source_wallet(wallet_id: str) -> None:
@@ -242,11 +251,7 @@ async def _refuse_source_wallet(wallet_id: str) -> None:
     operator's sats between the operator's wallets, and the client would never
     be paid."""
     if wallet_id in await source_wallet_ids(await get_config()):
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST,
-            "wallet_id: this is a source wallet (ATM settlements arrive in it); "
-            "a client needs a wallet of their own.",
-        )
+        raise _bad_request(text("client.wallet_is_source"))
 
 
 # ---------------------------------------------------------- public endpoint
@@ -288,7 +293,7 @@ async def api_create_client(data: CreateDcaClientData, op: WriteAccess) -> DcaCl
     if not wallet or wallet.deleted:
         raise _not_found("wallet")
     if await get_client_by_wallet(wallet.id):
-        raise _conflict("This wallet is already registered as a DCA client.")
+        raise _conflict(text("client.wallet_registered"))
     await _refuse_source_wallet(wallet.id)
     await _check_mode_and_limit(None, data.dict(exclude_none=True))
     now = utc_now()
@@ -354,10 +359,7 @@ async def api_update_client(
     if "wallet_id" in changes:
         wallet = await get_wallet(changes["wallet_id"])
         if not wallet or wallet.deleted or wallet.user != client.user_id:
-            raise HTTPException(
-                HTTPStatus.BAD_REQUEST,
-                "wallet_id: not a wallet of this client's LNbits user.",
-            )
+            raise _bad_request(text("client.wallet_not_users"))
         await _refuse_source_wallet(wallet.id)
     for key, value in changes.items():
         setattr(client, key, getattr(value, "value", value))
@@ -381,17 +383,12 @@ async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None
     maximum = config.max_limit if config else DEFAULT_CLIENT_LIMIT
     currency = config.limit_code if config else "GTQ"
     if "fixed_mode_daily_limit" in changes and limit is not None and limit > maximum:
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST,
-            f"fixed_mode_daily_limit: at most {maximum} {currency} a day "
-            "(the configured maximum).",
+        raise _bad_request(
+            text("client.limit_above_maximum", maximum=maximum, currency=currency)
         )
     touched = "dca_mode" in changes or "fixed_mode_daily_limit" in changes
     if touched and mode == "fixed" and not limit:
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST,
-            "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
-        )
+        raise _bad_request(text("client.fixed_needs_limit"))
 
 
 @satmachineadmin_api_router.put("/clients/{client_id}/status", response_model=DcaClient)
@@ -477,9 +474,7 @@ async def api_update_deposit(
     if not deposit:
         raise _not_found("deposit")
     if deposit.status != DepositStatus.pending.value:
-        raise _conflict(
-            f"Only a pending deposit can be edited; this one is {deposit.status}."
-        )
+        raise _conflict(text("deposit.edit_only_pending", status=deposit.status))
     before = {
         "amount": deposit.amount,
         "currency": deposit.currency,
@@ -490,7 +485,7 @@ async def api_update_deposit(
         if value is not None or key == "notes":
             setattr(deposit, key, value)
     if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
-        raise _conflict("The deposit changed meanwhile; reload it.")
+        raise _conflict(text("deposit.changed_meanwhile"))
     await add_audit(
         "deposit",
         deposit.id,
@@ -513,18 +508,18 @@ async def api_update_deposit_status(
     if not deposit:
         raise _not_found("deposit")
     if data.status.value == deposit.status:
-        raise _conflict(f"The deposit is already {deposit.status}.")
+        raise _conflict(text("deposit.already_status", status=deposit.status))
     if deposit.status != DepositStatus.pending.value:
-        raise _conflict(f"A {deposit.status} deposit cannot change status.")
+        raise _conflict(text("deposit.status_final", status=deposit.status))
     if data.status == DepositStatus.pending:
-        raise _conflict("A deposit cannot go back to pending.")
+        raise _conflict(text("deposit.not_back_to_pending"))
     deposit.status = data.status.value
     if data.notes is not None:
         deposit.notes = data.notes
     if data.status == DepositStatus.confirmed:
         deposit.confirmed_at = utc_now()
     if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
-        raise _conflict("The deposit changed meanwhile; reload it.")
+        raise _conflict(text("deposit.changed_meanwhile"))
     await add_audit(
         "deposit", deposit.id, deposit.status, op.user_id, {"notes": data.notes}
     )
@@ -657,7 +652,7 @@ async def _settlement_action(coro) -> Settlement:
     except ProcessingError as exc:
         raise _conflict(str(exc)) from exc
     except AllocationError as exc:
-        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
 
 
 @satmachineadmin_api_router.put(
@@ -762,7 +757,7 @@ async def api_resolve_reconciliation(
     except LookupError as exc:
         raise _not_found("reconciliation") from exc
     except ValueError as exc:
-        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
     except ProcessingError as exc:
         raise _conflict(str(exc)) from exc
 
@@ -780,7 +775,7 @@ async def _check_wallets(fields: dict[str, Any]) -> None:
     for key in ("source_wallet_id", "commission_wallet_id"):
         wallet_id = fields.get(key)
         if wallet_id and not await get_wallet(wallet_id):
-            raise HTTPException(HTTPStatus.BAD_REQUEST, f"{key}: wallet not found.")
+            raise _bad_request(text("field.wallet_not_found", field=key))
 
 
 @satmachineadmin_api_router.post(
@@ -820,9 +815,7 @@ async def api_update_config(
         k for k, v in fields.items() if v is None and not CONFIG_FIELDS[k].allow_none
     ]
     if nulls:
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST, f"{', '.join(nulls)}: may not be null."
-        )
+        raise _bad_request(text("field.may_not_be_null", fields=", ".join(nulls)))
     await _check_wallets(fields)
     merged = config.copy(update=fields)
     _check_schedule(
@@ -851,7 +844,7 @@ async def api_delete_config(config_id: str, op: WriteAccess) -> dict:
 def _check_schedule(delivery: Any, at: str | None, times: int | None) -> None:
     error = schedule_error(getattr(delivery, "value", delivery), at, times)
     if error:
-        raise HTTPException(HTTPStatus.BAD_REQUEST, error)
+        raise _bad_request(error)
 
 
 def _redacted(fields: dict[str, Any]) -> dict[str, Any]:
@@ -921,7 +914,7 @@ async def api_test_transaction(
     try:
         plan = dry_run(data, balances)
     except AllocationError as exc:
-        raise HTTPException(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
     recipients = await recipients_for(data.device_id, config)
     names = {}
     shown = {a.client_id for a in plan.allocations}

@@ -81,7 +81,7 @@ async def api_acknowledge_alert(alert_id: str, op: WriteAccess) -> Alert:
         raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.alert"))
     clear = alert.kind in EVENT_KINDS
     if not await acknowledge_alert(alert.id, op.user_id, utc_now(), clear):
-        raise HTTPException(HTTPStatus.CONFLICT, "Alert already acknowledged.")
+        raise HTTPException(HTTPStatus.CONFLICT, text("alert.already_acknowledged"))
     await add_audit("alert", alert.id, "acknowledged", op.user_id, {})
     return await get_alert(alert.id) or alert
 

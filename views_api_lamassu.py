@@ -13,6 +13,7 @@ from .auth import WriteAccess
 from .crud import get_config, set_config_timestamps
 from .lamassu import check_connection
 from .lamassu_source import settings_from_config
+from .messages import text
 from .models import API_ERROR_RESPONSES, utc_now
 
 satmachineadmin_lamassu_router = APIRouter(
@@ -42,12 +43,9 @@ async def api_test_connection(_: WriteAccess) -> ConnectionTestResult:
     only; the result is remembered on the config."""
     config = await get_config()
     if not config:
-        raise HTTPException(HTTPStatus.NOT_FOUND, "No configuration yet.")
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("config.none_yet"))
     if not config.lamassu_configured:
-        raise HTTPException(
-            HTTPStatus.BAD_REQUEST,
-            "Set the Lamassu database host, database name and user first.",
-        )
+        raise HTTPException(HTTPStatus.BAD_REQUEST, text("config.lamassu_incomplete"))
     steps = await check_connection(settings_from_config(config))
     success = bool(steps) and all(step.ok for step in steps)
     await set_config_timestamps(
@@ -57,9 +55,13 @@ async def api_test_connection(_: WriteAccess) -> ConnectionTestResult:
     return ConnectionTestResult(
         success=success,
         message=(
-            "Connected: every step passed."
+            text("lamassu.all_passed")
             if success
-            else f"{failed.name}: {failed.message}" if failed else "No steps ran."
+            else (
+                f"{failed.name}: {failed.message}"
+                if failed
+                else text("lamassu.no_steps")
+            )
         ),
         steps=[ConnectionStepView(**vars(step)) for step in steps],
     )

@@ -51,8 +51,9 @@ satmachineadmin_machines_router = APIRouter(
 )
 
 
-def _bad(message: str) -> HTTPException:
-    return HTTPException(HTTPStatus.BAD_REQUEST, message)
+def _bad(detail: str) -> HTTPException:
+    """400; `detail` is a text already in the reader's language (`text(...)`)."""
+    return HTTPException(HTTPStatus.BAD_REQUEST, detail)
 
 
 async def _check_source_wallet(wallet_id: str | None) -> None:
@@ -62,11 +63,11 @@ async def _check_source_wallet(wallet_id: str | None) -> None:
         return
     wallet = await get_wallet(wallet_id)
     if not wallet or wallet.deleted:
-        raise _bad("source_wallet_id: wallet not found.")
+        raise _bad(text("field.wallet_not_found", field="source_wallet_id"))
     if await get_client_by_wallet(wallet_id):
-        raise _bad("source_wallet_id: this is a DCA client's wallet.")
+        raise _bad(text("machine.source_wallet_is_client"))
     if wallet_id in await recipient_wallet_ids(await get_config()):
-        raise _bad("source_wallet_id: this wallet receives commission.")
+        raise _bad(text("machine.source_wallet_gets_commission"))
 
 
 async def _views(machines: list[Machine]) -> list[MachineView]:
@@ -104,7 +105,7 @@ async def api_create_machine(data: CreateMachineData, op: WriteAccess) -> Machin
     wallet of its own (payments into it are then settlements)."""
     device_id = data.device_id.strip()
     if not device_id:
-        raise _bad("device_id: may not be blank.")
+        raise _bad(text("machine.device_id_blank"))
     await _check_source_wallet(data.source_wallet_id)
     now = utc_now()
     machine = Machine(
@@ -118,7 +119,7 @@ async def api_create_machine(data: CreateMachineData, op: WriteAccess) -> Machin
         updated_at=now,
     )
     if not await create_machine(machine):
-        raise HTTPException(HTTPStatus.CONFLICT, "A machine with this id exists.")
+        raise HTTPException(HTTPStatus.CONFLICT, text("machine.exists"))
     await add_audit("machine", machine.id, "created", op.user_id, data.dict())
     [view] = await _views([machine])
     return view
@@ -285,7 +286,8 @@ async def api_retry_commission_payout(part_id: str, op: WriteAccess) -> Settleme
         raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.commission_payout"))
     if part.status != "failed":
         raise HTTPException(
-            HTTPStatus.CONFLICT, f"commission payout is {part.status}; nothing to retry"
+            HTTPStatus.CONFLICT,
+            text("commission_payout.nothing_to_retry", status=part.status),
         )
     await add_audit("commission_payout", part.id, "retry", op.user_id, {})
     try:

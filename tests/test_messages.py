@@ -26,7 +26,10 @@ from messages import (
 )
 
 # Texts that are the same word in both languages.
-SAME_IN_BOTH: set[str] = set()
+SAME_IN_BOTH: set[str] = {
+    # A failure recorded earlier (English, in its column), shown as it was.
+    "conflict.recorded",
+}
 
 
 def _fields(template: str) -> set[str]:
