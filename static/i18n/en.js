@@ -79,7 +79,8 @@ window.i18n.global.mergeLocaleMessage('en', {
       fixed: 'fixed',
       operator_funds: 'operator_funds',
       send_to_wallet: 'send_to_wallet',
-      attribute_to_client: 'attribute_to_client'
+      attribute_to_client: 'attribute_to_client',
+      kept: 'kept'
     },
     overview: {
       source_wallet: 'Source wallet',

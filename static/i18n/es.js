@@ -78,7 +78,8 @@ window.i18n.global.mergeLocaleMessage('es', {
       fixed: 'fijo',
       operator_funds: 'fondos del operador',
       send_to_wallet: 'enviado a una billetera',
-      attribute_to_client: 'atribuido a un cliente'
+      attribute_to_client: 'atribuido a un cliente',
+      kept: 'retenida'
     },
     overview: {
       source_wallet: 'Billetera de origen',
