@@ -28,7 +28,7 @@ from .allocation import (
     split_reported,
     to_fiat,
 )
-from .messages import MessageError
+from .messages import Message, MessageError
 from .models import MAX_FIAT, LamassuConfig, ManualCashOutData, Settlement
 
 BITSPIRE_SOURCE = "bitspire"
@@ -58,13 +58,13 @@ class CashOutData:
     cash_out_time: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     # A discrepancy the operator must look at before anything is distributed.
-    review_reason: str | None = None
+    review_reason: Message | None = None
 
 
 @dataclass
 class Lookup:
     state: LookupState
-    detail: str
+    detail: Message | str  # a message; a plain string only from a source's error
     data: CashOutData | None = None
 
 
@@ -99,9 +99,9 @@ MAX_BILL_COUNT = 100_000
 def _sats(value: Any, name: str) -> int:
     """A whole number of sats: an int (not a bool, not a float), 0..21M BTC."""
     if type(value) is not int:
-        raise ValueError(f"{name} must be an integer number of sats")
+        raise MessageError("cash_out.sats_not_integer", name=name)
     if not 0 <= value <= MAX_SATS:
-        raise ValueError(f"{name} is out of range")
+        raise MessageError("cash_out.out_of_range", name=name)
     return value
 
 
@@ -109,17 +109,19 @@ def _decimal(value: Any, name: str, maximum: Decimal) -> Decimal:
     """A positive decimal number no larger than `maximum`, given as a number or
     a short string; never a bool, NaN, infinity or a 1E+999999999."""
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{name} is missing")
+        raise MessageError("cash_out.missing", name=name)
     if not isinstance(value, int | float | str) or len(str(value)) > 40:
-        raise ValueError(f"{name} is not a number")
+        raise MessageError("cash_out.not_a_number", name=name)
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation as exc:
-        raise ValueError(f"{name} is not a number") from exc
+        raise MessageError("cash_out.not_a_number", name=name) from exc
     if not number.is_finite() or not -12 <= number.adjusted() <= 15:
-        raise ValueError(f"{name} is not a plausible number")
+        raise MessageError("cash_out.implausible_number", name=name)
     if number <= 0 or number > maximum:
-        raise ValueError(f"{name} must be positive and at most {maximum:,}")
+        raise MessageError(
+            "cash_out.positive_at_most", name=name, maximum=f"{maximum:,}"
+        )
     return number
 
 
@@ -135,20 +137,20 @@ def _bills_total(bills: Any) -> Decimal | None:
         items = []
         for bill in bills:
             if not isinstance(bill, dict):
-                raise ValueError("bills must be {denomination: count} entries")
+                raise MessageError("cash_out.bill_entries")
             items.append((bill.get("denomination"), bill.get("count", 1)))
     else:
-        raise ValueError("bills must be a list or an object")
+        raise MessageError("cash_out.bills_shape")
     if len(items) > 100:
-        raise ValueError("too many bill entries")
+        raise MessageError("cash_out.too_many_bills")
     total = Decimal(0)
     for denomination, count in items:
         value = _decimal(denomination, "bill denomination", MAX_BILL)
         if type(count) is not int or not 0 <= count <= MAX_BILL_COUNT:
-            raise ValueError("bill count must be a whole number")
+            raise MessageError("cash_out.bill_count")
         total += value * count
     if total <= 0:
-        raise ValueError("the bills add up to nothing")
+        raise MessageError("cash_out.bills_nothing")
     return total
 
 
@@ -164,17 +166,23 @@ def price_disagreement(
     reference: Decimal,
     tolerance_percent: Decimal,
     currency: str,
-    source: str,
-) -> str | None:
+    source: Message | str,
+) -> Message | None:
     """Why a claimed price is not trusted (off by more than the tolerance from
     the reference), or None."""
     off = abs(claimed - reference) / reference * 100
     if off <= tolerance_percent:
         return None
-    return (
-        f"its price {claimed:,.2f} {currency}/BTC is {off:.1f}% away from "
-        f"{reference:,.2f} ({source}); more than the {tolerance_percent}% "
-        "allowed: accept it or correct it"
+    return Message(
+        "cash_out.price_off",
+        {
+            "price": f"{claimed:,.2f}",
+            "currency": currency,
+            "off": f"{off:.1f}",
+            "reference": f"{reference:,.2f}",
+            "source": source,
+            "tolerance": str(tolerance_percent),
+        },
     )
 
 
@@ -193,15 +201,26 @@ class PaymentMetadataSource:
         try:
             data = parse_bitspire(settlement.amount_sats, payment_extra, config)
         except (ValueError, AllocationError, ArithmeticError) as exc:
-            # Stored with the settlement: in English even during a request.
-            reason = exc.message.render("en") if isinstance(exc, MessageError) else exc
-            return Lookup(LookupState.failed, f"invalid bitSpire metadata: {reason}")
+            return Lookup(
+                LookupState.failed,
+                Message("cash_out.bitspire_invalid", {"error": error_of(exc)}),
+            )
         except Exception as exc:  # a claim we cannot read is never "try again"
             return Lookup(
                 LookupState.failed,
-                f"unreadable bitSpire metadata: {exc.__class__.__name__}",
+                Message(
+                    "cash_out.bitspire_unreadable",
+                    {"error": exc.__class__.__name__},
+                ),
             )
-        return Lookup(LookupState.found, "from the payment's bitSpire metadata", data)
+        return Lookup(LookupState.found, Message("cash_out.bitspire_found"), data)
+
+
+def error_of(exc: BaseException) -> Message | str:
+    """An exception as a part of a stored text: its message when it has one
+    (MessageError), else its text as it is (from LNbits, a driver...)."""
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, Message) else str(exc)
 
 
 def parse_bitspire(amount_sats: int, extra: dict, config: LamassuConfig) -> CashOutData:
@@ -210,37 +229,49 @@ def parse_bitspire(amount_sats: int, extra: dict, config: LamassuConfig) -> Cash
     split = split_reported(amount_sats, principal, fee)
     currency = extra.get("currency")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
-        raise ValueError("currency must be a 3-letter code")
+        raise MessageError("cash_out.currency_code")
     rate = _decimal(extra.get("exchange_rate"), "exchange_rate", MAX_FIAT_PER_BTC)
     bills_fiat = _bills_total(extra.get("bills"))
     fiat = to_fiat(
         bills_fiat if bills_fiat is not None else Decimal(principal) * rate / 10**8
     )
     if fiat <= 0:
-        raise ValueError("no fiat amount can be derived")
+        raise MessageError("cash_out.no_fiat")
     if fiat > MAX_FIAT:
         # More than any cash-out, and more than the fiat columns hold.
-        raise ValueError(f"the fiat amount {fiat} is implausible (over {MAX_FIAT:,})")
+        raise MessageError(
+            "cash_out.implausible_fiat", fiat=str(fiat), maximum=f"{MAX_FIAT:,}"
+        )
 
-    review = None
+    review: Message | None = None
     tolerance = FEE_TOLERANCE_SATS + amount_sats // 100
     if bills_fiat is not None:
         # Not capped at the amount paid: bills worth far more than the
         # principal at the reported rate must show, not vanish in a min().
         expected_principal = round(fiat * 10**8 / rate)
         if abs(expected_principal - principal) > tolerance:
-            review = (
-                f"reported principal {principal} sats does not match "
-                f"{fiat} {currency} at {rate} ({expected_principal} sats)"
+            review = Message(
+                "cash_out.principal_mismatch",
+                {
+                    "principal": principal,
+                    "fiat": str(fiat),
+                    "currency": currency,
+                    "rate": str(rate),
+                    "expected": expected_principal,
+                },
             )
     if review is None and config.expected_commission_percentage is not None:
         expected_fee = split_from_commission(
             amount_sats, Decimal(str(config.expected_commission_percentage))
         ).commission_sats
         if abs(expected_fee - fee) > tolerance:
-            review = (
-                f"reported fee {fee} sats differs from the expected {expected_fee} "
-                f"sats ({config.expected_commission_percentage:.2%} commission)"
+            review = Message(
+                "cash_out.fee_differs",
+                {
+                    "fee": fee,
+                    "expected": expected_fee,
+                    "percent": f"{config.expected_commission_percentage:.2%}",
+                },
             )
     txid = extra.get("txid")
     npub = extra.get("machine_npub")

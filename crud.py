@@ -17,6 +17,7 @@ from sqlalchemy import event, text
 
 from .allocation import ClientBalance, to_fiat
 from .fixed_mode import FixedDay, fixed_day, remaining_allowance
+from .messages import Message
 from .models import (
     Alert,
     AlertSettings,
@@ -39,7 +40,9 @@ from .models import (
     Settlement,
     SettlementView,
     TransactionView,
+    audit_details_text,
     client_attention,
+    stored_text,
     utc_now,
 )
 
@@ -849,7 +852,7 @@ async def set_payout_invoices(
 
 
 async def set_payout_statuses(
-    outcomes: Sequence[tuple[str, PayoutStatus, str | None]],
+    outcomes: Sequence[tuple[str, PayoutStatus, Message | str | None]],
 ) -> None:
     """set_payout_status(..., count_attempt=True) for many payouts in one
     transaction (each only from pending or failed)."""
@@ -858,26 +861,37 @@ async def set_payout_statuses(
     now = utc_now()
     async with transaction() as tx:
         for payout_id, status, error in outcomes:
+            english, message = stored_text(error)
             await tx.execute(
                 f"UPDATE {S}.dca_payments SET status = :status, error = :error, "
-                f"updated_at = {ts('now')}, attempts = attempts + 1 "
+                f"error_msg = :error_msg, updated_at = {ts('now')}, "
+                "attempts = attempts + 1 "
                 "WHERE id = :id AND status IN ('pending', 'failed')",
-                {"id": payout_id, "status": status.value, "error": error, "now": now},
+                {
+                    "id": payout_id,
+                    "status": status.value,
+                    "error": english,
+                    "error_msg": message,
+                    "now": now,
+                },
             )
 
 
 async def set_payout_status(
     payout_id: str,
     status: PayoutStatus,
-    error: str | None = None,
+    error: Message | str | None = None,
     expected: Sequence[str] = ("pending", "failed"),
     count_attempt: bool = False,
 ) -> bool:
+    """`error`: English in `error`, the message in `error_msg` (m017)."""
     placeholders = ", ".join(f":e{i}" for i in range(len(expected)))
+    english, message = stored_text(error)
     values: dict[str, Any] = {
         "id": payout_id,
         "status": status.value,
-        "error": error,
+        "error": english,
+        "error_msg": message,
         "now": utc_now(),
     }
     values.update({f"e{i}": e for i, e in enumerate(expected)})
@@ -885,7 +899,7 @@ async def set_payout_status(
     return (
         await _execute_rowcount(
             f"UPDATE {S}.dca_payments SET status = :status, error = :error, "
-            f"updated_at = {ts('now')}{attempt} "
+            f"error_msg = :error_msg, updated_at = {ts('now')}{attempt} "
             f"WHERE id = :id AND status IN ({placeholders})",
             values,
         )
@@ -1196,7 +1210,7 @@ async def compare_and_set(
     the row was current, so its transition is the one that happened."""
     values: dict[str, Any] = {"row_id": row_id}
     sets, where = [], ["id = :row_id"]
-    changes = {**changes, "updated_at": utc_now()}
+    changes = {**_with_messages(table, changes), "updated_at": utc_now()}
     for i, (column, value) in enumerate(changes.items()):
         values[f"c{i}"] = value
         sets.append(
@@ -1213,6 +1227,28 @@ async def compare_and_set(
         result = await tx.execute(query, values)
         return result.rowcount == 1
     return await _execute_rowcount(query, values) == 1
+
+
+# Texts the code writes, each with its message beside it (m017): written
+# together, so a message never outlives the English it stands for.
+MESSAGE_COLUMNS = {
+    ("settlements", "status_detail"),
+    ("dca_payments", "error"),
+    ("commission_payouts", "error"),
+    ("reconciliations", "error"),
+}
+
+
+def _with_messages(table: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` with each text column of MESSAGE_COLUMNS split into its
+    English and its message (None for a plain string or None)."""
+    result = dict(changes)
+    for column, value in changes.items():
+        if (table, column) in MESSAGE_COLUMNS and f"{column}_msg" not in changes:
+            result[column], result[f"{column}_msg"] = stored_text(value)
+        elif isinstance(value, Message):
+            raise TypeError(f"{table}.{column} keeps no message")
+    return result
 
 
 async def get_reconciliation_ids_by_status(status: str) -> list[str]:
@@ -1297,12 +1333,17 @@ async def add_audit(
 
 
 async def get_audit(entity: str, entity_id: str) -> list[AuditEntry]:
-    return await db.fetchall(
+    """An entity's history, its details also in words in the language of the
+    request (`details_text`)."""
+    entries = await db.fetchall(
         f"SELECT * FROM {S}.audit_log WHERE entity = :entity AND entity_id = :eid "
         "ORDER BY created_at, id",
         {"entity": entity, "eid": entity_id},
         AuditEntry,
     )
+    for entry in entries:
+        entry.details_text = audit_details_text(entry.details)
+    return entries
 
 
 # ------------------------------------------------------------------------- alerts

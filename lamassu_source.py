@@ -30,6 +30,7 @@ from .allocation import (
 from .cashout import CashOutData, Lookup, LookupState
 from .crud import get_known_payment_hashes, set_config_timestamps
 from .lamassu import LamassuCashOut, LamassuClient, LamassuSettings
+from .messages import Message
 from .models import LamassuConfig, Settlement, utc_now
 from .transaction_processor import cash_out_sources
 
@@ -59,26 +60,32 @@ def cash_out_to_lookup(settlement: Settlement, row: LamassuCashOut) -> Lookup:
     if row.crypto_atoms != settlement.amount_sats:
         return Lookup(
             LookupState.failed,
-            f"Lamassu cash-out {row.id} is for {row.crypto_atoms} sats but "
-            f"{settlement.amount_sats} were paid",
+            Message(
+                "lamassu_cash_out.amount_mismatch",
+                {
+                    "id": row.id,
+                    "atoms": row.crypto_atoms,
+                    "sats": settlement.amount_sats,
+                },
+            ),
         )
     state = row.state
     if state == "waiting":
         return Lookup(
             LookupState.waiting,
-            f"Lamassu cash-out {row.id}: cash not confirmed dispensed yet "
-            f"(status {row.status})",
+            Message("lamassu_cash_out.waiting", {"id": row.id, "status": row.status}),
         )
     if state == "failed":
-        return Lookup(
-            LookupState.failed,
-            f"Lamassu cash-out {row.id} was paid but its cash was never dispensed "
-            f"(status {row.status}{', error ' + row.error if row.error else ''}): "
-            "hold the sats for a refund, or enter the fiat that left the machine",
-        )
+        params = {"id": row.id, "status": row.status}
+        if row.error:
+            code = "lamassu_cash_out.never_dispensed_error"
+            params["error"] = row.error
+        else:
+            code = "lamassu_cash_out.never_dispensed"
+        return Lookup(LookupState.failed, Message(code, params))
     commission = row.commission_percentage or Decimal(0)
     c_eff = effective_commission(commission, row.discount)
-    review = None
+    review: Message | None = None
     if row.raw_ticker_price:
         split = split_from_ticker(
             settlement.amount_sats, row.fiat, row.raw_ticker_price
@@ -86,10 +93,16 @@ def cash_out_to_lookup(settlement: Settlement, row: LamassuCashOut) -> Lookup:
         if not crypto_atoms_match(
             settlement.amount_sats, row.fiat, row.raw_ticker_price, c_eff, row.fixed_fee
         ):
-            review = (
-                f"Lamassu cash-out {row.id}: {row.fiat} {row.fiat_code} at "
-                f"{row.raw_ticker_price} with {c_eff:.4%} commission does not give "
-                f"the {settlement.amount_sats} sats paid"
+            review = Message(
+                "lamassu_cash_out.price_mismatch",
+                {
+                    "id": row.id,
+                    "fiat": str(row.fiat),
+                    "currency": row.fiat_code,
+                    "ticker": str(row.raw_ticker_price),
+                    "commission": f"{c_eff:.4%}",
+                    "sats": settlement.amount_sats,
+                },
             )
     else:
         split = split_from_commission(settlement.amount_sats, c_eff)
@@ -117,7 +130,9 @@ def cash_out_to_lookup(settlement: Settlement, row: LamassuCashOut) -> Lookup:
         },
         review_reason=review,
     )
-    return Lookup(LookupState.found, f"Lamassu cash-out {row.id}", data)
+    return Lookup(
+        LookupState.found, Message("lamassu_cash_out.found", {"id": row.id}), data
+    )
 
 
 class _Session:

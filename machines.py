@@ -30,7 +30,7 @@ from .commission_split import (
     split_commission,
 )
 from .crud import S, _execute_rowcount, db, exact_times, transaction, ts
-from .messages import MessageError
+from .messages import Message, MessageError
 from .models import (
     SPLIT_STATUSES,
     CommissionPart,
@@ -41,6 +41,7 @@ from .models import (
     MachineFigures,
     RecipientInput,
     Settlement,
+    stored_text,
     utc_now,
 )
 
@@ -437,14 +438,16 @@ async def set_commission_invoice(
 async def set_commission_status(
     payout_id: str,
     status: str,
-    error: str | None = None,
+    error: Message | str | None = None,
     expected: Sequence[str] = ("pending", "failed"),
     changes: dict[str, Any] | None = None,
 ) -> bool:
+    english, message = stored_text(error)
     values: dict[str, Any] = {
         "id": payout_id,
         "status": status,
-        "error": error,
+        "error": english,
+        "error_msg": message,
         "now": utc_now(),
     }
     values.update({f"e{i}": e for i, e in enumerate(expected)})
@@ -456,7 +459,8 @@ async def set_commission_status(
     return (
         await _execute_rowcount(
             f"UPDATE {S}.commission_payouts SET status = :status, error = :error, "
-            f"attempts = attempts + 1, updated_at = {ts('now')}{sets} "
+            "error_msg = :error_msg, attempts = attempts + 1, "
+            f"updated_at = {ts('now')}{sets} "
             f"WHERE id = :id AND status IN ({placeholders})",
             values,
         )
@@ -471,7 +475,8 @@ async def redirect_commission_payout(
     return (
         await _execute_rowcount(
             f"UPDATE {S}.commission_payouts SET wallet_id = :new, "
-            f"status = 'pending', error = NULL, updated_at = {ts('now')} "
+            "status = 'pending', error = NULL, error_msg = NULL, "
+            f"updated_at = {ts('now')} "
             "WHERE id = :id AND wallet_id = :old AND status IN ('pending', 'failed')",
             {"id": payout_id, "old": old_wallet, "new": new_wallet, "now": utc_now()},
         )

@@ -726,3 +726,15 @@ async def m016_machines_and_commission_recipients(db: Connection):
                           WHERE m.device_id = s.device_id)
         GROUP BY s.device_id
         """)
+
+
+async def m017_stored_messages(db: Connection):
+    """Texts the code writes for the operator, also as a message (messages.py),
+    so the dashboard shows them in the reader's language: a settlement's
+    status detail, a payout's, a commission part's and an orphan's error. The
+    English stays in its old column; rows written before have no message and
+    keep showing their English."""
+    await _add_column(db, "settlements", "status_detail_msg", "TEXT")
+    await _add_column(db, "dca_payments", "error_msg", "TEXT")
+    await _add_column(db, "commission_payouts", "error_msg", "TEXT")
+    await _add_column(db, "reconciliations", "error_msg", "TEXT")

@@ -7,6 +7,7 @@ whatever strings they find (modes, statuses) and never crash on them.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Extra, Field, validator
 
 from .allocation import to_fiat
-from .messages import MessageError, current_language
+from .messages import CATALOG, Message, MessageError, current_language, localized
 
 # ISO 4217 codes are three upper-case letters; the deployment uses GTQ.
 CURRENCY_REGEX = r"^[A-Z]{3}$"
@@ -27,6 +28,25 @@ DEFAULT_CLIENT_LIMIT = Decimal("2000")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def stored_text(
+    value: Message | str | None, limit: int = 500
+) -> tuple[str | None, str | None]:
+    """A text the code writes to the database: (English for its old column,
+    the message as JSON for its `_msg` column beside it). A plain string (an
+    error LNbits raised) is stored as it is, with no message (m017)."""
+    if value is None:
+        return None, None
+    if isinstance(value, Message):
+        return value.render("en")[:limit], value.to_json()
+    return value[:limit], None
+
+
+def stored_message(english: str | None, stored: str | None) -> Message | str | None:
+    """A stored text as a parameter of another message: the message when one
+    was stored with it (rendered in the reader's language), else its English."""
+    return Message.from_json(stored) or english
 
 
 def _fiat_or_none(value: Any) -> Decimal | None:
@@ -336,6 +356,7 @@ class DcaPayment(BaseModel):
     settlement_id: str | None = None
     bolt11: str | None = None
     error: str | None = None
+    error_msg: str | None = None  # `error` as a message (m017, messages.py)
     attempts: int = 0
     updated_at: datetime | None = None
     currency: str | None = None  # of amount_fiat; NULL only before m008
@@ -345,6 +366,10 @@ class DcaPayment(BaseModel):
     delivery_slot: str | None = None
 
     _fiat = validator("amount_fiat", pre=True, allow_reuse=True)(to_fiat)
+
+    def for_reader(self):
+        """As shown to the operator: `error` in the request's language."""
+        return self.copy(update={"error": localized(self.error, self.error_msg)})
 
     @property
     def scheduled(self) -> bool:
@@ -393,6 +418,9 @@ class Settlement(BaseModel):
     paid_at: datetime
     status: str = SettlementStatus.pending.value
     status_detail: str | None = None
+    # The detail as a message (m017, messages.py): `status_detail` keeps its
+    # English for older readers; the API renders this in the reader's language.
+    status_detail_msg: str | None = None
     data_source: str | None = None
     fiat_amount: Decimal | None = None
     fiat_code: str | None = None
@@ -426,6 +454,24 @@ class Settlement(BaseModel):
     _fiat = validator(
         "fiat_amount", "orphan_fiat", "distributed_fiat", pre=True, allow_reuse=True
     )(_fiat_or_none)
+
+    def set_detail(self, detail: Message | str | None) -> None:
+        """Set the status detail: English in `status_detail`, the message
+        beside it."""
+        self.status_detail, self.status_detail_msg = stored_text(detail)
+
+    def detail(self) -> Message | str | None:
+        """The status detail as stored, to be part of another message."""
+        return stored_message(self.status_detail, self.status_detail_msg)
+
+    def for_reader(self):
+        """As shown to the operator: `status_detail` in the request's language
+        (a row written before m017 keeps its English)."""
+        return self.copy(
+            update={
+                "status_detail": localized(self.status_detail, self.status_detail_msg)
+            }
+        )
 
 
 class SettlementView(Settlement):
@@ -541,6 +587,12 @@ class Reconciliation(BaseModel):
     created_at: datetime
     updated_at: datetime
     payout_id: str | None = None  # the attribution's payout
+    error_msg: str | None = None  # `error` as a message (m017, messages.py)
+
+    def for_reader(self) -> Reconciliation:
+        """As shown to the operator: `error` in the request's language."""
+        return self.copy(update={"error": localized(self.error, self.error_msg)})
+
     # 'split': what the split left; 'payout:<id>': a payout cancelled after
     # the settlement's first orphan was resolved.
     origin: str = "split"
@@ -562,10 +614,48 @@ class AuditEntry(BaseModel):
     id: str
     entity: str
     entity_id: str
-    action: str
+    action: str  # a code: the dashboard shows it in words (history.actions)
     actor: str | None = None
-    details: str | None = None
+    details: str | None = None  # JSON, as written
     created_at: datetime
+    # `details` in words, in the reader's language (audit_details_text): set
+    # when read for the API, never stored.
+    details_text: str | None = Field(None, no_database=True)
+
+
+def audit_details_text(details: str | None) -> str | None:
+    """An audit entry's details (a JSON object) in words, in the language of
+    the request: each field by its name in the reader's language (the names
+    in messages.py's `history.field.*`; any other as it is), a text the code
+    wrote as its message where one was stored beside it (`<field>_msg`).
+    Typed texts (notes, reasons) and ids are shown as they are."""
+    try:
+        data = json.loads(details) if details else None
+    except ValueError:
+        return details
+    if not isinstance(data, dict):
+        return details
+    parts = []
+    for key, value in data.items():
+        if key.endswith("_msg") or value in (None, "", [], {}):
+            continue
+        if isinstance(value, str) and data.get(f"{key}_msg"):
+            value = localized(value, data[f"{key}_msg"])
+        parts.append(f"{_field_name(key)}: {_plain(value)}")
+    return "; ".join(parts) or None
+
+
+def _field_name(key: str) -> str:
+    code = f"history.field.{key}"
+    return Message(code).render() if code in CATALOG else key
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{_field_name(str(k))} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
 
 
 # ------------------------------------------------------------------------- config
@@ -932,6 +1022,11 @@ class CommissionPayout(BaseModel):
     attempts: int = 0
     created_at: datetime
     updated_at: datetime
+    error_msg: str | None = None  # `error` as a message (m017, messages.py)
+
+    def for_reader(self) -> CommissionPayout:
+        """As shown to the operator: `error` in the request's language."""
+        return self.copy(update={"error": localized(self.error, self.error_msg)})
 
 
 class CommissionPart(BaseModel):

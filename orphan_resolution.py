@@ -53,7 +53,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock
-from .messages import MessageError
+from .messages import Message, MessageError, localized
 from .models import (
     ClientStatus,
     DcaDeposit,
@@ -64,6 +64,7 @@ from .models import (
     ReconciliationStatus,
     ResolutionAction,
     Settlement,
+    stored_message,
     utc_now,
 )
 from .transaction_processor import (
@@ -147,8 +148,11 @@ async def resolve_reconciliation(
         )
         resolved = await _advance(rec.id)
         if resolved.status != RESOLVED:
-            if resolved.error:  # stored in English: shown as it was recorded
-                raise ProcessingError("conflict.recorded", error=resolved.error)
+            if resolved.error:  # the recorded error, in the reader's language
+                raise ProcessingError(
+                    "conflict.recorded",
+                    error=localized(resolved.error, resolved.error_msg),
+                )
             raise ProcessingError("conflict.resolution_status", status=resolved.status)
         return resolved
 
@@ -278,7 +282,7 @@ async def _send(rec: Reconciliation, settlement: Settlement) -> None:
             "resolution": None,
             "bolt11": None,
             "payment_hash": None,
-            "error": f"transfer failed: {result.error}"[:500],
+            "error": Message("orphan.transfer_failed", {"error": result.error}),
         },
     )
 
@@ -302,18 +306,22 @@ async def _attribute(rec: Reconciliation, settlement: Settlement) -> None:
             TABLE,
             rec.id,
             {"status": RESOLVING},
-            {"error": "the attribution's payout is missing"},
+            {"error": Message("orphan.payout_missing")},
         )
         return
     if payout.status != PayoutStatus.confirmed.value:
         if not await _pay_payout(settlement, payout):
             current = await get_payment(payout.id)
-            reason = current.error if current and current.error else "payment failed"
+            reason = (
+                stored_message(current.error, current.error_msg)
+                if current and current.error
+                else Message("orphan.payment_failed")
+            )
             await compare_and_set(
                 TABLE,
                 rec.id,
                 {"status": RESOLVING, "deposit_id": rec.deposit_id},
-                {"error": f"payment to the client failed: {reason}"[:500]},
+                {"error": Message("orphan.client_payment_failed", {"error": reason})},
             )
             return
     await _mark_resolved(rec)
@@ -412,7 +420,7 @@ async def abandon_attribution(payout: DcaPayment, reason: str) -> Reconciliation
             {"status": payout.status, "payment_hash": payout.payment_hash},
             {
                 "status": PayoutStatus.cancelled.value,
-                "error": f"cancelled by the operator: {reason}"[:500],
+                "error": Message("payout.cancelled", {"reason": reason}),
             },
             tx=tx,
         )
@@ -452,7 +460,7 @@ async def abandon_attribution(payout: DcaPayment, reason: str) -> Reconciliation
                 "bolt11": None,
                 "payment_hash": None,
                 "resolved_by": None,
-                "error": f"attribution abandoned: {reason}"[:500],
+                "error": Message("orphan.attribution_abandoned", {"reason": reason}),
             },
             tx=tx,
         )

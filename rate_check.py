@@ -26,6 +26,7 @@ from loguru import logger
 
 from .cashout import price_disagreement, price_of
 from .crud import get_recent_settlement_prices
+from .messages import Message
 from .models import LamassuConfig, Settlement
 
 RECENT_WINDOW = timedelta(days=7)
@@ -47,42 +48,44 @@ async def lnbits_price(currency: str) -> Decimal | None:
 
 async def reference_price(
     currency: str, before: datetime, exclude_id: str
-) -> tuple[Decimal | None, str]:
+) -> tuple[Decimal | None, Message]:
     """An independent price (fiat per BTC) and where it came from."""
     price = await lnbits_price(currency)
     if price is not None:
-        return price, "LNbits' exchange rate"
+        return price, Message("rate.source_lnbits")
     recent = await get_recent_settlement_prices(
         currency, before - RECENT_WINDOW, exclude_id, RECENT_COUNT
     )
     if recent:
-        return (
-            Decimal(median(recent)),
-            f"the median of the last {len(recent)} settlement(s) in {currency}",
+        return Decimal(median(recent)), Message(
+            "rate.source_median", {"count": len(recent), "currency": currency}
         )
-    return None, (
-        f"no LNbits exchange rate for {currency} and no settlement in "
-        f"{currency} in the last {RECENT_WINDOW.days} days"
+    return None, Message(
+        "rate.source_none", {"currency": currency, "days": RECENT_WINDOW.days}
     )
 
 
 async def rate_review_reason(
     settlement: Settlement, config: LamassuConfig | None
-) -> str | None:
+) -> Message | None:
     """Why the settlement's cash-out price cannot be trusted, or None."""
     assert settlement.fiat_amount is not None and settlement.fiat_code
     assert settlement.principal_sats is not None
     claimed = price_of(settlement.fiat_amount, settlement.principal_sats)
     if claimed is None:
-        return "the cash-out has no principal: its price cannot be checked"
+        return Message("cash_out.no_principal")
     tolerance = Decimal(str(config.rate_tolerance_percent if config else 10))
     reference, source = await reference_price(
         settlement.fiat_code, settlement.paid_at, settlement.id
     )
     if reference is None:
-        return (
-            f"its price {claimed:,.2f} {settlement.fiat_code}/BTC cannot be "
-            f"checked: {source}; accept it or correct it"
+        return Message(
+            "cash_out.price_unchecked",
+            {
+                "price": f"{claimed:,.2f}",
+                "currency": settlement.fiat_code,
+                "source": source,
+            },
         )
     return price_disagreement(
         claimed, reference, tolerance, settlement.fiat_code, source

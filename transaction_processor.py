@@ -63,6 +63,7 @@ from .cashout import (
     Lookup,
     LookupState,
     PaymentMetadataSource,
+    error_of,
     manual_cash_out,
     payment_extra_of,
 )
@@ -119,6 +120,8 @@ from .models import (
     Settlement,
     SettlementStatus,
     TestTransactionData,
+    stored_message,
+    stored_text,
     utc_now,
 )
 from .rate_check import rate_review_reason
@@ -259,7 +262,13 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
             result = await source.lookup(settlement, extra, config)
         except Exception as exc:  # a source being down must not lose the settlement
             logger.warning(f"satmachineadmin: {source.name} lookup failed: {exc}")
-            result = Lookup(LookupState.waiting, f"{source.name} unavailable: {exc}")
+            result = Lookup(
+                LookupState.waiting,
+                Message(
+                    "settlement.source_unavailable",
+                    {"source": source.name, "error": error_of(exc)},
+                ),
+            )
             break
         if result is not None:
             break
@@ -268,17 +277,19 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
     settlement.last_lookup_at = utc_now()
     if result is None:
         settlement.status = SettlementStatus.waiting_data.value
-        settlement.status_detail = "no cash-out data found yet; enter it by hand"
+        settlement.set_detail(Message("settlement.no_cash_out_data"))
     elif result.state == LookupState.found and result.data:
         _apply_cash_out(settlement, result.data)
         await _check_price(settlement, config)
     elif result.state == LookupState.waiting:
         settlement.status = SettlementStatus.waiting_dispense.value
-        settlement.status_detail = result.detail
+        settlement.set_detail(result.detail)
     else:
         settlement.status = SettlementStatus.flagged.value
-        settlement.status_detail = result.detail
-        logger.warning(f"satmachineadmin: settlement {settlement.id}: {result.detail}")
+        settlement.set_detail(result.detail)
+        logger.warning(
+            f"satmachineadmin: settlement {settlement.id}: {settlement.status_detail}"
+        )
     if await update_settlement(settlement, expected_status=expected):
         await machine_seen(settlement)
     return settlement
@@ -292,8 +303,10 @@ async def _check_price(settlement: Settlement, config: LamassuConfig | None) -> 
     reason = await rate_review_reason(settlement, config)
     if reason:
         settlement.status = SettlementStatus.flagged.value
-        settlement.status_detail = reason[:500]
-        logger.warning(f"satmachineadmin: settlement {settlement.id}: {reason}")
+        settlement.set_detail(reason)
+        logger.warning(
+            f"satmachineadmin: settlement {settlement.id}: {settlement.status_detail}"
+        )
 
 
 def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
@@ -317,10 +330,12 @@ def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
     settlement.cash_out_data = json.dumps(stored, default=str)
     if data.review_reason:
         settlement.status = SettlementStatus.flagged.value
-        settlement.status_detail = data.review_reason
+        settlement.set_detail(data.review_reason)
     else:
         settlement.status = SettlementStatus.ready.value
-        settlement.status_detail = f"cash-out data from {data.source}"
+        settlement.set_detail(
+            Message("settlement.cash_out_from", {"source": data.source})
+        )
 
 
 async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlement:
@@ -362,7 +377,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             "pending" if any(p.status == "pending" for p in parts) else "kept"
         )
         settlement.status = SettlementStatus.distributing.value
-        settlement.status_detail = _plan_summary(plan, len(balances))
+        settlement.set_detail(_plan_summary(plan, len(balances)))
         settlement.updated_at = utc_now()
         data = model_to_dict(settlement)
         sets = ", ".join(f'"{k}" = :{k}' for k in data if k != "id")
@@ -425,14 +440,16 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     return settlement
 
 
-def _plan_summary(plan: Distribution, clients: int) -> str:
-    text = (
-        f"{len(plan.allocations)} of {clients} clients paid "
-        f"{plan.distributed_sats} sats, commission {plan.commission_sats} sats"
-    )
+def _plan_summary(plan: Distribution, clients: int) -> Message:
+    params = {
+        "paid": len(plan.allocations),
+        "clients": clients,
+        "sats": plan.distributed_sats,
+        "commission": plan.commission_sats,
+    }
     if plan.orphan_sats:
-        text += f", orphan {plan.orphan_sats} sats"
-    return text
+        return Message("settlement.plan_orphan", {**params, "orphan": plan.orphan_sats})
+    return Message("settlement.plan", params)
 
 
 # -------------------------------------------------------------------- payments
@@ -441,7 +458,8 @@ def _plan_summary(plan: Distribution, clients: int) -> str:
 @dataclass
 class TransferResult:
     ok: bool
-    error: str | None = None
+    # Ours as a message; what LNbits raised paying it as its own text.
+    error: Message | str | None = None
     payment_hash: str | None = None
     # Another run stored a different invoice first: not a failure of the
     # transfer, and nothing for this run to record.
@@ -492,7 +510,7 @@ async def transfer(
     if target_wallet_id == source_wallet_id:
         # LNbits lets a wallet pay its own internal invoice: it would "succeed"
         # with no sat moving, and the payout would debit a balance for nothing.
-        return TransferResult(False, "the target is the source wallet itself")
+        return TransferResult(False, Message("transfer.target_is_source"))
     extra = {"tag": EXTENSION_TAG, **extra}
     replacing = None
     if stored_bolt11 and stored_hash:
@@ -505,7 +523,9 @@ async def transfer(
             target = await get_wallet(target_wallet_id)
             if not target or target.deleted:
                 return TransferResult(
-                    False, f"wallet {target_wallet_id} was deleted", stored_hash
+                    False,
+                    Message("transfer.wallet_deleted", {"wallet": target_wallet_id}),
+                    stored_hash,
                 )
             bolt11, payment_hash = stored_bolt11, stored_hash
         elif pending:
@@ -529,15 +549,18 @@ async def transfer(
         except Exception as exc:
             # Looked up only on failure: one query less on every payout.
             if not await get_wallet(target_wallet_id):
-                return TransferResult(False, f"wallet {target_wallet_id} not found")
-            return TransferResult(False, f"invoice failed: {exc}")
+                return TransferResult(
+                    False,
+                    Message("transfer.wallet_not_found", {"wallet": target_wallet_id}),
+                )
+            return TransferResult(
+                False, Message("transfer.invoice_failed", {"error": error_of(exc)})
+            )
         crash_point(f"{kind}_invoice_created")
         if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
             # Ours is never stored, so it must never be payable either.
             await abandon_invoice(invoice.payment_hash)
-            return TransferResult(
-                False, "another run holds this payout; retry", contended=True
-            )
+            return TransferResult(False, Message("transfer.contended"), contended=True)
         crash_point(f"{kind}_invoice_stored")
         bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
@@ -688,7 +711,7 @@ async def _pay_fresh_payouts(
             continue
         crash_point("payout_invoice_stored")
         to_pay.append((payout, client, invoice, memo, extra))
-    outcomes: list[tuple[str, PayoutStatus, str | None]] = []
+    outcomes: list[tuple[str, PayoutStatus, Message | str | None]] = []
     for payout, client, invoice, memo, extra in to_pay:
         error = await _pay_stored_invoice(
             settlement.wallet_id, invoice.bolt11, memo, extra
@@ -703,7 +726,7 @@ async def _pay_fresh_payouts(
                 f"satmachineadmin: payout {payout.id} to client {client.id} "
                 f"failed: {error}"
             )
-            outcomes.append((payout.id, PayoutStatus.failed, error[:500]))
+            outcomes.append((payout.id, PayoutStatus.failed, error))
     await set_payout_statuses(outcomes)
     for _, status, _ in outcomes:
         if status == PayoutStatus.confirmed:
@@ -718,7 +741,10 @@ async def _pay_payout(
     client = client or await get_client(payout.client_id)
     if not client:
         await set_payout_status(
-            payout.id, PayoutStatus.failed, "client not found", count_attempt=True
+            payout.id,
+            PayoutStatus.failed,
+            Message("payout.client_not_found"),
+            count_attempt=True,
         )
         return False
 
@@ -757,7 +783,7 @@ async def _pay_payout(
         f"{result.error}"
     )
     await set_payout_status(
-        payout.id, PayoutStatus.failed, (result.error or "")[:500], count_attempt=True
+        payout.id, PayoutStatus.failed, result.error or "", count_attempt=True
     )
     return False
 
@@ -814,7 +840,9 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
             await set_commission_status(part.id, "confirmed")
         else:
             await set_commission_status(
-                part.id, "kept", f"wallet {part.wallet_id} is gone; kept"
+                part.id,
+                "kept",
+                Message("commission.wallet_gone_kept", {"wallet": part.wallet_id}),
             )
         return
     if target is not None:
@@ -826,13 +854,14 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
         f"satmachineadmin: commission part {part.id} of settlement {settlement.id} "
         f"to {part.wallet_id} failed: {result.error}"
     )
-    if await set_commission_status(part.id, "failed", (result.error or "")[:500]):
+    if await set_commission_status(part.id, "failed", result.error or ""):
+        english, message = stored_text(result.error)
         await add_audit(
             "commission_payout",
             part.id,
             "failed",
             None,
-            {"wallet_id": part.wallet_id, "error": result.error},
+            {"wallet_id": part.wallet_id, "error": english, "error_msg": message},
         )
 
 
@@ -886,22 +915,30 @@ async def _finish(settlement_id: str) -> Settlement:
     before_detail = settlement.status_detail
     if failed or commission_open:
         settlement.status = SettlementStatus.payout_failed.value
-        parts = []
+        problems: list[Message] = []
         if failed:
-            parts.append(f"{len(failed)} payout(s) failed")
-        if commission_open:
-            parts.append(
-                f"commission {settlement.commission_status}: "
-                f"{settlement.commission_error or 'not paid yet'}"
+            problems.append(
+                Message("settlement.payouts_failed", {"count": len(failed)})
             )
-        settlement.status_detail = "; ".join(parts) + "; retry when fixed"
+        if commission_open:
+            problems.append(
+                Message(
+                    f"settlement.commission_{settlement.commission_status}",
+                    {"error": await _commission_error(settlement)},
+                )
+            )
+        settlement.set_detail(
+            Message("settlement.retry_when_fixed", {"problems": problems})
+        )
     elif scheduled:
         # Nothing for the processor to do: the delivery slot pays the rest.
         settlement.status = SettlementStatus.scheduled.value
         due = min(_as_utc(p.deliver_after) for p in scheduled if p.deliver_after)
-        settlement.status_detail = (
-            f"{len(scheduled)} fixed-mode payout(s) scheduled for "
-            f"{due:%Y-%m-%d %H:%M} UTC"
+        settlement.set_detail(
+            Message(
+                "settlement.scheduled",
+                {"count": len(scheduled), "due": f"{due:%Y-%m-%d %H:%M}"},
+            )
         )
     else:
         settlement.status = SettlementStatus.completed.value
@@ -914,9 +951,24 @@ async def _finish(settlement_id: str) -> Settlement:
         "settlements",
         settlement.id,
         expected,
-        {"status": settlement.status, "status_detail": settlement.status_detail},
+        {
+            "status": settlement.status,
+            "status_detail": settlement.status_detail,
+            "status_detail_msg": settlement.status_detail_msg,
+        },
     )
     return settlement
+
+
+async def _commission_error(settlement: Settlement) -> Message | str:
+    """Why the commission is not paid: its first failed part's error (as
+    update_commission_summary keeps it), as a message when one was stored."""
+    if settlement.commission_error:
+        for part in await get_commission_payouts(settlement.id):
+            if part.status == "failed" and part.error == settlement.commission_error:
+                return stored_message(part.error, part.error_msg) or ""
+        return settlement.commission_error
+    return Message("settlement.commission_not_paid_yet")
 
 
 # ---------------------------------------------------------- operator actions
@@ -977,8 +1029,9 @@ async def accept_settlement(
         ):
             raise ProcessingError("conflict.accept_incomplete")
         flagged_for = settlement.status_detail
+        flagged_for_msg = settlement.status_detail_msg
         settlement.status = SettlementStatus.ready.value
-        settlement.status_detail = f"accepted by the operator: {note}"[:500]
+        settlement.set_detail(Message("settlement.accepted", {"note": note}))
         settlement.reviewed_by = actor
         settlement.review_note = note
         if not await update_settlement(
@@ -990,7 +1043,11 @@ async def accept_settlement(
             settlement.id,
             "accepted",
             actor,
-            {"note": note, "flagged_for": flagged_for},
+            {
+                "note": note,
+                "flagged_for": flagged_for,
+                "flagged_for_msg": flagged_for_msg,
+            },
         )
         return await _advance(settlement_id) or settlement
 
@@ -1009,7 +1066,7 @@ async def dismiss_settlement(
             )
         expected = settlement.status
         settlement.status = SettlementStatus.dismissed.value
-        settlement.status_detail = f"dismissed: {reason}"
+        settlement.set_detail(Message("settlement.dismissed", {"reason": reason}))
         settlement.reviewed_by = actor
         settlement.review_note = reason
         if not await update_settlement(settlement, expected_status=expected):
@@ -1074,7 +1131,7 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
                 {"status": payout.status, "settlement_id": None},
                 {
                     "status": PayoutStatus.cancelled.value,
-                    "error": f"voided by the operator: {reason}"[:500],
+                    "error": Message("payout.voided", {"reason": reason}),
                 },
             ):
                 raise ProcessingError("conflict.payout_changed")
@@ -1135,7 +1192,7 @@ async def _cancel_into_orphan(
             {"status": payout.status, "payment_hash": payout.payment_hash},
             {
                 "status": PayoutStatus.cancelled.value,
-                "error": f"cancelled by the operator: {reason}"[:500],
+                "error": Message("payout.cancelled", {"reason": reason}),
             },
             tx=tx,
         ):
@@ -1248,10 +1305,12 @@ async def _mark_stale(settlement: Settlement, window: timedelta) -> None:
     hours = int(window.total_seconds() // 3600)
     expected = settlement.status
     settlement.status = SettlementStatus.stale.value
-    settlement.status_detail = (
-        f"still waiting after {hours} h ({settlement.status_detail or expected}); "
-        "enter the cash-out data, dismiss it, or retry to look it up once more"
-    )[:500]
+    settlement.set_detail(
+        Message(
+            "settlement.stale",
+            {"hours": hours, "detail": settlement.detail() or expected},
+        )
+    )
     async with money_lock():
         if await update_settlement(settlement, expected_status=expected):
             logger.warning(

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from .crud import add_audit, db, get_settlement, get_settlements, update_settlement
 from .locks import money_lock
+from .messages import Message
 from .models import Settlement, SettlementStatus, utc_now
 
 S = "satoshimachine"
@@ -82,10 +83,7 @@ async def mark_if_before_line(settlement: Settlement) -> None:
     if settlement.paid_at >= line:
         return
     settlement.status = BEFORE_UPGRADE
-    settlement.status_detail = (
-        f"paid before this extension first ran ({line.isoformat()}): the old "
-        "extension handled payments then; process it only if it never did"
-    )
+    settlement.set_detail(Message("upgrade.before_line", {"line": line.isoformat()}))
     logger.info(
         f"satmachineadmin: payment {settlement.payment_hash} was paid before the "
         "upgrade line; recorded as before_upgrade, not split"
@@ -126,10 +124,11 @@ async def refuse_if_split_by_old_extension(settlement: Settlement) -> Settlement
         return settlement
     expected = settlement.status
     settlement.status = SettlementStatus.dismissed.value
-    settlement.status_detail = (
-        f"never split again: Lamassu cash-out {settlement.lamassu_transaction_id} "
-        f"was already processed by the old extension (in its {found}); its sats "
-        "were split then"
+    settlement.set_detail(
+        Message(
+            "upgrade.split_by_old",
+            {"id": settlement.lamassu_transaction_id, "table": found},
+        )
     )
     if not await update_settlement(settlement, expected_status=expected):
         fresh = await get_settlement(settlement.id)
@@ -177,9 +176,7 @@ async def process_before_upgrade(settlement_id: str, actor: str | None) -> Settl
     async with money_lock():
         settlement = await _take_before_upgrade(settlement_id)
         settlement.status = SettlementStatus.pending.value
-        settlement.status_detail = (
-            "paid before the upgrade line; released by the operator"
-        )
+        settlement.set_detail(Message("upgrade.released"))
         settlement.reviewed_by = actor
         if not await update_settlement(settlement, expected_status=BEFORE_UPGRADE):
             raise ProcessingError("conflict.settlement_changed_retry")
@@ -199,7 +196,7 @@ async def dismiss_before_upgrade(
     async with money_lock():
         settlement = await _take_before_upgrade(settlement_id)
         settlement.status = SettlementStatus.dismissed.value
-        settlement.status_detail = f"dismissed (paid before the upgrade line): {reason}"
+        settlement.set_detail(Message("upgrade.dismissed", {"reason": reason}))
         settlement.reviewed_by = actor
         settlement.review_note = reason
         if not await update_settlement(settlement, expected_status=BEFORE_UPGRADE):

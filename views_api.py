@@ -538,7 +538,9 @@ async def api_get_payouts(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(PayoutFilters, "created_at")),
 ) -> Page:
-    return await get_payments(filters)
+    page = await get_payments(filters)
+    page.data = [p.for_reader() for p in page.data]  # errors in their language
+    return page
 
 
 @satmachineadmin_api_router.post(
@@ -552,7 +554,7 @@ async def api_cancel_payout(
     is cancelled only if never paid, and its sats join the settlement's orphan.
     409 if it is confirmed, already cancelled, or was paid after all."""
     try:
-        return await cancel_payout(payout_id, data.reason, op.user_id)
+        return (await cancel_payout(payout_id, data.reason, op.user_id)).for_reader()
     except LookupError as exc:
         raise _not_found("payout") from exc
     except ProcessingError as exc:
@@ -620,7 +622,9 @@ async def api_get_settlements(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(SettlementFilters, "paid_at")),
 ) -> Page:
-    return await get_settlements(filters)
+    page = await get_settlements(filters)
+    page.data = [s.for_reader() for s in page.data]  # details in their language
+    return page
 
 
 @satmachineadmin_api_router.get(
@@ -635,18 +639,22 @@ async def api_get_settlement(settlement_id: str, _: ReadAccess) -> SettlementDet
         if settlement.device_id
         else None
     )
+    rec = await get_reconciliation_by_settlement(settlement_id)
+    # Texts the code wrote, in the reader's language (models.stored_text).
     return SettlementDetail(
-        **settlement.dict(),
-        payouts=await get_settlement_payouts(settlement_id),
-        reconciliation=await get_reconciliation_by_settlement(settlement_id),
-        commission_payouts=await get_commission_payouts(settlement_id),
+        **settlement.for_reader().dict(),
+        payouts=[p.for_reader() for p in await get_settlement_payouts(settlement_id)],
+        reconciliation=rec.for_reader() if rec else None,
+        commission_payouts=[
+            p.for_reader() for p in await get_commission_payouts(settlement_id)
+        ],
         machine_name=machine.name if machine else None,
     )
 
 
 async def _settlement_action(coro) -> Settlement:
     try:
-        return await coro
+        return (await coro).for_reader()
     except LookupError as exc:
         raise _not_found("settlement") from exc
     except ProcessingError as exc:
@@ -713,7 +721,9 @@ async def api_get_reconciliations(
     _: ReadAccess,
     filters: Filters = Depends(filters_for(ReconciliationFilters, "created_at")),
 ) -> Page:
-    return await get_reconciliations(filters)
+    page = await get_reconciliations(filters)
+    page.data = [r.for_reader() for r in page.data]  # errors in their language
+    return page
 
 
 @satmachineadmin_api_router.get(
@@ -725,7 +735,7 @@ async def api_get_reconciliation(
     rec = await get_reconciliation(reconciliation_id)
     if not rec:
         raise _not_found("reconciliation")
-    return rec
+    return rec.for_reader()
 
 
 @satmachineadmin_api_router.get(
@@ -746,7 +756,7 @@ async def api_resolve_reconciliation(
     reconciliation_id: str, data: ResolveReconciliationData, op: WriteAccess
 ) -> Reconciliation:
     try:
-        return await resolve_reconciliation(
+        resolved = await resolve_reconciliation(
             reconciliation_id,
             data.action,
             op.user_id,
@@ -754,6 +764,7 @@ async def api_resolve_reconciliation(
             client_id=data.client_id,
             note=data.note,
         )
+        return resolved.for_reader()
     except LookupError as exc:
         raise _not_found("reconciliation") from exc
     except ValueError as exc:
@@ -1070,11 +1081,13 @@ def csv_cell(value: Any) -> Any:
 def _csv_response(rows: list[BaseModel], name: str) -> StreamingResponse:
     buffer = io.StringIO()
     if rows:
-        fields = list(rows[0].dict().keys())
+        # Texts stay in English, as stored; their messages (m017) are not data.
+        fields = [k for k in rows[0].dict() if not k.endswith("_msg")]
         writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: csv_cell(v) for k, v in row.dict().items()})
+            data = row.dict()
+            writer.writerow({k: csv_cell(data[k]) for k in fields})
     buffer.seek(0)
     return StreamingResponse(
         iter([buffer.getvalue()]),

@@ -259,8 +259,8 @@ async def api_get_commission_payouts(
     most recent parts (e.g. `status=failed`)."""
     if settlement_id:
         parts = await get_commission_payouts(settlement_id)
-        return [p for p in parts if not status or p.status == status]
-    return await get_recent_commission_payouts(status, limit)
+        return [p.for_reader() for p in parts if not status or p.status == status]
+    return [p.for_reader() for p in await get_recent_commission_payouts(status, limit)]
 
 
 @satmachineadmin_machines_router.get(
@@ -291,7 +291,7 @@ async def api_retry_commission_payout(part_id: str, op: WriteAccess) -> Settleme
         )
     await add_audit("commission_payout", part.id, "retry", op.user_id, {})
     try:
-        return await retry_settlement(part.settlement_id, op.user_id)
+        return (await retry_settlement(part.settlement_id, op.user_id)).for_reader()
     except LookupError as exc:
         raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.settlement")) from exc
     except ProcessingError as exc:

@@ -31,7 +31,7 @@ satmachineadmin_upgrade_router = APIRouter(
 
 async def _action(coro: Awaitable[Settlement]) -> Settlement:
     try:
-        return await coro
+        return (await coro).for_reader()  # its detail in the reader's language
     except LookupError as exc:
         raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.settlement")) from exc
     except ProcessingError as exc:
@@ -50,7 +50,9 @@ async def api_get_upgrade_line(
     """When this extension first ran here (`first_run_at`), and the settlements
     paid into the source wallet before then (status `before_upgrade`): the old
     extension's to handle, so none is split unless the operator processes it."""
-    return await get_upgrade_line_view(filters)
+    view = await get_upgrade_line_view(filters)
+    view.data = [s.for_reader() for s in view.data]  # details in their language
+    return view
 
 
 @satmachineadmin_upgrade_router.post(

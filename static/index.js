@@ -1240,6 +1240,14 @@ window.PageSatmachineadmin = {
       const key = 'satmachineadmin.status.' + status
       return this.$te(key) || this.$te(key, 'en') ? this.$t(key) : String(status)
     },
+    // An audit entry's action (a code the server writes, e.g.
+    // 'resolve:operator_funds') in words, and who did it.
+    historyAction(entry) {
+      const code = String(entry.action || '')
+      const key = 'satmachineadmin.history.actions.' + code.replace(/[^a-z0-9_]/g, '_')
+      const action = this.$te(key) || this.$te(key, 'en') ? this.$t(key) : code
+      return entry.actor ? t('history.by', { action, actor: entry.actor }) : action
+    },
     statusOptions(statuses) {
       return statuses.map(value => ({ label: this.statusLabel(value), value }))
     },

@@ -309,7 +309,9 @@ def test_operator_day_in_the_browser(server, browser):
         ).click()
         ui.settle()
         ui.test_id(f"history-{orphan['id']}").click()
-        ui.test_id("history-list").get_by_text("operator_funds").first.wait_for()
+        history = ui.test_id("history-list")
+        history.get_by_text("Resolved as operator funds by").first.wait_for()
+        assert "note: untracked cash, ours" in history.inner_text()
         ui.page.keyboard.press("Escape")
         with ui.page.expect_download() as download_info:
             ui.test_id("export-reconciliations").click()
@@ -445,15 +447,22 @@ def test_the_dashboard_at_real_size(server, browser):
 def test_the_dashboard_in_spanish(server, browser):
     """LNbits' language set to Spanish (issue 15): every tab, a dialog and a
     confirmation show none of the extension's English strings (static/i18n/en.js,
-    minus the words written the same in Spanish), money is written as in
-    Guatemala (Q1,234.56), and each tab is photographed in Spanish
-    (test-artifacts/screenshots/es-*.png)."""
+    and the texts the server writes, messages.py, minus the words written the
+    same in Spanish), money is written as in Guatemala (Q1,234.56), and each
+    tab is photographed in Spanish (test-artifacts/screenshots/es-*.png). A
+    flagged settlement's detail, a split one's and a resolved orphan's history
+    are read in Spanish too."""
     import re
 
     from test_i18n import SAME_IN_BOTH, tables
+    from test_messages import CATALOG
 
     en, es = tables()["en"], tables()["es"]
+    # The server's texts (status details, history) are checked like the page's.
+    en.update({f"server.{code}": t["en"] for code, t in CATALOG.items()})
+    es.update({f"server.{code}": t["es"] for code, t in CATALOG.items()})
     english = _english_phrases(en, es, SAME_IN_BOTH)
+    flagged, split, orphan = _spanish_world(server)
     labels = {name: es[f"satmachineadmin.tabs.{name}"] for name in TABS}
     wallet = server.create_user_wallet("Quetzal")
     client = server.api(
@@ -519,12 +528,79 @@ def test_the_dashboard_in_spanish(server, browser):
         ui.screenshot("es-mode-dialog")
         check("the mode dialog", dialog)
         ui.page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
+
+        # What the server wrote: a flagged settlement's and a split one's
+        # detail, and the history of the orphan resolved as operator funds.
+        ui.tab("settlements", labels)
+        for settlement, words in (
+            (flagged, "el tipo de cambio de LNbits"),
+            (split, "clientes recibieron"),
+        ):
+            ui.test_id(f"expand-{settlement['id']}").click()
+            detail = ui.test_id(f"detail-{settlement['id']}")
+            detail.get_by_text(words).first.wait_for()
+            check(f"the {settlement['status']} settlement's detail", detail)
+        ui.screenshot("es-settlement-details")
+        ui.tab("reconciliation", labels)
+        ui.page.locator(
+            '[data-test="recon-filter"] .q-btn',
+            has_text=es["satmachineadmin.reconciliation.filter_resolved"],
+        ).click()
+        ui.settle()
+        ui.test_id(f"history-{orphan['id']}").click()
+        history = ui.test_id("history-list")
+        history.get_by_text("Resuelto como fondos del operador por").first.wait_for()
+        assert "nota: efectivo nuestro" in history.inner_text()
+        ui.screenshot("es-history")
+        check("the orphan's history", ui.page.locator(".q-dialog").last)
+        ui.page.keyboard.press("Escape")
         assert not ui.errors, ui.errors
     except Exception:
         ui.screenshot("failure-spanish")
         raise
     finally:
         ui.close()
+
+
+def _spanish_world(server: LiveLNbits) -> tuple[dict, dict, dict]:
+    """A settlement flagged for its price, one split into an orphan (no
+    confirmed balance covers it), and that orphan resolved as operator funds,
+    each paid into a new source wallet."""
+    import time
+
+    source = server.create_wallet("Fuente")
+    payer = server.create_wallet("Pagador")
+    server.credit(payer["id"], 700_000)
+    response = server.api("POST", "/config", json={"source_wallet_id": source["id"]})
+    assert response.status_code == 201, response.text
+
+    def settled(extra: dict, sats: int) -> dict:
+        payment_hash = server.pay(payer, source, sats, extra=extra)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = server.api(
+                "GET", "/settlements", params={"search": payment_hash}
+            ).json()["data"]
+            if found and found[0]["status"] in ("flagged", "completed"):
+                return found[0]
+            time.sleep(0.3)
+        raise AssertionError(f"settlement not processed: {payment_hash}")
+
+    flagged = settled(
+        {**SEED_EXTRA, "exchange_rate": "66616422", "txid": "es-flagged"}, 317_700
+    )
+    assert flagged["status"] == "flagged", flagged
+    split = settled({**SEED_EXTRA, "txid": "es-split"}, 317_700)
+    assert split["status"] == "completed" and split["orphan_sats"], split
+    orphan = server.api("GET", f"/settlements/{split['id']}").json()["reconciliation"]
+    response = server.api(
+        "POST",
+        f"/reconciliations/{orphan['id']}/resolve",
+        json={"action": "operator_funds", "note": "efectivo nuestro"},
+    )
+    assert response.status_code == 200, response.text
+    return flagged, split, orphan
 
 
 def _english_phrases(en: dict, es: dict, same: set) -> dict:

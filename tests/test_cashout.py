@@ -77,7 +77,8 @@ async def test_fee_or_principal_mismatch_is_flagged_for_review(config):
     assert parse_bitspire(S, wrong, config).review_reason
     # Fee far from the operator's expected commission.
     config.expected_commission_percentage = 0.02
-    assert "expected" in (parse_bitspire(S, GOOD, config).review_reason or "")
+    review = parse_bitspire(S, GOOD, config).review_reason
+    assert review and "expected" in review.render("en")
     config.expected_commission_percentage = 0.055
     assert parse_bitspire(S, GOOD, config).review_reason is None
 

@@ -107,3 +107,59 @@ def test_every_key_used_exists():
     }
     assert used, "no keys found"
     assert sorted(used - set(en)) == []
+
+
+# Audit actions the server writes from a value rather than a literal: the
+# code's shape and every value it can take (models.ResolutionAction,
+# models.DepositStatus).
+DYNAMIC_ACTIONS = {
+    "f'resolve:{action.value}'": [
+        "resolve:operator_funds",
+        "resolve:send_to_wallet",
+        "resolve:attribute_to_client",
+    ],
+    "deposit.status": ["confirmed", "cancelled", "pending"],
+}
+
+
+def audit_actions() -> set[str]:
+    """Every action code an `add_audit(entity, id, action, ...)` call in the
+    extension's modules writes."""
+    import ast
+
+    actions: set[str] = set()
+    for path in sorted(STATIC.parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None))
+                == "add_audit"
+                and len(node.args) >= 3
+            ):
+                continue
+            action = node.args[2]
+            if isinstance(action, ast.Constant) and isinstance(action.value, str):
+                actions.add(action.value)
+                continue
+            shape = ast.unparse(action)
+            assert shape in DYNAMIC_ACTIONS, f"{path.name}: add_audit action {shape}"
+            actions.update(DYNAMIC_ACTIONS[shape])
+    return actions
+
+
+def test_every_history_action_is_in_words():
+    """The history dialog shows each action the server writes from the
+    `history.actions` table (the key: the code with ':' as '_', see
+    historyAction in index.js)."""
+    en = tables()["en"]
+    actions = audit_actions()
+    assert {"resolve:operator_funds", "dismissed", "cancelled"} <= actions
+    keys = {
+        "satmachineadmin.history.actions." + re.sub(r"[^a-z0-9_]", "_", a)
+        for a in actions
+    }
+    assert sorted(keys - set(en)) == []
+    # ... and nothing in the table that no code writes any more.
+    table = {k for k in en if k.startswith("satmachineadmin.history.actions.")}
+    assert sorted(table - keys) == []

@@ -79,7 +79,8 @@ window.i18n.global.mergeLocaleMessage('en', {
       fixed: 'fixed',
       operator_funds: 'operator_funds',
       send_to_wallet: 'send_to_wallet',
-      attribute_to_client: 'attribute_to_client'
+      attribute_to_client: 'attribute_to_client',
+      kept: 'kept'
     },
     overview: {
       source_wallet: 'Source wallet',
@@ -308,6 +309,36 @@ window.i18n.global.mergeLocaleMessage('en', {
       resolve_title: 'Resolve orphan',
       wallet_pick: 'Wallet (pick or paste an id)',
       no_history: 'No history.'
+    },
+    history: {
+      by: '{action} by {actor}',
+      actions: {
+        cash_out_entered: 'Cash-out data entered',
+        accepted: 'Accepted',
+        dismissed: 'Dismissed',
+        retry: 'Retried',
+        dismissed_old_lamassu_id: 'Dismissed: already split by the old extension',
+        process_before_upgrade: 'Released from the upgrade line',
+        dismissed_before_upgrade: 'Dismissed (paid before the upgrade line)',
+        voided: 'Voided',
+        cancelled: 'Cancelled',
+        resolve_operator_funds: 'Resolved as operator funds',
+        resolve_send_to_wallet: 'Resolved: sent to a wallet',
+        resolve_attribute_to_client: 'Resolved: attributed to a client',
+        attribution_abandoned: 'Attribution abandoned',
+        failed: 'Failed',
+        registered: 'Registered',
+        reviewed: 'Reviewed',
+        updated: 'Updated',
+        status: 'Status changed',
+        created: 'Created',
+        edited: 'Edited',
+        confirmed: 'Confirmed',
+        pending: 'Pending',
+        deleted: 'Deleted',
+        acknowledged: 'Acknowledged',
+        set: 'Partners set'
+      }
     },
     config: {
       wallets: 'Wallets',

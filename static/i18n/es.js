@@ -78,7 +78,8 @@ window.i18n.global.mergeLocaleMessage('es', {
       fixed: 'fijo',
       operator_funds: 'fondos del operador',
       send_to_wallet: 'enviado a una billetera',
-      attribute_to_client: 'atribuido a un cliente'
+      attribute_to_client: 'atribuido a un cliente',
+      kept: 'retenida'
     },
     overview: {
       source_wallet: 'Billetera de origen',
@@ -311,6 +312,37 @@ window.i18n.global.mergeLocaleMessage('es', {
       resolve_title: 'Resolver huérfano',
       wallet_pick: 'Billetera (elija o pegue un id)',
       no_history: 'Sin historial.'
+    },
+    history: {
+      by: '{action} por {actor}',
+      actions: {
+        cash_out_entered: 'Datos del retiro ingresados',
+        accepted: 'Aceptación',
+        dismissed: 'Descarte',
+        retry: 'Reintento',
+        dismissed_old_lamassu_id: 'Descartada: ya la repartió la extensión anterior',
+        process_before_upgrade: 'Liberada de la línea de actualización',
+        dismissed_before_upgrade:
+          'Descartada (pagada antes de la línea de actualización)',
+        voided: 'Anulación',
+        cancelled: 'Cancelación',
+        resolve_operator_funds: 'Resuelto como fondos del operador',
+        resolve_send_to_wallet: 'Resuelto: enviado a una billetera',
+        resolve_attribute_to_client: 'Resuelto: atribuido a un cliente',
+        attribution_abandoned: 'Atribución abandonada',
+        failed: 'Falla',
+        registered: 'Registro',
+        reviewed: 'Revisión',
+        updated: 'Actualización',
+        status: 'Cambio de estado',
+        created: 'Creación',
+        edited: 'Edición',
+        confirmed: 'Confirmación',
+        pending: 'Pendiente',
+        deleted: 'Eliminación',
+        acknowledged: 'Enterado',
+        set: 'Socios definidos'
+      }
     },
     config: {
       wallets: 'Billeteras',
