@@ -726,3 +726,12 @@ async def m016_machines_and_commission_recipients(db: Connection):
                           WHERE m.device_id = s.device_id)
         GROUP BY s.device_id
         """)
+
+
+async def m018_alert_messages(db: Connection):
+    """Alerts in the reader's language (#15): each alert's title and message
+    also as a message (code and params, JSON; messages.py), rendered again in
+    the reader's language by the Alerts API. `title` and `message` stay in
+    English; rows written before keep only them and are shown as they are."""
+    await _add_column(db, "alerts", "title_msg", "TEXT")
+    await _add_column(db, "alerts", "message_msg", "TEXT")
