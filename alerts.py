@@ -24,6 +24,12 @@ How an alert lives (table `alerts`, m015):
 * Nothing secret is ever in an alert: messages are written here from our own
   figures, and every text is passed through `redact()` with the configured
   passwords and keys before it is stored or sent.
+* Each alert is stored in English (`title`, `message`, what older readers
+  see) and as a `Message` (`title_msg`, `message_msg`, m018), which the
+  Alerts API renders in the reader's language. What is sent through LNbits
+  goes in the language the operator chose in the alert settings (`language`):
+  a notification answers no request, and LNbits keeps no language per user,
+  so the clients' notices use it too.
 
 Money paths call only `poke()` (a synchronous call that schedules a check in
 its own task and never raises) after their work is committed; sending never
@@ -53,21 +59,26 @@ from .crud import (
     get_unsent_alerts,
     insert_alert_if_absent,
 )
+from .messages import Message
 from .models import Alert, AlertSettings, LamassuConfig, Settlement, utc_now
 
-# kind -> title. The order is the order of a digest.
+# kind -> its title in English (messages.py: alert.title.<kind>). The order is
+# the order of a digest.
 KINDS: dict[str, str] = {
-    "lamassu_down": "Lamassu database unreachable",
-    "payout_uncovered": "Payout the source wallet cannot cover",
-    "payout_failed": "Payout failed after its retries",
-    "settlement_flagged": "Settlement flagged for review",
-    "settlement_waiting": "Settlement waiting too long",
-    "orphan_new": "New orphan",
-    "orphan_old": "Orphan still open",
-    "missed_payment": "Payment the listener missed",
-    "drift_untracked": "Untracked cash in the machines",
-    "drift_orphan_week": "Orphan fiat this week",
-    "client_balance_empty": "Client balance fully converted",
+    kind: Message(f"alert.title.{kind}").render("en")
+    for kind in (
+        "lamassu_down",
+        "payout_uncovered",
+        "payout_failed",
+        "settlement_flagged",
+        "settlement_waiting",
+        "orphan_new",
+        "orphan_old",
+        "missed_payment",
+        "drift_untracked",
+        "drift_orphan_week",
+        "client_balance_empty",
+    )
 }
 # Kinds that clear themselves when their condition is gone (the others:
 # events, cleared when acknowledged; lamassu_down, cleared on a good poll;
@@ -98,7 +109,7 @@ lamassu_health: dict[str, Any] = {"failing_since": None, "error": None, "ok_at":
 class Condition:
     kind: str
     subject: str
-    message: str
+    message: Message
     audience: str = "operator"
 
 
@@ -128,6 +139,59 @@ def redact(text: str, config: LamassuConfig | None) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def redact_message(message: Message, config: LamassuConfig | None) -> Message:
+    """The message with `redact()` applied to every text among its params (the
+    templates are ours and hold no secret)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value, config)
+        if isinstance(value, Message):
+            return redact_message(value, config)
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return Message(message.code, {k: clean(v) for k, v in message.params.items()})
+
+
+def new_alert(
+    kind: str,
+    subject: str,
+    message: Message,
+    config: LamassuConfig | None,
+    now: datetime,
+    audience: str = "operator",
+) -> Alert:
+    """An alert as stored: title and message in English (the old columns),
+    and both as messages to render again for each reader."""
+    title = Message(f"alert.title.{kind}")
+    message = redact_message(message, config)
+    return Alert(
+        id=urlsafe_short_hash(),
+        kind=kind,
+        subject=subject[:200],
+        audience=audience,
+        title=title.render("en"),
+        message=redact(message.render("en"), config)[:2000],
+        title_msg=title.to_json(),
+        message_msg=message.to_json(),
+        opened_at=now,
+        last_seen_at=now,
+    )
+
+
+def alert_title(alert: Alert, lang: str) -> str:
+    """The alert's title in `lang` (rows written before m018: English)."""
+    message = Message.from_json(alert.title_msg)
+    return message.render(lang) if message else alert.title
+
+
+def alert_message(alert: Alert, lang: str) -> str:
+    message = Message.from_json(alert.message_msg)
+    return message.render(lang) if message else alert.message
 
 
 def _as_utc(value: Any) -> datetime | None:
@@ -173,18 +237,22 @@ async def _orphan_conditions(
     )
     max_age = timedelta(hours=settings.orphan_max_age_hours)
     for row in rows:
-        what = (
-            f"{int(row['orphan_sats']):,} sats ({money(row['orphan_fiat'])} "
-            f"{row['fiat_code']}) from settlement {code(row['settlement_id'])}, "
-            f"device {code(row['device_id'])}"
+        what = Message(
+            "alert.orphan.what",
+            {
+                "sats": f"{int(row['orphan_sats']):,}",
+                "fiat": money(row["orphan_fiat"]),
+                "currency": row["fiat_code"],
+                "settlement": code(row["settlement_id"]),
+                "device": code(row["device_id"]),
+            },
         )
         if settings.orphan_new:
             out.append(
                 Condition(
                     "orphan_new",
                     row["id"],
-                    f"{what}: not covered by any tracked client balance. "
-                    "Resolve it in Reconciliation.",
+                    Message("alert.orphan_new.message", {"what": what}),
                 )
             )
         age = _age(now, row["created_at"])
@@ -193,7 +261,9 @@ async def _orphan_conditions(
                 Condition(
                     "orphan_old",
                     row["id"],
-                    f"{what}: open for {_hours(age)}.",
+                    Message(
+                        "alert.orphan_old.message", {"what": what, "age": _hours(age)}
+                    ),
                 )
             )
 
@@ -207,7 +277,8 @@ async def _settlement_conditions(
     values: dict[str, Any] = {f"s{i}": s for i, s in enumerate(statuses)}
     values["limit"] = ROW_LIMIT
     rows = await db.fetchall(
-        "SELECT id, status, status_detail, amount_sats, paid_at, device_id "
+        "SELECT id, status, status_detail, status_detail_msg, amount_sats, paid_at, "
+        "device_id "
         f"FROM {S}.settlements WHERE status IN "
         f"({', '.join(':s' + str(i) for i in range(len(statuses)))}) "
         "ORDER BY paid_at, id LIMIT :limit",
@@ -215,19 +286,29 @@ async def _settlement_conditions(
     )
     wait = timedelta(minutes=settings.settlement_waiting_minutes)
     for row in rows:
-        what = (
-            f"settlement {code(row['id'])} of {int(row['amount_sats']):,} sats "
-            f"(device {code(row['device_id'])})"
+        what = Message(
+            "alert.settlement.what",
+            {
+                "settlement": code(row["id"]),
+                "sats": f"{int(row['amount_sats']):,}",
+                "device": code(row["device_id"]),
+            },
         )
-        detail = code((row["status_detail"] or "")[:300])
+        # The settlement's own status detail: its message when it has one (in
+        # the alert's language), else the English stored before messages.
+        detail: Message | str = Message.from_json(row["status_detail_msg"]) or code(
+            (row["status_detail"] or "")[:300]
+        )
         if row["status"] == "flagged":
             if settings.settlement_flagged:
                 out.append(
                     Condition(
                         "settlement_flagged",
                         row["id"],
-                        f"{what} needs your review: {detail}. Nothing moves "
-                        "until you accept or correct it.",
+                        Message(
+                            "alert.settlement_flagged.message",
+                            {"what": what, "detail": detail},
+                        ),
                     )
                 )
             continue
@@ -237,7 +318,15 @@ async def _settlement_conditions(
                 Condition(
                     "settlement_waiting",
                     row["id"],
-                    f"{what} is {code(row['status'])} for {_hours(age)}: {detail}.",
+                    Message(
+                        "alert.settlement_waiting.message",
+                        {
+                            "what": what,
+                            "status": Message(f"alert.status.{row['status']}"),
+                            "age": _hours(age),
+                            "detail": detail,
+                        },
+                    ),
                 )
             )
 
@@ -255,10 +344,16 @@ async def _payout_conditions(settings: AlertSettings, out: list[Condition]) -> N
     )
     for row in rows:
         error = row["error"] or ""
-        what = (
-            f"payout {code(row['id'])} of {int(row['amount_sats']):,} sats "
-            f"({money(row['amount_fiat'])} {row['currency'] or ''}) to "
-            f"{code(row['username'])}, settlement {code(row['settlement_id'])}"
+        what = Message(
+            "alert.payout.what",
+            {
+                "payout": code(row["id"]),
+                "sats": f"{int(row['amount_sats']):,}",
+                "fiat": money(row["amount_fiat"]),
+                "currency": row["currency"] or "",
+                "client": code(row["username"]),
+                "settlement": code(row["settlement_id"]),
+            },
         )
         if INSUFFICIENT in error.lower():
             if settings.payout_uncovered:
@@ -266,8 +361,7 @@ async def _payout_conditions(settings: AlertSettings, out: list[Condition]) -> N
                     Condition(
                         "payout_uncovered",
                         row["id"],
-                        f"{what}: the source wallet does not hold enough sats. "
-                        "It is retried every pass; add funds or cancel it.",
+                        Message("alert.payout_uncovered.message", {"what": what}),
                     )
                 )
         elif settings.payout_failed and int(row["attempts"] or 0) >= (
@@ -277,8 +371,14 @@ async def _payout_conditions(settings: AlertSettings, out: list[Condition]) -> N
                 Condition(
                     "payout_failed",
                     row["id"],
-                    f"{what} failed {int(row['attempts'])} times: "
-                    f"{code(error[:300])}.",
+                    Message(
+                        "alert.payout_failed.message",
+                        {
+                            "what": what,
+                            "attempts": int(row["attempts"]),
+                            "error": code(error[:300]),
+                        },
+                    ),
                 )
             )
 
@@ -306,14 +406,22 @@ def _lamassu_condition(
         return
     age = now - since
     if age >= timedelta(minutes=settings.lamassu_down_minutes):
-        where = "through the SSH tunnel" if config.use_ssh_tunnel else "directly"
+        where = "ssh" if config.use_ssh_tunnel else "direct"
+        error = health["error"]
         out.append(
             Condition(
                 "lamassu_down",
                 "lamassu",
-                f"The Lamassu database ({where}) has been unreachable for "
-                f"{_hours(age)}: {code(health['error'] or 'unknown error')}. "
-                "Settlements wait for their cash-out data meanwhile.",
+                Message(
+                    "alert.lamassu_down.message",
+                    {
+                        "where": Message(f"alert.lamassu_down.{where}"),
+                        "age": _hours(age),
+                        "error": (
+                            code(error) if error else Message("alert.unknown_error")
+                        ),
+                    },
+                ),
             )
         )
 
@@ -338,11 +446,16 @@ async def _drift_conditions(
                 Condition(
                     "drift_untracked",
                     currency,
-                    f"{money(untracked)} {currency} in the machines is covered by "
-                    f"no tracked client balance (cash {money(row['machine_cash'])}, "
-                    f"tracked balances {money(row['tracked'])}; threshold "
-                    f"{money(settings.drift_untracked_threshold)}). Record the "
-                    "deposits it belongs to before a large cash-out spends it.",
+                    Message(
+                        "alert.drift_untracked.message",
+                        {
+                            "untracked": money(untracked),
+                            "currency": currency,
+                            "cash": money(row["machine_cash"]),
+                            "tracked": money(row["tracked"]),
+                            "threshold": money(settings.drift_untracked_threshold),
+                        },
+                    ),
                 )
             )
         week = row["orphan_fiat_7d"]
@@ -351,9 +464,14 @@ async def _drift_conditions(
                 Condition(
                     "drift_orphan_week",
                     currency,
-                    f"{money(week)} {currency} of orphans in the last 7 days "
-                    f"(threshold {money(settings.drift_orphan_week_threshold)}): "
-                    "cash-outs are spending cash no tracked balance covers.",
+                    Message(
+                        "alert.drift_orphan_week.message",
+                        {
+                            "fiat": money(week),
+                            "currency": currency,
+                            "threshold": money(settings.drift_orphan_week_threshold),
+                        },
+                    ),
                 )
             )
 
@@ -377,9 +495,10 @@ async def _client_conditions(settings: AlertSettings, out: list[Condition]) -> N
                     Condition(
                         "client_balance_empty",
                         f"{client_id}:{entry['currency']}",
-                        f"Your {entry['currency']} deposit is fully converted to "
-                        "bitcoin: your balance is 0.00. Top up with the operator "
-                        "to keep stacking.",
+                        Message(
+                            "alert.client_balance_empty.message",
+                            {"currency": entry["currency"]},
+                        ),
                         audience="client",
                     )
                 )
@@ -442,15 +561,13 @@ async def check_alerts(now: datetime | None = None) -> dict[str, int]:
             holding.add(key)
             if key in open_alerts:
                 continue
-            alert = Alert(
-                id=urlsafe_short_hash(),
-                kind=condition.kind,
-                subject=condition.subject[:200],
+            alert = new_alert(
+                condition.kind,
+                condition.subject,
+                condition.message,
+                config,
+                now,
                 audience=condition.audience,
-                title=KINDS[condition.kind],
-                message=redact(condition.message, config)[:2000],
-                opened_at=now,
-                last_seen_at=now,
             )
             if await insert_alert_if_absent(alert):
                 opened += 1
@@ -460,35 +577,26 @@ async def check_alerts(now: datetime | None = None) -> dict[str, int]:
             if (alert.kind in managed and key not in holding) or alert.id in refilled:
                 if await clear_alert(alert.id, now):
                     cleared += 1
-                    await _send_cleared(alert, config, now)
+                    await _send_cleared(alert, config, now, settings.language)
         sent = await send_pending(settings, config)
         return {"opened": opened, "cleared": cleared, "sent": sent}
 
 
-async def open_event(kind: str, subject: str, message: str) -> bool:
+async def open_event(kind: str, subject: str, message: Message) -> bool:
     """An alert for something that happened (not a standing condition)."""
     settings = await get_alert_settings()
     if not getattr(settings, kind, True):
         return False
-    now = utc_now()
     return await insert_alert_if_absent(
-        Alert(
-            id=urlsafe_short_hash(),
-            kind=kind,
-            subject=subject[:200],
-            title=KINDS[kind],
-            message=redact(message, await get_config())[:2000],
-            opened_at=now,
-            last_seen_at=now,
-        )
+        new_alert(kind, subject, message, await get_config(), utc_now())
     )
 
 
 # ------------------------------------------------------------------- sending
 
 
-def _line(alert: Alert) -> str:
-    return f"{alert.title}: {alert.message}"
+def _line(alert: Alert, lang: str) -> str:
+    return f"{alert_title(alert, lang)}: {alert_message(alert, lang)}"
 
 
 async def _send_admin(text: str) -> None:
@@ -497,7 +605,7 @@ async def _send_admin(text: str) -> None:
     await send_admin_notification(text, "satmachineadmin_alert")
 
 
-async def _send_client(alert: Alert) -> None:
+async def _send_client(alert: Alert, lang: str) -> None:
     from lnbits.core.crud.users import get_user
     from lnbits.core.services.notifications import send_user_notification
 
@@ -515,7 +623,7 @@ async def _send_client(alert: Alert) -> None:
     ):
         return
     await send_user_notification(
-        notifications, f"DCA: {alert.message}", "satmachineadmin_client"
+        notifications, f"DCA: {alert_message(alert, lang)}", "satmachineadmin_client"
     )
 
 
@@ -523,8 +631,10 @@ async def send_pending(
     settings: AlertSettings | None = None, config: LamassuConfig | None = None
 ) -> int:
     """Send every open alert not sent yet: each claimed first (at most once),
-    several operator alerts at once as one summary."""
+    several operator alerts at once as one summary; in the language of the
+    alert settings."""
     settings = settings or await get_alert_settings()
+    lang = settings.language
     now = utc_now()
     operator: list[Alert] = []
     sent = 0
@@ -533,7 +643,7 @@ async def send_pending(
             continue  # another pass or process sends it
         if alert.audience == "client":
             try:
-                await _send_client(alert)
+                await _send_client(alert, lang)
                 sent += 1
             except Exception as exc:
                 logger.warning(f"satmachineadmin: client notice {alert.id}: {exc}")
@@ -546,17 +656,25 @@ async def send_pending(
     if len(operator) > settings.digest_after:
         counts: dict[str, int] = {}
         for alert in operator:
-            counts[alert.title] = counts.get(alert.title, 0) + 1
-        lines = [f"DCA Admin: {len(operator)} new alerts"]
+            title = alert_title(alert, lang)
+            counts[title] = counts.get(title, 0) + 1
+        lines = [Message("alert.digest.header", {"count": len(operator)}).render(lang)]
         lines += [f"- {title}: {n}" for title, n in counts.items()]
         lines.append("")
-        lines += [f"- {_line(a)}" for a in operator[:DIGEST_LINES]]
+        lines += [f"- {_line(a, lang)}" for a in operator[:DIGEST_LINES]]
         if len(operator) > DIGEST_LINES:
-            lines.append(f"... and {len(operator) - DIGEST_LINES} more.")
-        lines.append("See DCA Admin -> Alerts.")
+            more = len(operator) - DIGEST_LINES
+            lines.append(Message("alert.digest.more", {"count": more}).render(lang))
+        lines.append(Message("alert.digest.see").render(lang))
         texts = ["\n".join(lines)]
     else:
-        texts = [f"DCA Admin: {_line(a)}" for a in operator]
+        texts = [
+            Message(
+                "alert.send.one",
+                {"title": alert_title(a, lang), "message": alert_message(a, lang)},
+            ).render(lang)
+            for a in operator
+        ]
     for text in texts:
         try:
             await _send_admin(redact(text, config))
@@ -567,7 +685,7 @@ async def send_pending(
 
 
 async def _send_cleared(
-    alert: Alert, config: LamassuConfig | None, now: datetime
+    alert: Alert, config: LamassuConfig | None, now: datetime, lang: str
 ) -> None:
     """Only the Lamassu alert tells that it is over ("reachable again"), and
     only when a poll succeeded (not when Lamassu was unconfigured)."""
@@ -579,10 +697,7 @@ async def _send_cleared(
         return
     down = _hours(now - (_as_utc(alert.opened_at) or now))
     try:
-        await _send_admin(
-            f"DCA Admin: the Lamassu database is reachable again (alert open "
-            f"for {down})."
-        )
+        await _send_admin(Message("alert.back_up", {"duration": down}).render(lang))
     except Exception as exc:
         logger.warning(f"satmachineadmin: alert not sent: {exc}")
 
@@ -650,11 +765,14 @@ async def note_missed_payments(settlements: list[Settlement]) -> None:
             await open_event(
                 "missed_payment",
                 settlement.payment_hash,
-                f"{settlement.amount_sats:,} sats paid into the source wallet at "
-                f"{settlement.paid_at:%Y-%m-%d %H:%M} UTC were found by the "
-                f"recovery scan, not the listener (settlement "
-                f"{code(settlement.id)}). It is processed now; check LNbits' "
-                "funding source if this repeats.",
+                Message(
+                    "alert.missed_payment.message",
+                    {
+                        "sats": f"{settlement.amount_sats:,}",
+                        "paid_at": f"{settlement.paid_at:%Y-%m-%d %H:%M}",
+                        "settlement": code(settlement.id),
+                    },
+                ),
             )
     except Exception as exc:
         logger.error(f"satmachineadmin: missed-payment alert failed: {exc}")

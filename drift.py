@@ -20,6 +20,9 @@ covered, found only when a large cash-out spent it. Per currency:
   (say, their own float);
 * orphan fiat per week (orphans are the symptom of the same drift), charted,
   and alerted when the last 7 days pass a threshold.
+
+A machine whose cash cannot be read says why: `error` in English and
+`error_msg` (a Message), rendered in the reader's language by the API.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from loguru import logger
 
 from .allocation import to_fiat
 from .crud import S, db
+from .messages import Message, MessageError
 from .models import LamassuConfig, utc_now
 
 MAX_CASSETTES = 16
@@ -50,35 +54,35 @@ lamassu_cash: dict[str, Any] = {"machines": None, "read_at": None, "error": None
 
 def parse_denomination(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise ValueError("denomination is not a number")
+        raise MessageError("drift.denomination_not_number")
     if len(str(value)) > 20:
-        raise ValueError("denomination is not a number")
+        raise MessageError("drift.denomination_not_number")
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation as exc:
-        raise ValueError("denomination is not a number") from exc
+        raise MessageError("drift.denomination_not_number") from exc
     if not number.is_finite() or number <= 0 or number > MAX_DENOMINATION:
-        raise ValueError("denomination out of range")
+        raise MessageError("drift.denomination_out_of_range")
     if number != number.quantize(Decimal("0.01")):
-        raise ValueError("denomination has more than two decimals")
+        raise MessageError("drift.denomination_decimals")
     return number
 
 
 def parse_count(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= MAX_COUNT:
-        raise ValueError("count must be a whole number 0..100000")
+        raise MessageError("drift.count_invalid")
     return value
 
 
 def parse_cassettes(raw: Any) -> list[dict[str, Any]]:
     """bitSpire's `cassettes`: a list of {denomination, count} (at most 16).
-    Raises ValueError on anything else."""
+    Raises MessageError (a ValueError) on anything else."""
     if not isinstance(raw, list) or not raw or len(raw) > MAX_CASSETTES:
-        raise ValueError("cassettes must be a list of 1..16 entries")
+        raise MessageError("drift.cassettes_list")
     out = []
     for entry in raw:
         if not isinstance(entry, dict):
-            raise ValueError("each cassette must be {denomination, count}")
+            raise MessageError("drift.cassette_entry")
         out.append(
             {
                 "denomination": parse_denomination(entry.get("denomination")),
@@ -95,7 +99,7 @@ def _machine(
     currency: str | None,
     cassettes: list[dict[str, Any]] | None,
     reported_at: datetime | None,
-    error: str | None = None,
+    error: Message | None = None,
 ) -> dict[str, Any]:
     total = (
         to_fiat(sum((c["denomination"] * c["count"] for c in cassettes), Decimal(0)))
@@ -110,7 +114,8 @@ def _machine(
         "cassettes": cassettes or [],
         "total": total,
         "reported_at": reported_at,
-        "error": error,
+        "error": error.render("en") if error else None,
+        "error_msg": error,
     }
 
 
@@ -136,7 +141,7 @@ def lamassu_machines(
         if not isinstance(currency, str) or not CURRENCY.match(currency):
             currency = None
         cassettes: list[dict[str, Any]] = []
-        error = None
+        error: Message | None = None
         try:
             for unit, number_key, most in (
                 ("cassette", "number_of_cassettes", 4),
@@ -153,7 +158,9 @@ def lamassu_machines(
                     denomination = config.get(f"cashOut_{device}_{unit}{i}")
                     if denomination is None or denomination == 0:
                         if count:
-                            raise ValueError(f"{unit}{i} has no denomination")
+                            raise MessageError(
+                                "drift.no_denomination", unit=f"{unit}{i}"
+                            )
                         continue
                     cassettes.append(
                         {
@@ -162,10 +169,12 @@ def lamassu_machines(
                             "count": count,
                         }
                     )
+        except MessageError as exc:
+            error = exc.message
         except (ValueError, TypeError) as exc:
-            error = str(exc)
+            error = Message("drift.unreadable_cassettes", {"error": str(exc)[:300]})
         if currency is None and error is None:
-            error = "no fiat currency in Lamassu's config"
+            error = Message("drift.no_currency")
         machines.append(
             _machine(
                 "lamassu", device, row.get("name"), currency, cassettes, None, error
@@ -237,11 +246,13 @@ async def bitspire_machines() -> list[dict[str, Any]]:
             continue  # this report has none: an older one may
         seen.add(device)
         currency = row["fiat_code"]
+        error: Message | None = None
         try:
             cassettes = parse_cassettes(extra["cassettes"])
-            error = None
         except ValueError as exc:
-            cassettes, error = [], f"unreadable cassettes: {exc}"
+            cassettes = []
+            why = exc.message if isinstance(exc, MessageError) else str(exc)[:300]
+            error = Message("drift.unreadable_cassettes", {"error": why})
         machines.append(
             _machine(
                 "bitspire",

@@ -1104,7 +1104,223 @@ _LAMASSU: dict[str, dict[str, str]] = {
 }
 
 # Alerts: titles, messages, digests (alerts.py, drift.py).
-_ALERTS: dict[str, dict[str, str]] = {}
+_ALERTS: dict[str, dict[str, str]] = {
+    # Titles, one per kind (alerts.KINDS).
+    "alert.title.lamassu_down": {
+        "en": "Lamassu database unreachable",
+        "es": "Base de datos de Lamassu inaccesible",
+    },
+    "alert.title.payout_uncovered": {
+        "en": "Payout the source wallet cannot cover",
+        "es": "Pago que la billetera de origen no puede cubrir",
+    },
+    "alert.title.payout_failed": {
+        "en": "Payout failed after its retries",
+        "es": "Pago fallido después de sus reintentos",
+    },
+    "alert.title.settlement_flagged": {
+        "en": "Settlement flagged for review",
+        "es": "Liquidación marcada para revisión",
+    },
+    "alert.title.settlement_waiting": {
+        "en": "Settlement waiting too long",
+        "es": "Liquidación esperando demasiado tiempo",
+    },
+    "alert.title.orphan_new": {"en": "New orphan", "es": "Huérfano nuevo"},
+    "alert.title.orphan_old": {
+        "en": "Orphan still open",
+        "es": "Huérfano aún abierto",
+    },
+    "alert.title.missed_payment": {
+        "en": "Payment the listener missed",
+        "es": "Pago que la escucha no recibió",
+    },
+    "alert.title.drift_untracked": {
+        "en": "Untracked cash in the machines",
+        "es": "Efectivo no registrado en las máquinas",
+    },
+    "alert.title.drift_orphan_week": {
+        "en": "Orphan fiat this week",
+        "es": "Fiat huérfano esta semana",
+    },
+    "alert.title.client_balance_empty": {
+        "en": "Client balance fully converted",
+        "es": "Saldo del cliente convertido por completo",
+    },
+    # Messages. {what} is one of the *.what texts below; ids, amounts and
+    # errors come already written as code (`...`), amounts as 1,234.56.
+    "alert.orphan.what": {
+        "en": "{sats} sats ({fiat} {currency}) from settlement {settlement}, "
+        "device {device}",
+        "es": "{sats} sats ({fiat} {currency}) de la liquidación {settlement}, "
+        "dispositivo {device}",
+    },
+    "alert.orphan_new.message": {
+        "en": "{what}: not covered by any tracked client balance. "
+        "Resolve it in Reconciliation.",
+        "es": "{what}: no lo cubre ningún saldo de cliente registrado. "
+        "Resuélvalo en Conciliación.",
+    },
+    "alert.orphan_old.message": {
+        "en": "{what}: open for {age}.",
+        "es": "{what}: abierto desde hace {age}.",
+    },
+    "alert.settlement.what": {
+        "en": "settlement {settlement} of {sats} sats (device {device})",
+        "es": "La liquidación {settlement} de {sats} sats (dispositivo {device})",
+    },
+    "alert.settlement_flagged.message": {
+        "en": "{what} needs your review: {detail}. Nothing moves until you "
+        "accept or correct it.",
+        "es": "{what} necesita su revisión: {detail}. Nada se mueve hasta que "
+        "usted la acepte o la corrija.",
+    },
+    "alert.settlement_waiting.message": {
+        "en": "{what} is {status} for {age}: {detail}.",
+        "es": "{what} está {status} desde hace {age}: {detail}.",
+    },
+    # A waiting settlement's status, as code (English: the status itself).
+    "alert.status.pending": {"en": "`pending`", "es": "`pendiente`"},
+    "alert.status.waiting_data": {
+        "en": "`waiting_data`",
+        "es": "`esperando datos`",
+    },
+    "alert.status.waiting_dispense": {
+        "en": "`waiting_dispense`",
+        "es": "`esperando entrega`",
+    },
+    "alert.status.stale": {"en": "`stale`", "es": "`vencida`"},
+    "alert.payout.what": {
+        "en": "payout {payout} of {sats} sats ({fiat} {currency}) to {client}, "
+        "settlement {settlement}",
+        "es": "El pago {payout} de {sats} sats ({fiat} {currency}) a {client}, "
+        "liquidación {settlement}",
+    },
+    "alert.payout_uncovered.message": {
+        "en": "{what}: the source wallet does not hold enough sats. It is "
+        "retried every pass; add funds or cancel it.",
+        "es": "{what}: la billetera de origen no tiene suficientes sats. Se "
+        "reintenta en cada pasada; agregue fondos o cancélelo.",
+    },
+    "alert.payout_failed.message": {
+        "en": "{what} failed {attempts} times: {error}.",
+        "es": "{what} falló {attempts} veces: {error}.",
+    },
+    "alert.lamassu_down.message": {
+        "en": "The Lamassu database ({where}) has been unreachable for {age}: "
+        "{error}. Settlements wait for their cash-out data meanwhile.",
+        "es": "La base de datos de Lamassu ({where}) lleva {age} inaccesible: "
+        "{error}. Mientras tanto, las liquidaciones esperan sus datos de retiro.",
+    },
+    "alert.lamassu_down.ssh": {
+        "en": "through the SSH tunnel",
+        "es": "por el túnel SSH",
+    },
+    "alert.lamassu_down.direct": {"en": "directly", "es": "conexión directa"},
+    "alert.unknown_error": {
+        "en": "`unknown error`",
+        "es": "`error desconocido`",
+    },
+    "alert.drift_untracked.message": {
+        "en": "{untracked} {currency} in the machines is covered by no tracked "
+        "client balance (cash {cash}, tracked balances {tracked}; threshold "
+        "{threshold}). Record the deposits it belongs to before a large "
+        "cash-out spends it.",
+        "es": "{untracked} {currency} en las máquinas no los cubre ningún saldo "
+        "de cliente registrado (efectivo {cash}, saldos registrados {tracked}; "
+        "umbral {threshold}). Registre los depósitos a los que corresponden "
+        "antes de que un retiro grande los gaste.",
+    },
+    "alert.drift_orphan_week.message": {
+        "en": "{fiat} {currency} of orphans in the last 7 days (threshold "
+        "{threshold}): cash-outs are spending cash no tracked balance covers.",
+        "es": "{fiat} {currency} de huérfanos en los últimos 7 días (umbral "
+        "{threshold}): los retiros están gastando efectivo que ningún saldo "
+        "registrado cubre.",
+    },
+    "alert.client_balance_empty.message": {
+        "en": "Your {currency} deposit is fully converted to bitcoin: your "
+        "balance is 0.00. Top up with the operator to keep stacking.",
+        "es": "Su depósito en {currency} ya se convirtió por completo a "
+        "bitcoin: su saldo es 0.00. Recargue con el operador para seguir "
+        "acumulando.",
+    },
+    "alert.missed_payment.message": {
+        "en": "{sats} sats paid into the source wallet at {paid_at} UTC were "
+        "found by the recovery scan, not the listener (settlement "
+        "{settlement}). It is processed now; check LNbits' funding source if "
+        "this repeats.",
+        "es": "El escaneo de recuperación, no la escucha, encontró {sats} sats "
+        "pagados a la billetera de origen el {paid_at} UTC (liquidación "
+        "{settlement}). Ya se está procesando; revise la fuente de fondos de "
+        "LNbits si esto se repite.",
+    },
+    # What is sent (LNbits' notifications), in the operator's chosen language.
+    "alert.send.one": {
+        "en": "DCA Admin: {title}: {message}",
+        "es": "Administración DCA: {title}: {message}",
+    },
+    "alert.digest.header": {
+        "en": "DCA Admin: {count} new alerts",
+        "es": "Administración DCA: {count} alertas nuevas",
+    },
+    "alert.digest.more": {
+        "en": "... and {count} more.",
+        "es": "... y {count} más.",
+    },
+    "alert.digest.see": {
+        "en": "See DCA Admin -> Alerts.",
+        "es": "Vea Administración DCA -> Alertas.",
+    },
+    "alert.back_up": {
+        "en": "DCA Admin: the Lamassu database is reachable again (alert open "
+        "for {duration}).",
+        "es": "Administración DCA: la base de datos de Lamassu está accesible "
+        "de nuevo (alerta abierta durante {duration}).",
+    },
+    "alert.already_acknowledged": {
+        "en": "Alert already acknowledged.",
+        "es": "La alerta ya fue marcada como vista.",
+    },
+    # The machines' cassettes (drift.py): why a machine's cash is unreadable.
+    "drift.denomination_not_number": {
+        "en": "denomination is not a number",
+        "es": "la denominación no es un número",
+    },
+    "drift.denomination_out_of_range": {
+        "en": "denomination out of range",
+        "es": "denominación fuera de rango",
+    },
+    "drift.denomination_decimals": {
+        "en": "denomination has more than two decimals",
+        "es": "la denominación tiene más de dos decimales",
+    },
+    "drift.count_invalid": {
+        "en": "count must be a whole number 0..100000",
+        "es": "la cantidad debe ser un número entero de 0 a 100000",
+    },
+    "drift.cassettes_list": {
+        "en": "cassettes must be a list of 1..16 entries",
+        "es": "los casetes deben ser una lista de 1 a 16 elementos",
+    },
+    "drift.cassette_entry": {
+        "en": "each cassette must be {{denomination, count}}",
+        "es": "cada casete debe ser {{denomination, count}} (denominación y "
+        "cantidad)",
+    },
+    "drift.no_denomination": {
+        "en": "{unit} has no denomination",
+        "es": "{unit} no tiene denominación",
+    },
+    "drift.no_currency": {
+        "en": "no fiat currency in Lamassu's config",
+        "es": "no hay moneda fiat en la configuración de Lamassu",
+    },
+    "drift.unreadable_cassettes": {
+        "en": "unreadable cassettes: {error}",
+        "es": "casetes ilegibles: {error}",
+    },
+}
 
 
 def _merge(*sections: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

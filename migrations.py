@@ -738,3 +738,12 @@ async def m017_stored_messages(db: Connection):
     await _add_column(db, "dca_payments", "error_msg", "TEXT")
     await _add_column(db, "commission_payouts", "error_msg", "TEXT")
     await _add_column(db, "reconciliations", "error_msg", "TEXT")
+
+
+async def m018_alert_messages(db: Connection):
+    """Alerts in the reader's language (#15): each alert's title and message
+    also as a message (code and params, JSON; messages.py), rendered again in
+    the reader's language by the Alerts API. `title` and `message` stay in
+    English; rows written before keep only them and are shown as they are."""
+    await _add_column(db, "alerts", "title_msg", "TEXT")
+    await _add_column(db, "alerts", "message_msg", "TEXT")

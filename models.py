@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Extra, Field, validator
 
@@ -859,7 +859,7 @@ class Alert(BaseModel):
     kind: str
     subject: str
     audience: str = "operator"
-    title: str
+    title: str  # in English (as stored before m018; what older readers see)
     message: str
     opened_at: datetime
     last_seen_at: datetime | None = None
@@ -868,6 +868,11 @@ class Alert(BaseModel):
     acknowledged_by: str | None = None
     sent_at: datetime | None = None
     cleared_sent_at: datetime | None = None
+    # The title and message as messages (messages.py, JSON; m018): the API
+    # returns `title` and `message` rendered from them in the reader's
+    # language. None on rows written before.
+    title_msg: str | None = None
+    message_msg: str | None = None
 
 
 class AlertPage(BaseModel):
@@ -898,6 +903,9 @@ class AlertSettings(BaseModel):
     client_notices: bool = True
     # More new alerts than this at once are sent as one summary.
     digest_after: int = Field(3, ge=1, le=100)
+    # The language of what is sent (LNbits' notifications to the operator and
+    # the clients' notices): a notification answers no request to take it from.
+    language: Literal["en", "es"] = "en"
 
     class Config:
         extra = Extra.ignore
@@ -924,6 +932,7 @@ class UpdateAlertSettings(BaseModel):
     drift_orphan_week_threshold: FiatAmount | None = None
     client_notices: bool | None = None
     digest_after: int | None = Field(None, ge=1, le=100)
+    language: Literal["en", "es"] | None = None
 
     class Config:
         extra = Extra.forbid

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 from .alerts import (
     EVENT_KINDS,
+    alert_message,
+    alert_title,
     check_alerts,
     lamassu_health,
     notification_channels,
@@ -30,7 +32,7 @@ from .crud import (
     set_alert_settings,
 )
 from .drift import compute_drift, refresh_lamassu_cash
-from .messages import text
+from .messages import Message, current_language, text
 from .models import (
     API_ERROR_RESPONSES,
     Alert,
@@ -46,6 +48,15 @@ satmachineadmin_alerts_router = APIRouter(
     prefix="/api/v1/dca",
     responses=API_ERROR_RESPONSES,
 )
+
+
+def _for_reader(alert: Alert) -> Alert:
+    """The alert with its title and message in the request's language (rows
+    written before m018: in English, as stored)."""
+    lang = current_language()
+    alert.title = alert_title(alert, lang)
+    alert.message = alert_message(alert, lang)
+    return alert
 
 
 class AlertFilters(FilterModel):
@@ -66,8 +77,11 @@ async def api_get_alerts(
     state: Literal["open", "all"] = Query("all"),
 ) -> Page:
     """Alerts, newest first; `state=open`: only those whose condition holds
-    (or, for events, not yet acknowledged)."""
-    return await get_alerts(filters, open_only=state == "open")
+    (or, for events, not yet acknowledged). Titles and messages are in the
+    request's language (searching matches their English)."""
+    page = await get_alerts(filters, open_only=state == "open")
+    page.data = [_for_reader(alert) for alert in page.data]
+    return page
 
 
 @satmachineadmin_alerts_router.post(
@@ -83,7 +97,7 @@ async def api_acknowledge_alert(alert_id: str, op: WriteAccess) -> Alert:
     if not await acknowledge_alert(alert.id, op.user_id, utc_now(), clear):
         raise HTTPException(HTTPStatus.CONFLICT, text("alert.already_acknowledged"))
     await add_audit("alert", alert.id, "acknowledged", op.user_id, {})
-    return await get_alert(alert.id) or alert
+    return _for_reader(await get_alert(alert.id) or alert)
 
 
 class AlertStatus(BaseModel):
@@ -187,4 +201,19 @@ async def api_drift(_: ReadAccess, refresh: bool = Query(False)) -> dict[str, An
     the Lamassu machines now instead of the recovery pass's last reading."""
     if refresh:
         await refresh_lamassu_cash(await get_config(), force=True)
-    return await compute_drift()
+    report = await compute_drift()
+    lang = current_language()
+    report["machines"] = [
+        {
+            **{k: v for k, v in machine.items() if k != "error_msg"},
+            "error": _machine_error(machine, lang),
+        }
+        for machine in report["machines"]
+    ]
+    return report
+
+
+def _machine_error(machine: dict[str, Any], lang: str) -> str | None:
+    """Why a machine's cash is unreadable, in the reader's language."""
+    message = machine.get("error_msg")
+    return message.render(lang) if isinstance(message, Message) else machine["error"]

@@ -392,3 +392,128 @@ async def test_a_broken_alert_check_never_touches_the_money(env, monkeypatch):
     await _settled_as(env, payment_hash, "completed")
     await run_recovery()  # does not raise
     assert recovery_status["last_error"] is None
+
+
+async def test_alerts_in_the_operators_language(env, mailbox):
+    """Sent in the language of the alert settings (Spanish here: the
+    operator's mail, a summary and the client's notice), stored in English,
+    and returned by the Alerts API in the reader's language; a row written
+    before alerts kept their messages (m018) stays English."""
+    from lnbits.core.crud.users import get_account, update_account
+    from satmachineadmin import alerts, crud
+    from satmachineadmin.alerts import new_alert, send_pending
+    from satmachineadmin.messages import Message
+    from satmachineadmin.models import Alert, utc_now
+
+    for wrong in ("fr", "", "ES", 1):
+        response = await env.api("PUT", "/alert-settings", json={"language": wrong})
+        assert 400 <= response.status_code < 500, (wrong, response.text)
+    assert (await env.api("GET", "/alert-settings")).json()["language"] == "en"
+    await _deactivate_all_clients(env)
+    await _alert_settings(env, digest_after=10, client_notices=True, language="es")
+    assert (await env.api("GET", "/alert-settings")).json()["language"] == "es"
+
+    # One cash-out: the client's 10 are used up (her notice) and the rest is
+    # an orphan (the operator's alert).
+    currency = fresh_currency()
+    source, payer = await _source(env)
+    client = await register_client(env)
+    response = await env.api(
+        "PUT", f"/clients/{client['id']}", json={"notify_balance_empty": True}
+    )
+    assert response.status_code == 200
+    account = await get_account(client["user_id"])
+    assert account
+    account.extra.notifications.email_address = CLIENT_MAIL
+    await update_account(account)
+    await add_deposit(env, client["id"], "10", currency, confirm=True)
+    await env.fund(payer.id, 50_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 20_000, extra=_bitspire(19_000, 1_000, currency)
+    )
+    settlement = await _settled_as(env, payment_hash, "completed")
+
+    (mail,) = await mailbox.wait_for(OPERATOR, 1)
+    assert mail.body.startswith("Administración DCA: Huérfano nuevo: "), mail.body
+    assert f"18,000 sats (180.00 {currency}) de la liquidación" in mail.body
+    assert "no lo cubre ningún saldo de cliente registrado" in mail.body
+    assert settlement.id in mail.body and "New orphan" not in mail.body
+    (notice,) = await mailbox.wait_for(CLIENT_MAIL, 1, match="Su depósito")
+    assert notice.body.startswith(f"DCA: Su depósito en {currency} ya se convirtió")
+
+    # Stored in English; the API answers in the reader's language.
+    spanish = {**env.auth, "Accept-Language": "es-GT,es;q=0.9,en;q=0.8"}
+    found = {}
+    for lang, headers in (("es", spanish), ("en", None)):
+        response = await env.api(
+            "GET", "/alerts", params={"kind": "orphan_new"}, headers=headers
+        )
+        assert response.status_code == 200
+        found[lang] = next(
+            a for a in response.json()["data"] if settlement.id in a["message"]
+        )
+    assert found["es"]["title"] == "Huérfano nuevo"
+    assert found["es"]["message"].startswith("18,000 sats (180.00 ")
+    assert "Resuélvalo en Conciliación." in found["es"]["message"]
+    assert found["en"]["title"] == "New orphan"
+    assert "Resolve it in Reconciliation." in found["en"]["message"]
+    stored = await crud.get_alert(found["en"]["id"])
+    assert stored and (stored.title, stored.message) == (
+        found["en"]["title"],
+        found["en"]["message"],
+    )
+
+    # A row from before m018 (no messages): English for every reader.
+    now = utc_now()
+    old = Alert(
+        id="old-alert-" + currency,
+        kind="missed_payment",
+        subject="old-" + currency,
+        title="Payment the listener missed",
+        message="An old English message.",
+        opened_at=now,
+        last_seen_at=now,
+        sent_at=now,
+    )
+    assert await crud.insert_alert_if_absent(old)
+    response = await env.api(
+        "GET", "/alerts", params={"kind": "missed_payment"}, headers=spanish
+    )
+    (row,) = [a for a in response.json()["data"] if a["id"] == old.id]
+    assert (row["title"], row["message"]) == (old.title, old.message)
+    response = await env.api("POST", f"/alerts/{old.id}/acknowledge", headers=spanish)
+    assert response.json()["message"] == old.message
+    response = await env.api("POST", f"/alerts/{old.id}/acknowledge", headers=spanish)
+    assert response.status_code == 409
+    assert response.json()["detail"] == "La alerta ya fue marcada como vista."
+
+    # More new alerts at once than digest_after: one summary, in Spanish.
+    await _alert_settings(env, digest_after=1)
+    events = [
+        new_alert(
+            "missed_payment",
+            f"digest-{currency}-{i}",
+            Message(
+                "alert.missed_payment.message",
+                {"sats": "1,000", "paid_at": "2025-01-02 03:04", "settlement": "`x`"},
+            ),
+            None,
+            now,
+        )
+        for i in range(2)
+    ]
+    async with alerts._check_lock:  # no background check sends them meanwhile
+        for event in events:
+            assert await crud.insert_alert_if_absent(event)
+        assert await send_pending() == 1
+    (digest,) = await mailbox.wait_for(OPERATOR, 2, match="alertas nuevas")
+    lines = digest.body.splitlines()
+    assert lines[0] == "Administración DCA: 2 alertas nuevas", lines
+    assert "- Pago que la escucha no recibió: 2" in lines
+    assert lines[-1] == "Vea Administración DCA -> Alertas."
+    assert "El escaneo de recuperación, no la escucha, encontró 1,000 sats" in (
+        digest.body
+    )
+    for event in events:
+        response = await env.api("POST", f"/alerts/{event.id}/acknowledge")
+        assert response.status_code == 200

@@ -459,10 +459,18 @@ def test_the_dashboard_in_spanish(server, browser):
 
     en, es = tables()["en"], tables()["es"]
     # The server's texts (status details, history) are checked like the page's.
-    en.update({f"server.{code}": t["en"] for code, t in CATALOG.items()})
+    # Alerts' phrases come from _alert_phrases (more than one word: an alert
+    # quotes data, e.g. a payment's own error).
+    server_texts = {
+        code: t
+        for code, t in CATALOG.items()
+        if not code.startswith(("alert.", "drift."))
+    }
+    en.update({f"server.{code}": t["en"] for code, t in server_texts.items()})
     es.update({f"server.{code}": t["es"] for code, t in CATALOG.items()})
     english = _english_phrases(en, es, SAME_IN_BOTH)
     flagged, split, orphan = _spanish_world(server)
+    english.update(_alert_phrases(es, SAME_IN_BOTH))
     labels = {name: es[f"satmachineadmin.tabs.{name}"] for name in TABS}
     wallet = server.create_user_wallet("Quetzal")
     client = server.api(
@@ -474,6 +482,8 @@ def test_the_dashboard_in_spanish(server, browser):
         json={"client_id": client["id"], "amount": "1234.56", "currency": "GTQ"},
     ).json()
 
+    _an_open_alert(server)  # the Alerts tab lists one, checked in Spanish
+
     ui = Page(
         browser, server, 1280, 800, lang="es", title=es["satmachineadmin.header.title"]
     )
@@ -483,7 +493,7 @@ def test_the_dashboard_in_spanish(server, browser):
         def check(where: str, locator) -> None:
             # What the extension wrote: labels, texts, chips, buttons (the
             # values typed or chosen in fields are data, not checked, and so
-            # are the texts the server wrote, e.g. the alerts' messages).
+            # are the texts marked as the server's, data-server-text).
             text = locator.evaluate("""root => {
                   const copy = root.cloneNode(true)
                   copy.querySelectorAll(
@@ -601,6 +611,48 @@ def _spanish_world(server: LiveLNbits) -> tuple[dict, dict, dict]:
     )
     assert response.status_code == 200, response.text
     return flagged, split, orphan
+
+
+def _alert_phrases(es: dict, same: set) -> dict:
+    """The English of the alerts the server writes (messages.py: alert.*,
+    drift.*), as _english_phrases finds the page's; phrases of more than one
+    word (a lone "failed" may be a payment's own error, data)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "messages.py"
+    spec = importlib.util.spec_from_file_location("satmachine_messages", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    catalog = {
+        code: texts
+        for code, texts in module.CATALOG.items()
+        if code.startswith(("alert.", "drift."))
+    }
+    alert_en = {code: texts["en"] for code, texts in catalog.items()}
+    alert_es = {code: texts["es"] for code, texts in catalog.items()}
+    phrases = _english_phrases(alert_en, {**es, **alert_es}, same)
+    return {phrase: rx for phrase, rx in phrases.items() if " " in phrase}
+
+
+def _an_open_alert(server) -> None:
+    """At least one open alert (the operator's day leaves this week's orphan
+    fiat; run alone, an orphan of its own)."""
+    server.api("POST", "/alerts/check")
+    if server.api("GET", "/alerts", params={"state": "open"}).json()["total"]:
+        return
+    source = server.create_wallet("Fuente")
+    payer = server.create_wallet("Cajero")
+    server.credit(payer["id"], 30_000)
+    body = {"source_wallet_id": source["id"]}
+    assert server.api("POST", "/config", json=body).status_code == 201
+    extra = {**SEED_EXTRA, "principal_sats": 19_000, "fee_sats": 1_000}
+    server.pay(payer, source, 20_000, extra={**extra, "txid": "browser-es"})
+    _wait_for_settlement(server)
+    server.api("POST", "/alerts/check")
+    assert server.api("GET", "/alerts", params={"state": "open"}).json()["total"]
 
 
 def _english_phrases(en: dict, es: dict, same: set) -> dict:

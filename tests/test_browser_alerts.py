@@ -1,8 +1,9 @@
 """Alerts and the drift alarm in the dashboard, in headless Chromium against a
 real LNbits process (the fixtures of test_browser.py): the overview shows the
 drift per currency and the weekly orphan chart, the Alerts tab lists alerts
-and acknowledges one, Configuration saves the alert switches, and a client is
-opted in to its notice. Any console error fails the test."""
+and acknowledges one, Configuration saves the alert switches and the language
+of what is sent, and a client is opted in to its notice. Any console error
+fails the test."""
 
 from __future__ import annotations
 
@@ -80,12 +81,14 @@ def test_alerts_and_drift_in_the_browser(server, browser):  # noqa: F811
             "acknowledged_at"
         ]
 
-        # Configuration: a switch saved.
+        # Configuration: a switch and the language of what is sent, saved.
         ui.tab("config")
         ui.test_id("alert-toggle-missed_payment").click()
+        ui.pick("alert-language", "Spanish")
         ui.test_id("save-alerts").click()
         ui.notified("Alert settings saved")
-        assert server.api("GET", "/alert-settings").json()["missed_payment"] is False
+        saved = server.api("GET", "/alert-settings").json()
+        assert saved["missed_payment"] is False and saved["language"] == "es"
 
         # Clients: Eve opts in to her notice.
         ui.tab("clients")

@@ -260,6 +260,15 @@ async def test_bitspire_cassettes_and_weekly_orphans(env):
     report = (await env.api("GET", "/drift")).json()
     (machine,) = [m for m in report["machines"] if m["machine"] == "npub1drift"]
     assert machine["total"] is None and "unreadable cassettes" in machine["error"]
+    assert machine["error"] == (
+        "unreadable cassettes: count must be a whole number 0..100000"
+    )
+    spanish = {**env.auth, "Accept-Language": "es"}
+    report_es = (await env.api("GET", "/drift", headers=spanish)).json()
+    (machine,) = [m for m in report_es["machines"] if m["machine"] == "npub1drift"]
+    assert machine["error"] == (
+        "casetes ilegibles: la cantidad debe ser un número entero de 0 a 100000"
+    )
     assert _row(report, currency)["machine_cash"] is None
 
     cassettes = [{"denomination": 100, "count": 4}, {"denomination": 20, "count": 5}]

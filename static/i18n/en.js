@@ -396,6 +396,11 @@ window.i18n.global.mergeLocaleMessage('en', {
       settings_caption:
         'Each alert is sent once per condition through the notification channels of LNbits (the LNbits admin sets Telegram, Nostr or email under Settings, Notifications) and listed under Alerts. Now:',
       digest_after: 'More new alerts at once than this: one summary',
+      language: 'Language of the alerts sent',
+      language_hint:
+        'What LNbits sends to you and to the clients (email, Telegram, Nostr)',
+      language_en: 'English',
+      language_es: 'Spanish',
       save: 'Save alerts',
       saved: 'Alert settings saved',
       notice_on: 'The client is told when a balance reaches 0.00 (click to stop)',

@@ -401,6 +401,11 @@ window.i18n.global.mergeLocaleMessage('es', {
       settings_caption:
         'Cada alerta se envía una vez por condición por los canales de notificación de LNbits (el administrador de LNbits configura Telegram, Nostr o correo en Ajustes, Notificaciones) y se lista en Alertas. Ahora:',
       digest_after: 'Más alertas nuevas a la vez que esto: un resumen',
+      language: 'Idioma de las alertas enviadas',
+      language_hint:
+        'Lo que LNbits le envía a usted y a los clientes (correo, Telegram, Nostr)',
+      language_en: 'Inglés',
+      language_es: 'Español',
       save: 'Guardar alertas',
       saved: 'Ajustes de alertas guardados',
       notice_on:
