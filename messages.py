@@ -1278,10 +1278,6 @@ _ALERTS: dict[str, dict[str, str]] = {
         "es": "Administración DCA: la base de datos de Lamassu está accesible "
         "de nuevo (alerta abierta durante {duration}).",
     },
-    "alert.already_acknowledged": {
-        "en": "Alert already acknowledged.",
-        "es": "La alerta ya fue marcada como vista.",
-    },
     # The machines' cassettes (drift.py): why a machine's cash is unreadable.
     "drift.denomination_not_number": {
         "en": "denomination is not a number",
