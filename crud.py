@@ -18,6 +18,7 @@ from sqlalchemy import event, text
 from .allocation import ClientBalance, to_fiat
 from .fixed_mode import FixedDay, fixed_day, remaining_allowance
 from .models import (
+    SPLIT_STATUSES,
     Alert,
     AlertSettings,
     AuditEntry,
@@ -82,6 +83,10 @@ class StableFilters(Filters):
 
 
 S = "satoshimachine"
+
+# models.SPLIT_STATUSES as an SQL IN list ('distributing', 'completed', ...):
+# fixed enum values, never user input, so spelled inline like the schema name.
+SPLIT_IN = ", ".join(f"'{status}'" for status in SPLIT_STATUSES)
 
 # SQLite has no decimal type and sqlite3 cannot bind Decimal. Bind it as text:
 # SQLite's column affinity stores "7.54" as the number 7.54, and every read goes
@@ -708,7 +713,7 @@ async def get_distributed_per_day(since: datetime) -> list[dict[str, Any]]:
     both databases)."""
     rows = await db.fetchall(
         f"SELECT paid_at, distributed_sats FROM {S}.settlements "
-        "WHERE status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
+        f"WHERE status IN ({SPLIT_IN}) "
         f"AND distributed_sats > 0 AND paid_at >= {ts('since')}",
         exact_times({"since": since}),
         model=DistributedRow,
@@ -1044,7 +1049,7 @@ async def get_recent_settlement_prices(
     rows = await db.fetchall(
         f"SELECT fiat_amount, principal_sats FROM {S}.settlements "
         "WHERE fiat_code = :currency AND id <> :exclude AND principal_sats > 0 "
-        "AND status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
+        f"AND status IN ({SPLIT_IN}) "
         f"AND paid_at >= {ts('since')} ORDER BY paid_at DESC LIMIT :limit",
         exact_times(
             {
@@ -1253,8 +1258,7 @@ async def get_totals() -> dict[str, Any]:
     settlements = await db.fetchone(
         f"SELECT COALESCE(SUM(amount_sats), 0) AS sats, "
         "COALESCE(SUM(commission_sats), 0) AS commission, COUNT(*) AS n "
-        f"FROM {S}.settlements WHERE status IN ('distributing', 'completed', "
-        "'payout_failed', 'scheduled')"
+        f"FROM {S}.settlements WHERE status IN ({SPLIT_IN})"
     )
     orphans = await db.fetchone(
         f"SELECT COALESCE(SUM(orphan_sats), 0) AS sats, "
