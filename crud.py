@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -231,6 +231,29 @@ async def get_client(client_id: str) -> DcaClient | None:
     return await db.fetchone(
         f"SELECT * FROM {S}.dca_clients WHERE id = :id", {"id": client_id}, DcaClient
     )
+
+
+# Ids per `IN (...)` list: far below SQLite's bound-parameter limit (999 in
+# older builds), whatever the number of clients.
+IDS_PER_QUERY = 500
+
+
+async def get_clients_by_ids(client_ids: Iterable[str]) -> dict[str, DcaClient]:
+    """The clients with these ids (unknown ids are left out), in one query per
+    IDS_PER_QUERY ids instead of one per client."""
+    ids = sorted(set(client_ids))
+    found: dict[str, DcaClient] = {}
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        values = {f"c{i}": client_id for i, client_id in enumerate(chunk)}
+        placeholders = ", ".join(f":{key}" for key in values)
+        rows = await db.fetchall(
+            f"SELECT * FROM {S}.dca_clients WHERE id IN ({placeholders})",
+            values,
+            DcaClient,
+        )
+        found.update((client.id, client) for client in rows)
+    return found
 
 
 async def get_client_by_wallet(wallet_id: str) -> DcaClient | None:
