@@ -1,3 +1,5 @@
+import os
+
 from fastapi import APIRouter, Depends, Request
 from lnbits.task_manager import task_manager
 from loguru import logger
@@ -45,6 +47,16 @@ satmachineadmin_static_files = [
 
 scheduled_tasks: list = []
 
+# Tests only: "off" (read at start) leaves the periodic recovery loop
+# unscheduled, so the in-process test app runs a recovery pass only when a test
+# calls one (tasks.run_recovery / recovery_loop), never in the middle of another
+# test. Unset (production, and every LNbits process the tests start): the loop.
+RECOVERY_LOOP_ENV = "SATMACHINE_RECOVERY_LOOP"
+
+
+def recovery_loop_enabled() -> bool:
+    return os.environ.get(RECOVERY_LOOP_ENV, "").strip().lower() != "off"
+
 
 def satmachineadmin_stop():
     for task in scheduled_tasks:
@@ -63,6 +75,9 @@ def satmachineadmin_start():
     scheduled_tasks.append(
         task_manager.register_invoice_listener(on_invoice_paid, "ext_satmachineadmin")
     )
+    if not recovery_loop_enabled():
+        logger.warning("satmachineadmin: recovery loop off (tests only)")
+        return
     scheduled_tasks.append(
         task_manager.create_permanent_task(
             recovery_loop,

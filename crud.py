@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ from .allocation import ClientBalance, to_fiat
 from .fixed_mode import FixedDay, fixed_day, remaining_allowance
 from .messages import Message
 from .models import (
+    SPLIT_STATUSES,
     Alert,
     AlertSettings,
     AuditEntry,
@@ -85,6 +86,10 @@ class StableFilters(Filters):
 
 
 S = "satoshimachine"
+
+# models.SPLIT_STATUSES as an SQL IN list ('distributing', 'completed', ...):
+# fixed enum values, never user input, so spelled inline like the schema name.
+SPLIT_IN = ", ".join(f"'{status}'" for status in SPLIT_STATUSES)
 
 # SQLite has no decimal type and sqlite3 cannot bind Decimal. Bind it as text:
 # SQLite's column affinity stores "7.54" as the number 7.54, and every read goes
@@ -229,6 +234,29 @@ async def get_client(client_id: str) -> DcaClient | None:
     return await db.fetchone(
         f"SELECT * FROM {S}.dca_clients WHERE id = :id", {"id": client_id}, DcaClient
     )
+
+
+# Ids per `IN (...)` list: far below SQLite's bound-parameter limit (999 in
+# older builds), whatever the number of clients.
+IDS_PER_QUERY = 500
+
+
+async def get_clients_by_ids(client_ids: Iterable[str]) -> dict[str, DcaClient]:
+    """The clients with these ids (unknown ids are left out), in one query per
+    IDS_PER_QUERY ids instead of one per client."""
+    ids = sorted(set(client_ids))
+    found: dict[str, DcaClient] = {}
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        values = {f"c{i}": client_id for i, client_id in enumerate(chunk)}
+        placeholders = ", ".join(f":{key}" for key in values)
+        rows = await db.fetchall(
+            f"SELECT * FROM {S}.dca_clients WHERE id IN ({placeholders})",
+            values,
+            DcaClient,
+        )
+        found.update((client.id, client) for client in rows)
+    return found
 
 
 async def get_client_by_wallet(wallet_id: str) -> DcaClient | None:
@@ -711,7 +739,7 @@ async def get_distributed_per_day(since: datetime) -> list[dict[str, Any]]:
     both databases)."""
     rows = await db.fetchall(
         f"SELECT paid_at, distributed_sats FROM {S}.settlements "
-        "WHERE status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
+        f"WHERE status IN ({SPLIT_IN}) "
         f"AND distributed_sats > 0 AND paid_at >= {ts('since')}",
         exact_times({"since": since}),
         model=DistributedRow,
@@ -1058,7 +1086,7 @@ async def get_recent_settlement_prices(
     rows = await db.fetchall(
         f"SELECT fiat_amount, principal_sats FROM {S}.settlements "
         "WHERE fiat_code = :currency AND id <> :exclude AND principal_sats > 0 "
-        "AND status IN ('distributing', 'completed', 'payout_failed', 'scheduled') "
+        f"AND status IN ({SPLIT_IN}) "
         f"AND paid_at >= {ts('since')} ORDER BY paid_at DESC LIMIT :limit",
         exact_times(
             {
@@ -1289,8 +1317,7 @@ async def get_totals() -> dict[str, Any]:
     settlements = await db.fetchone(
         f"SELECT COALESCE(SUM(amount_sats), 0) AS sats, "
         "COALESCE(SUM(commission_sats), 0) AS commission, COUNT(*) AS n "
-        f"FROM {S}.settlements WHERE status IN ('distributing', 'completed', "
-        "'payout_failed', 'scheduled')"
+        f"FROM {S}.settlements WHERE status IN ({SPLIT_IN})"
     )
     orphans = await db.fetchone(
         f"SELECT COALESCE(SUM(orphan_sats), 0) AS sats, "

@@ -911,7 +911,7 @@ async def api_test_transaction(
 ) -> DryRunResult:
     """A dry run: how a settlement with these numbers would be split among the
     current balances. Nothing is paid and nothing is recorded."""
-    from .crud import db
+    from .crud import db, get_clients_by_ids
 
     config = await get_config()
     now = utc_now()
@@ -927,12 +927,9 @@ async def api_test_transaction(
     except AllocationError as exc:
         raise _bad_request(str(exc)) from exc
     recipients = await recipients_for(data.device_id, config)
-    names = {}
     shown = {a.client_id for a in plan.allocations}
     shown |= {b.client_id for b in balances if b.cap is not None}
-    for client_id in shown:
-        client = await get_client(client_id)
-        names[client_id] = client.username if client else None
+    names = {id_: c.username for id_, c in (await get_clients_by_ids(shown)).items()}
     fixed_ids = {b.client_id for b in balances if b.cap is not None}
     return DryRunResult(
         settlement_sats=plan.settlement_sats,

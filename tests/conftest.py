@@ -24,7 +24,11 @@ import pytest_asyncio
 
 RUN_DIR = Path(tempfile.mkdtemp(prefix="satmachine-test-"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lnbits_sandbox import offline_settings, prepare_run_dir  # noqa: E402
+from lnbits_sandbox import (  # noqa: E402
+    IN_PROCESS_SETTINGS,
+    offline_settings,
+    prepare_run_dir,
+)
 
 prepare_run_dir(RUN_DIR)
 
@@ -39,6 +43,8 @@ else:
     os.environ.pop("LNBITS_DATABASE_URL", None)
 
 os.environ.update(offline_settings(RUN_DIR))
+# No periodic recovery loop in this app: tests run passes themselves.
+os.environ.update(IN_PROCESS_SETTINGS)
 os.chdir(RUN_DIR)
 
 SUPER_USERNAME = "operator"

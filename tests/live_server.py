@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from lnbits_sandbox import offline_settings, prepare_run_dir
+from lnbits_sandbox import RECOVERY_LOOP_ENV, offline_settings, prepare_run_dir
 
 SUPER_USERNAME = "operator"
 SUPER_PASSWORD = "secret-password-1"
@@ -101,10 +101,12 @@ class LiveLNbits:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.dir / "server.log"
+        # Not the in-process app's switches: this server runs the recovery
+        # loop as production does (the crash tests need its start-up pass).
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith("LNBITS_")
+            if not key.startswith("LNBITS_") and key != RECOVERY_LOOP_ENV
         }
         self.env.update(
             {

@@ -13,6 +13,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The extension's switch (read when it starts) for its periodic recovery loop.
+# The in-process test app turns the loop off (`IN_PROCESS_SETTINGS`): a pass
+# then runs only when a test calls one, never between another test's "nothing
+# changed" snapshots. A separate LNbits process (live_server.py, the crash
+# tests, the benchmark) keeps the production loop, start-up pass included.
+RECOVERY_LOOP_ENV = "SATMACHINE_RECOVERY_LOOP"
+IN_PROCESS_SETTINGS = {RECOVERY_LOOP_ENV: "off"}
+
 
 def prepare_run_dir(run_dir: Path) -> Path:
     """`extensions/satmachineadmin` -> this checkout, `data/`, and `lnbits` ->

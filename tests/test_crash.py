@@ -11,12 +11,17 @@ every client paid exactly once and not a sat created or lost.
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
 
-import httpx
 import pytest
+from crash_helpers import (
+    arm,
+    die_at,
+    live_world,
+    power_back,
+    wait_for_settlement,
+)
 from live_server import LiveLNbits
 
 CLIENTS = 12
@@ -41,20 +46,8 @@ CRASH_POINTS = [
 
 @pytest.fixture(scope="module")
 def world():
-    database_url = None
-    if os.environ.get("SATMACHINE_TEST_DB") == "postgres":
-        import conftest  # the session's PostgreSQL server
-
-        assert conftest._pg is not None
-        conftest._pg.create_database("crash")
-        database_url = conftest._pg.dsn("crash")
-    live = LiveLNbits(database_url)
     # The market agrees with the ATM's price (rate_check.py).
-    live.market("GTQ", 1_000_000)
-    live.market("USD", 1_000_000)
-    try:
-        live.start()
-        live.first_install()
+    with live_world("crash", GTQ=1_000_000, USD=1_000_000) as live:
         wallets = {
             "source": live.create_wallet("Source"),
             "commission": live.create_wallet("Commission"),
@@ -81,8 +74,6 @@ def world():
             assert response.status_code == 201, response.text
             clients.append((response.json(), wallet))
         yield live, wallets, clients
-    finally:
-        live.close()
 
 
 def _deposit_for_everyone(live: LiveLNbits, clients) -> None:
@@ -99,16 +90,6 @@ def _deposit_for_everyone(live: LiveLNbits, clients) -> None:
         assert response.status_code == 200, response.text
 
 
-def _settlement_of(live: LiveLNbits, payment_hash: str) -> dict | None:
-    response = live.api("GET", "/settlements", params={"search": payment_hash})
-    assert response.status_code == 200, response.text
-    found = [s for s in response.json()["data"] if s["payment_hash"] == payment_hash]
-    if not found:
-        return None
-    response = live.api("GET", f"/settlements/{found[0]['id']}")
-    return response.json()
-
-
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 def test_sigkill_mid_distribution_then_recovery_pays_everyone_once(world, crash_at):
     live, wallets, clients = world
@@ -119,9 +100,7 @@ def test_sigkill_mid_distribution_then_recovery_pays_everyone_once(world, crash_
     before = [live.balance(w) for w in everyone]
 
     # Restart with the crash armed, then the ATM settles.
-    live.stop()
-    live.start(SATMACHINE_CRASH_AT=crash_at)
-    live.login()
+    arm(live, crash_at)
     extra = {
         "source": "bitspire",
         "principal_sats": PRINCIPAL,
@@ -132,22 +111,14 @@ def test_sigkill_mid_distribution_then_recovery_pays_everyone_once(world, crash_
     }
     invoice = live.invoice(wallets["source"], PRINCIPAL + FEE, extra=extra)
     payment_hash = invoice["payment_hash"]
-    try:
-        live.pay_invoice(wallets["payer"], invoice["bolt11"])
-    except httpx.TransportError:
-        pass  # killed before it could answer; the payment itself is checked below
-    assert live.wait_exit(60) is not None, f"never reached {crash_at}"
+    # Killed before it could answer; the payment itself is checked below.
+    die_at(
+        live, crash_at, lambda: live.pay_invoice(wallets["payer"], invoice["bolt11"])
+    )
 
     # Power back: the start-up recovery finishes what the crash interrupted.
-    live.start()
-    live.login()
-    deadline = time.monotonic() + 60
-    settlement = None
-    while time.monotonic() < deadline:
-        settlement = _settlement_of(live, payment_hash)
-        if settlement and settlement["status"] == "completed":
-            break
-        time.sleep(0.3)
+    power_back(live)
+    settlement = wait_for_settlement(live, payment_hash, "completed")
     assert settlement and settlement["status"] == "completed", (
         settlement and settlement["status_detail"],
         [p["error"] for p in (settlement or {}).get("payouts", []) if p["error"]],
@@ -205,35 +176,28 @@ def test_sigkill_mid_resolution_then_recovery_resolves_once(world, action, crash
     }
     invoice = live.invoice(wallets["source"], sats, extra=extra)
     live.pay_invoice(wallets["payer"], invoice["bolt11"])
-    deadline = time.monotonic() + 30
-    settlement = None
-    while time.monotonic() < deadline:
-        settlement = _settlement_of(live, invoice["payment_hash"])
-        if settlement and settlement["status"] == "completed":
-            break
-        time.sleep(0.2)
+    settlement = wait_for_settlement(
+        live, invoice["payment_hash"], "completed", timeout=30, interval=0.2
+    )
     assert settlement and settlement["reconciliation"], settlement
     rec = settlement["reconciliation"]
     assert rec["orphan_sats"] == sats
     watched = [wallets["source"], target, client_wallet]
     before = [live.balance(w) for w in watched]
 
-    live.stop()
-    live.start(SATMACHINE_CRASH_AT=crash_at)
-    live.login()
+    arm(live, crash_at)
     body: dict = {"action": action}
     if action == "send_to_wallet":
         body["wallet_id"] = target["id"]
     if action == "attribute_to_client":
         body["client_id"] = client["id"]
-    try:
-        live.api("POST", f"/reconciliations/{rec['id']}/resolve", json=body)
-    except httpx.TransportError:
-        pass
-    assert live.wait_exit(60) is not None, f"never reached {crash_at}"
+    die_at(
+        live,
+        crash_at,
+        lambda: live.api("POST", f"/reconciliations/{rec['id']}/resolve", json=body),
+    )
 
-    live.start()
-    live.login()
+    power_back(live)
     deadline = time.monotonic() + 60
     final = None
     while time.monotonic() < deadline:

@@ -1,16 +1,12 @@
 """Crash safety of the commission split (#14): a real LNbits process is
 SIGKILLed at a point inside the payment of a three-way commission, restarted,
-and left to recover (the pattern of test_crash.py). Every partner must be
-paid its part exactly once, and not a sat created or lost."""
+and left to recover (the pattern of test_crash.py; crash_helpers.py). Every
+partner must be paid its part exactly once, and not a sat created or lost."""
 
 from __future__ import annotations
 
-import os
-import time
-
-import httpx
 import pytest
-from live_server import LiveLNbits
+from crash_helpers import arm, die_at, live_world, power_back, wait_for_settlement
 
 PRINCIPAL = 6_000  # sats for 60.00 GTQ at 1,000,000 GTQ/BTC
 FEE = 1_001  # 60 / 30 / 10 %: 600.6, 300.3, 100.1 -> 601, 300, 100
@@ -26,18 +22,7 @@ CRASH_POINTS = [
 
 @pytest.fixture(scope="module")
 def world():
-    database_url = None
-    if os.environ.get("SATMACHINE_TEST_DB") == "postgres":
-        import conftest  # the session's PostgreSQL server
-
-        assert conftest._pg is not None
-        conftest._pg.create_database("crash_commission")
-        database_url = conftest._pg.dsn("crash_commission")
-    live = LiveLNbits(database_url)
-    live.market("GTQ", 1_000_000)
-    try:
-        live.start()
-        live.first_install()
+    with live_world("crash_commission", GTQ=1_000_000) as live:
         wallets = {
             "source": live.create_wallet("Source"),
             "payer": live.create_wallet("ATM payer"),
@@ -68,17 +53,6 @@ def world():
         )
         assert response.status_code == 201, response.text
         yield live, wallets, partners, (response.json(), client_wallet)
-    finally:
-        live.close()
-
-
-def _settlement_of(live: LiveLNbits, payment_hash: str) -> dict | None:
-    response = live.api("GET", "/settlements", params={"search": payment_hash})
-    assert response.status_code == 200, response.text
-    found = [s for s in response.json()["data"] if s["payment_hash"] == payment_hash]
-    if not found:
-        return None
-    return live.api("GET", f"/settlements/{found[0]['id']}").json()
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
@@ -97,9 +71,7 @@ def test_sigkill_mid_commission_split_then_recovery_pays_each_part_once(
     everyone = [wallets["source"], wallets["payer"], client_wallet, *partners]
     before = [live.balance(w) for w in everyone]
 
-    live.stop()
-    live.start(SATMACHINE_CRASH_AT=crash_at)
-    live.login()
+    arm(live, crash_at)
     extra = {
         "source": "bitspire",
         "principal_sats": PRINCIPAL,
@@ -109,21 +81,12 @@ def test_sigkill_mid_commission_split_then_recovery_pays_each_part_once(
         "txid": f"crash-commission-{crash_at}",
     }
     invoice = live.invoice(wallets["source"], PRINCIPAL + FEE, extra=extra)
-    try:
-        live.pay_invoice(wallets["payer"], invoice["bolt11"])
-    except httpx.TransportError:
-        pass  # killed before it could answer
-    assert live.wait_exit(60) is not None, f"never reached {crash_at}"
+    die_at(
+        live, crash_at, lambda: live.pay_invoice(wallets["payer"], invoice["bolt11"])
+    )
 
-    live.start()
-    live.login()
-    deadline = time.monotonic() + 60
-    settlement = None
-    while time.monotonic() < deadline:
-        settlement = _settlement_of(live, invoice["payment_hash"])
-        if settlement and settlement["status"] == "completed":
-            break
-        time.sleep(0.3)
+    power_back(live)
+    settlement = wait_for_settlement(live, invoice["payment_hash"], "completed")
     assert settlement and settlement["status"] == "completed", (
         settlement and settlement["status_detail"]
     )

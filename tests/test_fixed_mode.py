@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
+from crash_helpers import arm, die_at, live_world, power_back, wait_for_settlement
 from live_server import LiveLNbits
 
 S = "satoshimachine"
@@ -417,17 +416,7 @@ def _live_sql(live: LiveLNbits, query: str) -> None:
 
 @pytest.fixture(scope="module")
 def fixed_world():
-    database_url = None
-    if os.environ.get("SATMACHINE_TEST_DB") == "postgres":
-        import conftest
-
-        conftest._pg.create_database("fixed_crash")
-        database_url = conftest._pg.dsn("fixed_crash")
-    live = LiveLNbits(database_url)
-    live.market("GTQ", 1_000_000)
-    try:
-        live.start()
-        live.first_install()
+    with live_world("fixed_crash", GTQ=1_000_000) as live:
         wallets = {
             "source": live.create_wallet("Source"),
             "payer": live.create_wallet("ATM payer"),
@@ -459,8 +448,6 @@ def fixed_world():
             assert response.status_code == 201, response.text
             clients.append((response.json(), wallet))
         yield live, wallets, clients
-    finally:
-        live.close()
 
 
 @pytest.mark.parametrize("crash_at", SLOT_CRASHES)
@@ -500,13 +487,9 @@ def test_sigkill_inside_a_delivery_slot_then_it_runs_once(fixed_world, crash_at)
         f"WHERE settlement_id = '{settlement['id']}'",
     )
     # The start-up recovery pass delivers the slot and dies inside it.
-    try:
-        live.start(SATMACHINE_CRASH_AT=crash_at)
-    except RuntimeError:
-        pass  # it died in the start-up pass before it answered: the point
-    assert live.wait_exit(60) is not None, f"never reached {crash_at}"
-    live.start()
-    live.login()
+    arm(live, crash_at, at_start=True)
+    die_at(live, crash_at)
+    power_back(live)
     final = _wait_for(live, invoice["payment_hash"], "completed")
     after = [live.balance(w) for w in watched]
     delta = [x - y for x, y in zip(after, before, strict=True)]
@@ -522,20 +505,9 @@ def test_sigkill_inside_a_delivery_slot_then_it_runs_once(fixed_world, crash_at)
 
 
 def _wait_for(live: LiveLNbits, payment_hash: str, status: str) -> dict:
-    deadline = time.monotonic() + 60
-    detail: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            response = live.api("GET", "/settlements", params={"search": payment_hash})
-        except httpx.TransportError:
-            time.sleep(0.3)
-            continue
-        found = [
-            s for s in response.json()["data"] if s["payment_hash"] == payment_hash
-        ]
-        if found:
-            detail = live.api("GET", f"/settlements/{found[0]['id']}").json()
-            if detail["status"] == status:
-                return detail
-        time.sleep(0.3)
-    raise AssertionError((status, detail.get("status"), detail.get("status_detail")))
+    detail = wait_for_settlement(live, payment_hash, status) or {}
+    if detail.get("status") != status:
+        raise AssertionError(
+            (status, detail.get("status"), detail.get("status_detail"))
+        )
+    return detail

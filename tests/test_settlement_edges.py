@@ -162,6 +162,96 @@ async def test_dry_run_moves_nothing(env):
     assert await env.balance(commission.id) == 0
 
 
+async def _bulk_clients(count: int, currency: str) -> dict[str, str]:
+    """`count` active flow clients (as the client extension writes them,
+    straight into the table), each with 1.00 `currency` confirmed. Returns
+    {client id: username}."""
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+
+    names = {urlsafe_short_hash(): f"bulk-{i:05d}" for i in range(count)}
+    rows = list(names.items())
+    now = db.timestamp_now
+    for start in range(0, len(rows), 100):
+        chunk = rows[start : start + 100]
+        values: dict = {"cur": currency}
+        clients, deposits = [], []
+        for i, (client_id, name) in enumerate(chunk):
+            values |= {f"i{i}": client_id, f"n{i}": name, f"d{i}": f"dep-{client_id}"}
+            clients.append(
+                f"(:i{i}, :n{i}, :n{i}, :n{i}, 'flow', 'active', {now}, {now})"
+            )
+            deposits.append(f"(:d{i}, :i{i}, 1, :cur, 'confirmed', {now})")
+        await db.execute(
+            "INSERT INTO satoshimachine.dca_clients (id, user_id, wallet_id, "
+            "username, dca_mode, status, created_at, updated_at) VALUES "
+            + ", ".join(clients),
+            values,
+        )
+        await db.execute(
+            "INSERT INTO satoshimachine.dca_deposits (id, client_id, amount, "
+            "currency, status, created_at) VALUES " + ", ".join(deposits),
+            values,
+        )
+    return names
+
+
+async def _drop_clients(client_ids) -> None:
+    from satmachineadmin.crud import db
+
+    ids = list(client_ids)
+    for start in range(0, len(ids), 500):
+        values = {f"i{i}": cid for i, cid in enumerate(ids[start : start + 500])}
+        marks = ", ".join(f":{key}" for key in values)
+        for table, column in (("dca_deposits", "client_id"), ("dca_clients", "id")):
+            await db.execute(
+                f"DELETE FROM satoshimachine.{table} WHERE {column} IN ({marks})",
+                values,
+            )
+
+
+async def test_dry_run_with_5000_clients_names_every_one(env, monkeypatch):
+    """The dry run reads the names of the clients it shows in a few queries
+    (chunks of crud.IDS_PER_QUERY ids, within SQLite's parameter limit), not
+    one per client, and names every one right."""
+    from api_helpers import fresh_currency
+    from satmachineadmin import crud, views_api
+
+    currency = fresh_currency()
+    names = await _bulk_clients(5_000, currency)
+    unknown = "no-such-client"
+
+    def one_by_one(*_args, **_kw):
+        raise AssertionError("the dry run looked clients up one by one")
+
+    monkeypatch.setattr(views_api, "get_client", one_by_one)
+    monkeypatch.setattr(crud, "get_client", one_by_one)
+    try:
+        found = await crud.get_clients_by_ids([*names, unknown, *list(names)[:3]])
+        assert {cid: c.username for cid, c in found.items()} == names
+        assert await crud.get_clients_by_ids([]) == {}
+        response = await env.api(
+            "POST",
+            "/test-transaction",
+            json={
+                "amount_sats": 5_000_000,
+                "fiat_amount": "2500",
+                "fiat_code": currency,
+            },
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["moved_money"] is False
+        allocations = result["allocations"]
+        assert len(allocations) == 5_000
+        assert {a["client_id"]: a["username"] for a in allocations} == names
+        assert all(Decimal(str(a["fiat"])) == Decimal("0.5") for a in allocations)
+        shares = sum(a["sats"] for a in allocations)
+        assert shares + result["commission_sats"] + result["orphan_sats"] == 5_000_000
+    finally:
+        await _drop_clients(names)
+
+
 async def test_without_commission_wallet_the_commission_stays(env):
     await _deactivate_all_clients(env)
     source, commission, payer, clients = await _setup(env, ["100"])
