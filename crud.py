@@ -660,11 +660,15 @@ async def get_slot_payouts(key: str) -> list[DcaPayment]:
 
 
 async def finish_delivery_slot(key: str, payouts: int) -> bool:
+    """The slot is done with `payouts` released to it in all. A payout that
+    joins a slot already done (scheduled for that time by a settlement the
+    slot's pass had not seen yet) updates the count, not the time it was
+    done."""
     return (
         await _execute_rowcount(
-            f"UPDATE {S}.fixed_delivery_slots SET status = 'done', "
-            f"payouts = :n, done_at = {ts('now')} "
-            "WHERE id = :key AND status = 'claimed'",
+            f"UPDATE {S}.fixed_delivery_slots SET status = 'done', payouts = :n, "
+            f"done_at = CASE WHEN status = 'claimed' THEN {ts('now')} "
+            "ELSE done_at END WHERE id = :key",
             {"key": key, "n": payouts, "now": utc_now()},
         )
         == 1
