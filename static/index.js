@@ -47,6 +47,16 @@ function t(key, values) {
   return window.i18n.global.t('satmachineadmin.' + key, values || {})
 }
 
+// A text with a singular and a plural form ('one | many'), chosen by count;
+// `values.count` may be the count already formatted for display.
+function tn(key, count, values) {
+  return window.i18n.global.t(
+    'satmachineadmin.' + key,
+    { count, ...(values || {}) },
+    Number(count) || 0
+  )
+}
+
 // LNbits' language codes, as the locale numbers and dates are written in:
 // Spanish as in Guatemala (Q1,234.56).
 const LOCALES = { es: 'es-GT', en: 'en-US', br: 'pt-BR', cn: 'zh-CN', jp: 'ja-JP' }
@@ -1119,7 +1129,7 @@ window.PageSatmachineadmin = {
           key: 'distributed',
           label: t('overview.distributed'),
           value: this.fiat(s.distributed_fiat, this.currency),
-          detail: t('overview.distributed_detail', {
+          detail: tn('overview.distributed_detail', s.payouts_confirmed, {
             sats: this.sats(s.distributed_sats),
             count: this.number(s.payouts_confirmed)
           })
@@ -1128,7 +1138,7 @@ window.PageSatmachineadmin = {
           key: 'commission',
           label: t('common.commission'),
           value: this.sats(s.commission_sats),
-          detail: t('overview.settlements_processed', {
+          detail: tn('overview.settlements_processed', s.settlements_processed, {
             count: this.number(s.settlements_processed)
           })
         },
@@ -1136,7 +1146,7 @@ window.PageSatmachineadmin = {
           key: 'orphans',
           label: t('overview.open_orphans'),
           value: this.sats(s.open_orphan_sats),
-          detail: t('overview.open_orphans_detail', {
+          detail: tn('overview.open_orphans_detail', s.open_orphans, {
             count: this.number(s.open_orphans),
             amount: this.fiat(s.open_orphan_fiat, this.currency)
           }),
@@ -1146,7 +1156,7 @@ window.PageSatmachineadmin = {
           key: 'waiting',
           label: t('overview.waiting'),
           value: this.number(this.waitingCount),
-          detail: t('overview.flagged_for_you', { count: byStatus.flagged || 0 }),
+          detail: tn('overview.flagged_for_you', byStatus.flagged || 0),
           alert: (byStatus.flagged || 0) > 0
         },
         {
@@ -1154,7 +1164,7 @@ window.PageSatmachineadmin = {
           label: t('overview.failed_payouts'),
           value: this.number(s.payouts_failed),
           detail:
-            t('overview.to_retry', { count: byStatus.payout_failed || 0 }) +
+            tn('overview.to_retry', byStatus.payout_failed || 0) +
             (s.legacy_unfinished_payouts
               ? t('overview.legacy_unfinished', { count: s.legacy_unfinished_payouts })
               : ''),
@@ -2270,7 +2280,7 @@ window.PageSatmachineadmin = {
         this.pollResult = data
         Quasar.Notify.create({
           type: 'positive',
-          message: t('overview.poll_done', { count: data.new_settlements })
+          message: tn('overview.poll_done', data.new_settlements)
         })
         await this.refreshAll()
       } catch (error) {

@@ -669,7 +669,8 @@ def _english_phrases(en: dict, es: dict, same: set) -> dict:
     for key, text in en.items():
         if text in same or text == es[key]:
             continue
-        for part in re.split(r"\{\w+\}", text):
+        # A plural text's forms are split at " | " (static/index.js tn()).
+        for part in re.split(r"\{\w+\}| \| ", text):
             phrase = part.strip(" ·:;,.()*?")
             if len(phrase) < 4 and " " not in phrase:
                 continue

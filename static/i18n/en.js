@@ -89,14 +89,15 @@ window.i18n.global.mergeLocaleMessage('en', {
       pending_amount: '{amount} pending',
       nothing_pending: 'nothing pending',
       distributed: 'Distributed to clients',
-      distributed_detail: '{sats} in {count} payouts',
-      settlements_processed: '{count} settlements processed',
+      distributed_detail: '{sats} in {count} payout | {sats} in {count} payouts',
+      settlements_processed:
+        '{count} settlement processed | {count} settlements processed',
       open_orphans: 'Open orphans',
-      open_orphans_detail: '{count} open · {amount}',
+      open_orphans_detail: '{count} open · {amount} | {count} open · {amount}',
       waiting: 'Settlements waiting',
-      flagged_for_you: '{count} flagged for you',
+      flagged_for_you: '{count} flagged for you | {count} flagged for you',
       failed_payouts: 'Failed payouts',
-      to_retry: '{count} settlements to retry',
+      to_retry: '{count} settlement to retry | {count} settlements to retry',
       legacy_unfinished:
         '; {count} unfinished rows of the old extension (reserve nothing; void them from the API)',
       settled: 'Settled into LNbits',
@@ -109,7 +110,8 @@ window.i18n.global.mergeLocaleMessage('en', {
       last_payment: 'Last ATM payment',
       last_recovery: 'Last recovery scan',
       last_poll: 'Last Lamassu poll',
-      poll_done: 'Poll done: {count} new settlement(s)'
+      poll_done:
+        'Poll done: {count} new settlement | Poll done: {count} new settlements'
     },
     clients: {
       title: 'Clients',

@@ -88,14 +88,16 @@ window.i18n.global.mergeLocaleMessage('es', {
       pending_amount: '{amount} pendiente',
       nothing_pending: 'nada pendiente',
       distributed: 'Repartido a clientes',
-      distributed_detail: '{sats} en {count} pagos',
-      settlements_processed: '{count} liquidaciones procesadas',
+      distributed_detail: '{sats} en {count} pago | {sats} en {count} pagos',
+      settlements_processed:
+        '{count} liquidación procesada | {count} liquidaciones procesadas',
       open_orphans: 'Huérfanos abiertos',
-      open_orphans_detail: '{count} abiertos · {amount}',
+      open_orphans_detail: '{count} abierto · {amount} | {count} abiertos · {amount}',
       waiting: 'Liquidaciones en espera',
-      flagged_for_you: '{count} marcadas para usted',
+      flagged_for_you: '{count} marcada para usted | {count} marcadas para usted',
       failed_payouts: 'Pagos fallidos',
-      to_retry: '{count} liquidaciones por reintentar',
+      to_retry:
+        '{count} liquidación por reintentar | {count} liquidaciones por reintentar',
       legacy_unfinished:
         '; {count} filas sin terminar de la extensión anterior (no reservan nada; anúlelas desde la API)',
       settled: 'Liquidado en LNbits',
@@ -108,7 +110,8 @@ window.i18n.global.mergeLocaleMessage('es', {
       last_payment: 'Último pago del cajero',
       last_recovery: 'Última revisión de recuperación',
       last_poll: 'Última consulta a Lamassu',
-      poll_done: 'Consulta hecha: {count} liquidación(es) nueva(s)'
+      poll_done:
+        'Consulta hecha: {count} liquidación nueva | Consulta hecha: {count} liquidaciones nuevas'
     },
     clients: {
       title: 'Clientes',
