@@ -105,9 +105,11 @@ class PostgresServer:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
-def start_postgres(base: Path | None = None) -> PostgresServer:
+def start_postgres(base: Path | None = None, durable: bool = False) -> PostgresServer:
     """Start a fresh server. `base` is only a hint for the name: the data folder
-    lives under /tmp so that the unprivileged server user can reach it."""
+    lives under /tmp so that the unprivileged server user can reach it.
+    Tests trade durability for speed (no fsync); `durable=True` keeps
+    PostgreSQL's own defaults, as a production server runs (the benchmark)."""
     bin_dir = _bin_dir()
     run_as = SUPERUSER if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="satmachine-pg-"))
@@ -138,9 +140,11 @@ def start_postgres(base: Path | None = None) -> PostgresServer:
     )
     options = (
         f"-p {server.port} -c listen_addresses=127.0.0.1 "
-        f"-c unix_socket_directories={root} -c timezone=America/Guatemala -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        f"-c unix_socket_directories={root} -c timezone=America/Guatemala "
+        "-c max_connections=200"
     )
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         server._cmd(
             str(bin_dir / "pg_ctl"),
