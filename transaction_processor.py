@@ -104,6 +104,7 @@ from .machines import (
     redirect_commission_payout,
     set_commission_invoice,
     set_commission_status,
+    source_wallet_ids,
     update_commission_summary,
 )
 from .models import (
@@ -325,6 +326,8 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
     # Who shares the commission (#14), read before the transaction opens.
     recipients = await recipients_for(settlement.device_id, config)
+    # No client naming a source wallet takes part (see get_flow_balances).
+    sources = await source_wallet_ids(config) | {settlement.wallet_id}
     moment = settlement.cash_out_time or settlement.paid_at
     schedule = Schedule.of(config)
     fixed = fixed_day(config, moment)
@@ -334,7 +337,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             settlement.fiat_code,
             settlement.paid_at,
             settlement.id,
-            source_wallet_id=settlement.wallet_id,
+            source_wallets=sources,
             fixed=fixed,
         )
         plan = distribute(
@@ -593,6 +596,7 @@ def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
+    sources = await source_wallet_ids(await get_config())
     fresh: list[tuple[DcaPayment, DcaClient]] = []
     for payout in payouts:
         if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
@@ -605,10 +609,11 @@ async def _pay_all(settlement: Settlement) -> Settlement:
             and not payout.bolt11
             and not payout.payment_hash
             and client.wallet_id != settlement.wallet_id
+            and client.wallet_id not in sources
         ):
             fresh.append((payout, client))
         else:  # a stored invoice to check first, or a failure to record
-            await _pay_payout(settlement, payout, client)
+            await _pay_payout(settlement, payout, client, sources)
     for start in range(0, len(fresh), PAYOUT_CHUNK):
         await _pay_fresh_payouts(settlement, fresh[start : start + PAYOUT_CHUNK])
     await _pay_commission(settlement)
@@ -705,7 +710,10 @@ async def _pay_fresh_payouts(
 
 
 async def _pay_payout(
-    settlement: Settlement, payout: DcaPayment, client: DcaClient | None = None
+    settlement: Settlement,
+    payout: DcaPayment,
+    client: DcaClient | None = None,
+    sources: set[str] | None = None,
 ) -> bool:
     client = client or await get_client(payout.client_id)
     if not client:
@@ -713,6 +721,10 @@ async def _pay_payout(
             payout.id, PayoutStatus.failed, "client not found", count_attempt=True
         )
         return False
+    if sources is None:
+        sources = await source_wallet_ids(await get_config())
+    if client.wallet_id == settlement.wallet_id or client.wallet_id in sources:
+        return await _refuse_source_target(payout, client)
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         return await set_payout_invoice(payout.id, bolt11, payment_hash, replacing)
@@ -751,6 +763,28 @@ async def _pay_payout(
     await set_payout_status(
         payout.id, PayoutStatus.failed, (result.error or "")[:500], count_attempt=True
     )
+    return False
+
+
+async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
+    """A client row naming a source wallet (this settlement's or another
+    machine's; other software wrote it, or it changed after the split) is
+    never paid: the sats would only move between the operator's wallets while
+    the client is debited. The payout fails visibly (its fiat stays reserved)
+    until the client has a wallet of its own (then retry) or the operator
+    cancels it into the orphan. An invoice stored for an earlier wallet is
+    made unpayable first, unless it was paid: then that is the payout."""
+    if await abandon_invoice(payout.payment_hash):
+        await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
+        crash_point("payout_confirmed")
+        return True
+    error = (
+        f"wallet {client.wallet_id} of client {client.id} is a source wallet "
+        "(ATM settlements arrive in it); give the client a wallet of its own "
+        "and retry, or cancel the payout"
+    )
+    logger.warning(f"satmachineadmin: payout {payout.id}: {error}")
+    await set_payout_status(payout.id, PayoutStatus.failed, error, count_attempt=True)
     return False
 
 
@@ -1286,6 +1320,7 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
             payouts = await get_slot_payouts(key)
             settlements: dict[str, Settlement | None] = {}
             clients = {client.id: client for client in await get_clients()}
+            sources = await source_wallet_ids(await get_config())
             for payout in payouts:
                 if not payout.settlement_id:
                     continue
@@ -1296,7 +1331,7 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
                 settlement = settlements[payout.settlement_id]
                 if settlement and payout.status == PayoutStatus.pending.value:
                     client = clients.get(payout.client_id)
-                    if await _pay_payout(settlement, payout, client):
+                    if await _pay_payout(settlement, payout, client, sources):
                         paid += 1
             await finish_delivery_slot(key, len(payouts))
             crash_point("fixed_slot_done")

@@ -913,7 +913,7 @@ async def api_test_transaction(
         db,
         data.fiat_code,
         now,
-        source_wallet_id=config.source_wallet_id if config else None,
+        source_wallets=await source_wallet_ids(config),
         fixed=fixed_day(config, now),
     )
     try:

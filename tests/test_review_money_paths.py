@@ -1,0 +1,183 @@
+"""Adversarial review of the newest money paths (fixed-mode deliveries,
+several machines with their own source wallets, commission partners).
+
+Each test either reproduces a bug found in review (fixed in the same branch)
+or is an attack that held and stays as a guard. Invariants: a settlement's
+payouts + commission + orphan == its amount; nothing paid twice; no sat of a
+settlement ever lands in a source wallet while a client's balance is debited
+for it; bad input answers 4xx and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from api_helpers import fresh_currency
+from test_balances import _conserved, _settle, client_extension_balance
+from test_settlement_flow import _deactivate_all_clients, _setup
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+S = "satoshimachine"
+
+
+async def _odd_client(env, wallet_id: str, mode: str = "flow") -> str:
+    """A client row as the client extension may write it: unvalidated, here
+    naming a wallet its user does not own."""
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+
+    account, _own_wallet = await env.user_with_wallet("someone")
+    client_id = urlsafe_short_hash()
+    await db.execute(
+        f"INSERT INTO {S}.dca_clients (id, user_id, wallet_id, username, "
+        "dca_mode, status) VALUES (:id, :u, :w, 'odd', :mode, 'active')",
+        {"id": client_id, "u": account.id, "w": wallet_id, "mode": mode},
+    )
+    return client_id
+
+
+async def _confirmed_deposit(env, client_id: str, amount: str, cur: str) -> None:
+    response = await env.api(
+        "POST",
+        "/deposits",
+        json={"client_id": client_id, "amount": amount, "currency": cur},
+    )
+    assert response.status_code == 201, response.text
+    response = await env.api(
+        "PUT",
+        f"/deposits/{response.json()['id']}/status",
+        json={"status": "confirmed"},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_client_row_naming_another_machines_source_wallet_is_never_paid(env):
+    """Lead 1. A client row (written by other software) names machine B's
+    source wallet. A settlement at machine A must not debit that client and
+    send the sats into B's source wallet (the operator's): the client would be
+    charged for sats it never receives. And what arrives in B from this
+    extension is never taken for a new ATM settlement (the payout invoice
+    carries the extension's tag), so nothing is split twice."""
+    from satmachineadmin.crud import db
+
+    await _deactivate_all_clients(env)
+    cur = fresh_currency()
+    source, _commission, payer, _ = await _setup(env, [], currency=cur)
+    machine_b = await env.wallet("machine B source")
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": f"npub1b{cur}", "source_wallet_id": machine_b.id},
+    )
+    assert response.status_code == 201, response.text
+    client_id = await _odd_client(env, machine_b.id)
+    await _confirmed_deposit(env, client_id, "100", cur)
+
+    settlement = await _settle(env, source, payer, 20_000, 0, "1000000", cur, "b1")
+    await env.settle()
+    _conserved(settlement)
+    # Nothing that reached B was recorded as a settlement of B.
+    rows = await db.fetchall(
+        f"SELECT id FROM {S}.settlements WHERE wallet_id = :w", {"w": machine_b.id}
+    )
+    assert rows == []
+    # The client was not charged for sats parked in the operator's wallet.
+    assert await env.balance(machine_b.id) == 0
+    assert not [p for p in settlement["payouts"] if p["client_id"] == client_id]
+    assert await client_extension_balance(client_id, cur) == Decimal("100.00")
+    assert settlement["orphan_sats"] == 20_000
+    assert await env.balance(source.id) == 20_000
+
+
+async def test_scheduled_payout_follows_the_client_and_never_pays_a_source(env):
+    """Lead 3. Fixed payouts wait for their slot. Before it: client B switches
+    to flow, is deactivated and moves to a new wallet of its own; client C's
+    row is rewritten (other software) to name a machine's source wallet. At
+    the slot B is paid once, at its new wallet; C is not paid into the
+    operator's wallet: its payout fails visibly, its fiat stays reserved, and
+    the operator can cancel it into the orphan."""
+    from satmachineadmin.crud import db
+    from satmachineadmin.transaction_processor import deliver_scheduled
+    from test_fixed_mode import _settle as _fixed_settle
+    from test_fixed_mode import _world
+
+    source, payer, [(_a, _wa), (b, wb), (c, wc)] = await _world(
+        env,
+        [("1000", None), ("1000", "100"), ("1000", "100")],
+        fixed_delivery="daily",
+        fixed_delivery_time="18:00",
+    )
+    detail = await _fixed_settle(env, payer, source, 300, "lead3-sched")
+    assert detail["status"] == "scheduled", detail["status_detail"]
+    rows = {p["client_id"]: p for p in detail["payouts"]}
+    assert rows[b["id"]]["status"] == "pending"
+    assert rows[c["id"]]["status"] == "pending"
+    due = datetime.fromisoformat(rows[b["id"]]["deliver_after"])
+    due = due if due.tzinfo else due.replace(tzinfo=timezone.utc)
+    held = rows[b["id"]]["amount_sats"] + rows[c["id"]]["amount_sats"]
+    assert await env.balance(source.id) == held
+
+    # B: flow, inactive, a new wallet of its own user.
+    new_wallet = await env.wallet("b new", user_id=b["user_id"])
+    for body in (
+        {"dca_mode": "flow"},
+        {"wallet_id": new_wallet.id},
+    ):
+        response = await env.api("PUT", f"/clients/{b['id']}", json=body)
+        assert response.status_code == 200, response.text
+    response = await env.api(
+        "PUT", f"/clients/{b['id']}/status", json={"status": "inactive"}
+    )
+    assert response.status_code == 200, response.text
+    # C: its row now names machine M's source wallet.
+    machine_wallet = await env.wallet("machine M source")
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": f"npub1m{source.id}", "source_wallet_id": machine_wallet.id},
+    )
+    assert response.status_code == 201, response.text
+    await db.execute(
+        f"UPDATE {S}.dca_clients SET wallet_id = :w WHERE id = :id",
+        {"w": machine_wallet.id, "id": c["id"]},
+    )
+
+    assert await deliver_scheduled(due + timedelta(seconds=5)) == 1
+    assert await deliver_scheduled(due + timedelta(seconds=10)) == 0
+    assert await env.balance(new_wallet.id) == rows[b["id"]]["amount_sats"]
+    assert await env.balance(wb.id) == 0
+    assert await env.balance(machine_wallet.id) == 0
+    assert await env.balance(wc.id) == 0
+    final = (await env.api("GET", f"/settlements/{detail['id']}")).json()
+    by_client = {p["client_id"]: p for p in final["payouts"]}
+    assert by_client[b["id"]]["status"] == "confirmed"
+    assert by_client[c["id"]]["status"] == "failed"
+    assert "source wallet" in by_client[c["id"]]["error"]
+    assert final["status"] == "payout_failed"
+    assert await env.balance(source.id) == rows[c["id"]]["amount_sats"]
+    # C's fiat is still reserved (not paid, not released).
+    balance = (await env.api("GET", f"/clients/{c['id']}/balance")).json()
+    assert Decimal(str(balance["reserved_fiat"])) == Decimal(
+        str(rows[c["id"]]["amount_fiat"])
+    )
+    # A retry pays nothing into the source wallet either.
+    response = await env.api("POST", f"/settlements/{detail['id']}/retry")
+    assert response.status_code == 200, response.text
+    assert await env.balance(machine_wallet.id) == 0
+    # The operator gives up on it: its sats join the orphan, all adds up.
+    response = await env.api(
+        "POST",
+        f"/payouts/{by_client[c['id']]['id']}/cancel",
+        json={"reason": "wallet is not the client's"},
+    )
+    assert response.status_code == 200, response.text
+    final = (await env.api("GET", f"/settlements/{detail['id']}")).json()
+    assert final["status"] == "completed", final["status_detail"]
+    live = sum(p["amount_sats"] for p in final["payouts"] if p["status"] != "cancelled")
+    assert live + final["commission_sats"] + final["orphan_sats"] == (
+        final["amount_sats"]
+    )
+    assert await client_extension_balance(c["id"], "GTQ") == Decimal("1000.00")
