@@ -67,6 +67,7 @@ from .machines import (
     get_machine_by_device,
     get_machine_figures,
     get_machines,
+    recipient_wallet_ids,
     recipients_for,
     source_wallet_ids,
 )
@@ -774,11 +775,37 @@ async def api_get_config(_: ReadAccess) -> PublicLamassuConfig | None:
     return config.public() if config else None
 
 
-async def _check_wallets(fields: dict[str, Any]) -> None:
+async def _check_wallets(
+    fields: dict[str, Any], current: LamassuConfig | None = None
+) -> None:
+    """Wallets on this LNbits (not deleted). A new source wallet is neither a
+    DCA client's wallet nor a commission partner's, as for a machine's own
+    (views_api_machines): the sats waiting in a source wallet (orphans,
+    commission kept, scheduled fixed-mode payouts) would be the client's or
+    the partner's to spend. The configured commission wallet may be the
+    source wallet: the commission is then kept there."""
     for key in ("source_wallet_id", "commission_wallet_id"):
         wallet_id = fields.get(key)
-        if wallet_id and not await get_wallet(wallet_id):
+        if not wallet_id:
+            continue
+        wallet = await get_wallet(wallet_id)
+        if not wallet or wallet.deleted:
             raise HTTPException(HTTPStatus.BAD_REQUEST, f"{key}: wallet not found.")
+    source = fields.get("source_wallet_id")
+    if not source or (current and current.source_wallet_id == source):
+        return
+    if await get_client_by_wallet(source):
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            "source_wallet_id: this is a DCA client's wallet; ATM settlements "
+            "need a wallet of the operator's own.",
+        )
+    if source in await recipient_wallet_ids(None):
+        raise HTTPException(
+            HTTPStatus.BAD_REQUEST,
+            "source_wallet_id: this wallet receives commission (a commission "
+            "partner's); choose another source wallet.",
+        )
 
 
 @satmachineadmin_api_router.post(
@@ -821,7 +848,7 @@ async def api_update_config(
         raise HTTPException(
             HTTPStatus.BAD_REQUEST, f"{', '.join(nulls)}: may not be null."
         )
-    await _check_wallets(fields)
+    await _check_wallets(fields, config)
     merged = config.copy(update=fields)
     _check_schedule(
         merged.fixed_delivery,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from api_helpers import fresh_currency
+from api_helpers import fresh_currency, register_client
 from test_balances import _conserved, _settle, client_extension_balance
 from test_settlement_flow import _deactivate_all_clients, _setup
 
@@ -90,6 +90,60 @@ async def test_client_row_naming_another_machines_source_wallet_is_never_paid(en
     assert await client_extension_balance(client_id, cur) == Decimal("100.00")
     assert settlement["orphan_sats"] == 20_000
     assert await env.balance(source.id) == 20_000
+
+
+async def test_config_refuses_a_client_or_partner_wallet_as_source(env):
+    """Lead 2. The configured source wallet is where settlement sats wait
+    (orphans, commission kept, scheduled fixed payouts). A DCA client's
+    wallet or a commission partner's wallet as source wallet would leave
+    those sats spendable by the client or the partner. The machines API
+    refuses both; the config API must too, and change nothing."""
+    await _deactivate_all_clients(env)
+    source = await env.wallet("good source")
+    response = await env.api("POST", "/config", json={"source_wallet_id": source.id})
+    assert response.status_code == 201, response.text
+    config = response.json()
+    client = await register_client(env)
+    partner = await env.wallet("partner")
+    response = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={"recipients": [{"wallet_id": partner.id, "percent": "100"}]},
+    )
+    assert response.status_code == 200, response.text
+    try:
+        for wallet_id, word in ((client["wallet_id"], "client"), (partner.id, "")):
+            response = await env.api(
+                "PUT", f"/config/{config['id']}", json={"source_wallet_id": wallet_id}
+            )
+            assert response.status_code == 400, response.text
+            assert "source_wallet_id" in response.json()["detail"]
+            assert word in response.json()["detail"]
+            response = await env.api(
+                "POST", "/config", json={"source_wallet_id": wallet_id}
+            )
+            assert response.status_code == 400, response.text
+            now = (await env.api("GET", "/config")).json()
+            assert now["id"] == config["id"]
+            assert now["source_wallet_id"] == source.id
+        # The configured commission wallet receives commission too.
+        commission = await env.wallet("single commission")
+        response = await env.api(
+            "PUT",
+            f"/config/{config['id']}",
+            json={"commission_wallet_id": commission.id},
+        )
+        assert response.status_code == 200, response.text
+        response = await env.api(
+            "PUT",
+            f"/config/{config['id']}",
+            json={"source_wallet_id": commission.id},
+        )
+        # Commission kept in the source wallet: the one setting that stays
+        # allowed (a part to the settlement's own wallet is `kept`).
+        assert response.status_code == 200, response.text
+    finally:
+        await env.api("PUT", "/commission-recipients", json={"recipients": []})
 
 
 async def test_scheduled_payout_follows_the_client_and_never_pays_a_source(env):
