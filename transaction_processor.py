@@ -303,7 +303,10 @@ def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
     settlement.discount = float(data.discount) if data.discount is not None else None
     settlement.reported_fee_sats = data.reported_fee_sats
     settlement.lamassu_transaction_id = data.lamassu_transaction_id
-    settlement.device_id = data.device_id or settlement.device_id
+    # Trimmed as machines are stored (machine_seen, POST /machines): a padded
+    # id would name no machine, and its commission would go to the global
+    # partners instead of the machine's own.
+    settlement.device_id = (data.device_id or "").strip() or settlement.device_id
     settlement.atm_txid = data.atm_txid
     settlement.cash_out_time = data.cash_out_time
     stored = {"payment_extra": payment_extra_of(settlement), "cash_out": data.raw}

@@ -235,3 +235,83 @@ async def test_scheduled_payout_follows_the_client_and_never_pays_a_source(env):
         final["amount_sats"]
     )
     assert await client_extension_balance(c["id"], "GTQ") == Decimal("1000.00")
+
+
+@pytest.mark.parametrize("how", ["bitspire", "manual"])
+async def test_a_padded_device_id_still_pays_its_machines_partners(env, how):
+    """Lead 5 (strange device ids). A machine is stored under its trimmed id
+    (POST /machines and machine_seen strip it), but a settlement kept the id
+    as the ATM metadata or the operator's typing gave it: ' npub1x\\n' found
+    no machine, so its commission went to the global partners instead of
+    the machine's own, and its figures were counted under another machine."""
+    from satmachineadmin.crud import db
+
+    await _deactivate_all_clients(env)
+    cur = fresh_currency()
+    source = await env.wallet("source")
+    payer = await env.wallet("payer")
+    await env.fund(payer.id, 50_000)
+    global_partner = await env.wallet("global partner")
+    host = await env.wallet("machine host")
+    response = await env.api(
+        "POST",
+        "/config",
+        json={"source_wallet_id": source.id, "commission_wallet_id": global_partner.id},
+    )
+    assert response.status_code == 201, response.text
+    device = f"npub1pad{how}{cur}"
+    response = await env.api("POST", "/machines", json={"device_id": device})
+    assert response.status_code == 201, response.text
+    machine = response.json()
+    response = await env.api(
+        "PUT",
+        f"/machines/{machine['id']}/commission-recipients",
+        json={"recipients": [{"wallet_id": host.id, "percent": "100"}]},
+    )
+    assert response.status_code == 200, response.text
+    padded = f"  {device} \n"
+    extra = {
+        "source": "bitspire",
+        "principal_sats": 9_000,
+        "fee_sats": 1_000,
+        "exchange_rate": "1000000",
+        "currency": cur,
+        "txid": f"pad-{how}",
+    }
+    if how == "bitspire":
+        extra["machine_npub"] = padded
+        payment_hash = await env.pay(payer.id, source.id, 10_000, extra=extra)
+    else:
+        payment_hash = await env.pay(payer.id, source.id, 10_000, memo="no data")
+    await env.settle()
+    from satmachineadmin import crud
+
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement
+    if how == "manual":
+        env.market(cur, 1_000_000)
+        response = await env.api(
+            "PUT",
+            f"/settlements/{settlement.id}/cash-out",
+            json={
+                "fiat_amount": "90",
+                "fiat_code": cur,
+                "principal_sats": 9_000,
+                "device_id": padded,
+            },
+        )
+        assert response.status_code == 200, response.text
+    detail = (await env.api("GET", f"/settlements/{settlement.id}")).json()
+    assert detail["status"] == "completed", detail["status_detail"]
+    assert [
+        (p["wallet_id"], p["amount_sats"]) for p in detail["commission_payouts"]
+    ] == [(host.id, 1_000)]
+    assert await env.balance(host.id) == 1_000
+    assert await env.balance(global_partner.id) == 0
+    assert detail["device_id"] == device
+    rows = await db.fetchall(
+        f"SELECT id FROM {S}.machines WHERE device_id = :d", {"d": device}
+    )
+    assert len(rows) == 1
+    machines = {m["device_id"]: m for m in (await env.api("GET", "/machines")).json()}
+    assert machines[device]["figures"]["commission_sats"] == 1_000
