@@ -43,6 +43,7 @@ from .crud import (
     add_audit,
     compare_and_set,
     get_client,
+    get_config,
     get_payment,
     get_reconciliation,
     get_reconciliation_by_payout,
@@ -53,6 +54,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock
+from .machines import source_wallet_ids
 from .models import (
     ClientStatus,
     DcaDeposit,
@@ -179,6 +181,13 @@ async def _target(
             raise ValueError(
                 f"client {client.username} is {client.status!r}; activate the "
                 "client before attributing an orphan to them"
+            )
+        if client.wallet_id in await source_wallet_ids(await get_config()):
+            # Its deposit and payout would be recorded while the sats only
+            # move between the operator's wallets (the payout is refused).
+            raise ValueError(
+                f"client {client.username}'s wallet is a source wallet (ATM "
+                "settlements arrive in it); give the client a wallet of its own"
             )
         wallet = await get_wallet(client.wallet_id)
         if not wallet or wallet.deleted:

@@ -315,3 +315,37 @@ async def test_a_padded_device_id_still_pays_its_machines_partners(env, how):
     assert len(rows) == 1
     machines = {m["device_id"]: m for m in (await env.api("GET", "/machines")).json()}
     assert machines[device]["figures"]["commission_sats"] == 1_000
+
+
+async def test_orphan_is_never_attributed_to_a_client_naming_a_source_wallet(env):
+    """Attributing an orphan to a client credits it a deposit and pays the
+    orphan's sats to its wallet. A client row naming a source wallet (another
+    machine's) would get a deposit and a confirmed payout while the sats only
+    move between the operator's wallets: refused (400), nothing changes."""
+    from api_helpers import make_orphan
+
+    await _deactivate_all_clients(env)
+    _detail, rec = await make_orphan(env, 10_000)
+    machine_b = await env.wallet("machine B source")
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": f"npub1orph{rec['id']}", "source_wallet_id": machine_b.id},
+    )
+    assert response.status_code == 201, response.text
+    client_id = await _odd_client(env, machine_b.id)
+    response = await env.api(
+        "POST",
+        f"/reconciliations/{rec['id']}/resolve",
+        json={"action": "attribute_to_client", "client_id": client_id},
+    )
+    assert response.status_code == 400, response.text
+    assert "source wallet" in response.json()["detail"]
+    await env.settle()
+    assert await env.balance(machine_b.id) == 0
+    after = (await env.api("GET", f"/reconciliations/{rec['id']}")).json()
+    assert after["status"] == "open"
+    deposits = (
+        await env.api("GET", "/deposits", params={"client_id": client_id})
+    ).json()
+    assert deposits == []
