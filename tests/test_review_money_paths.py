@@ -349,3 +349,117 @@ async def test_orphan_is_never_attributed_to_a_client_naming_a_source_wallet(env
         await env.api("GET", "/deposits", params={"client_id": client_id})
     ).json()
     assert deposits == []
+
+
+async def test_two_machines_at_once_and_a_retry_racing_recovery(env, monkeypatch):
+    """Lead 4 (held). Two settlements arrive at once on two machines with
+    their own source wallets, one client's 100.00 in their currency: it is
+    paid 100.00 once in all, never twice. A commission part that failed is
+    retried twice at once while a recovery pass runs and the recipients are
+    changed meanwhile: it is paid once, to the wallet it was split for."""
+    import asyncio
+
+    from satmachineadmin import transaction_processor
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    cur = fresh_currency()
+    source_a, _commission, payer, [(client, wallet)] = await _setup(
+        env, ["100"], currency=cur
+    )
+    source_b = await env.wallet("machine B source")
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": f"npub1race{cur}", "source_wallet_id": source_b.id},
+    )
+    assert response.status_code == 201, response.text
+    partners = [await env.wallet(f"race partner {i}") for i in range(2)]
+    response = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={
+            "recipients": [
+                {"wallet_id": partners[0].id, "percent": "50"},
+                {"wallet_id": partners[1].id, "percent": "50"},
+            ]
+        },
+    )
+    assert response.status_code == 200, response.text
+    real_pay = transaction_processor.pay_invoice
+    failed: list[str] = []
+
+    async def flaky_pay(**kw):
+        extra = kw.get("extra") or {}
+        if extra.get("kind") == "commission" and len(failed) < 2:
+            from satmachineadmin.machines import get_commission_payout
+
+            part = await get_commission_payout(extra["commission_payout_id"])
+            if part and part.wallet_id == partners[1].id:
+                failed.append(part.id)
+                raise RuntimeError("route temporarily unavailable")
+        return await real_pay(**kw)
+
+    monkeypatch.setattr(transaction_processor, "pay_invoice", flaky_pay)
+    await env.fund(payer.id, 40_000)
+
+    def extra(txid: str) -> dict:
+        return {
+            "source": "bitspire",
+            "principal_sats": 10_000,
+            "fee_sats": 1_000,
+            "exchange_rate": "1000000",
+            "currency": cur,
+            "txid": txid,
+        }
+
+    hashes = await asyncio.gather(
+        env.pay(payer.id, source_a.id, 11_000, extra=extra("race-a")),
+        env.pay(payer.id, source_b.id, 11_000, extra=extra("race-b")),
+    )
+    await env.settle()
+    from satmachineadmin import crud
+
+    details = []
+    for payment_hash in hashes:
+        settlement = await crud.get_settlement_by_hash(payment_hash)
+        assert settlement
+        details.append((await env.api("GET", f"/settlements/{settlement.id}")).json())
+    paid = [p for d in details for p in d["payouts"] if p["client_id"] == client["id"]]
+    assert sum(p["amount_sats"] for p in paid) == 10_000
+    assert sum(Decimal(str(p["amount_fiat"])) for p in paid) == Decimal("100")
+    assert await env.balance(wallet.id) == 10_000
+    assert [await env.balance(w.id) for w in partners] == [1_000, 0]
+    monkeypatch.setattr(transaction_processor, "pay_invoice", real_pay)
+    failing = [
+        p for d in details for p in d["commission_payouts"] if p["status"] == "failed"
+    ]
+    assert len(failing) == 2
+    # Recipients change while the retries and a recovery pass race.
+    newcomer = await env.wallet("newcomer")
+    results = await asyncio.gather(
+        *[
+            env.api("POST", f"/commission-payouts/{p['id']}/retry")
+            for p in failing
+            for _ in range(2)
+        ],
+        run_recovery(),
+        env.api(
+            "PUT",
+            "/commission-recipients",
+            json={"recipients": [{"wallet_id": newcomer.id, "percent": "100"}]},
+        ),
+    )
+    for response in results[:4]:
+        assert response.status_code in (200, 409), response.text
+    await env.settle()
+    assert [await env.balance(w.id) for w in partners] == [1_000, 1_000]
+    assert await env.balance(newcomer.id) == 0
+    for payment_hash, source in zip(hashes, (source_a, source_b), strict=True):
+        settlement = await crud.get_settlement_by_hash(payment_hash)
+        assert settlement
+        detail = (await env.api("GET", f"/settlements/{settlement.id}")).json()
+        assert detail["status"] == "completed", detail["status_detail"]
+        _conserved(detail)
+        assert await env.balance(source.id) == detail["orphan_sats"]
+    await env.api("PUT", "/commission-recipients", json={"recipients": []})
