@@ -28,7 +28,7 @@ Life of a settlement (statuses in models.SettlementStatus):
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -479,6 +479,7 @@ async def transfer(
     stored_bolt11: str | None,
     stored_hash: str | None,
     remember,
+    refused_wallets: Collection[str] = (),
 ) -> TransferResult:
     """Pay `sats` from the source wallet to a wallet on this LNbits, at most once.
 
@@ -529,6 +530,18 @@ async def transfer(
             if not await get_wallet(target_wallet_id):
                 return TransferResult(False, f"wallet {target_wallet_id} not found")
             return TransferResult(False, f"invoice failed: {exc}")
+        if invoice.wallet_id == source_wallet_id or invoice.wallet_id in (
+            refused_wallets
+        ):
+            # The target is LNbits' share of the source wallet (or of another
+            # refused wallet): the invoice was created on that wallet itself,
+            # so paying it would move nothing (or park the sats there).
+            await abandon_invoice(invoice.payment_hash)
+            return TransferResult(
+                False,
+                f"wallet {target_wallet_id} is a share of wallet "
+                f"{invoice.wallet_id}, a source wallet; it cannot receive this",
+            )
         crash_point(f"{kind}_invoice_created")
         if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
             # Ours is never stored, so it must never be payable either.
@@ -664,6 +677,7 @@ async def _pay_fresh_payouts(
     refuses to create) goes through _pay_payout, which records the failure."""
     created: list[tuple[DcaPayment, DcaClient, Payment, str, dict[str, Any]]] = []
     leftovers: list[tuple[DcaPayment, DcaClient]] = []
+    unwanted: list[str] = []
     async with core_db.connect() as conn:
         for payout, client in chunk:
             memo, extra = _payout_memo_and_extra(settlement, payout, client)
@@ -675,8 +689,18 @@ async def _pay_fresh_payouts(
                 await conn.conn.rollback()
                 leftovers.append((payout, client))
                 continue
+            if invoice.wallet_id != client.wallet_id:
+                # A shared wallet (LNbits' share of another wallet): its
+                # invoice is made unpayable below (not on this connection)
+                # and the payout left to transfer(), which refuses a share
+                # of a source wallet.
+                unwanted.append(invoice.payment_hash)
+                leftovers.append((payout, client))
+                continue
             crash_point("payout_invoice_created")
             created.append((payout, client, invoice, memo, extra))
+    for payment_hash in unwanted:
+        await abandon_invoice(payment_hash)
     stored_ids = await set_payout_invoices(
         [(p.id, inv.bolt11, inv.payment_hash) for p, _, inv, _, _ in created]
     )
@@ -752,6 +776,7 @@ async def _pay_payout(
         stored_bolt11=payout.bolt11,
         stored_hash=payout.payment_hash,
         remember=remember,
+        refused_wallets=sources,
     )
     if result.ok:
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)

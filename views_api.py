@@ -240,7 +240,10 @@ async def _refuse_source_wallet(wallet_id: str) -> None:
     source wallet or a machine's): payouts to it would only move the
     operator's sats between the operator's wallets, and the client would never
     be paid."""
-    if wallet_id in await source_wallet_ids(await get_config()):
+    wallet = await get_wallet(wallet_id)
+    # LNbits' share of a wallet receives into that wallet itself.
+    ids = {wallet_id, wallet.source_wallet_id if wallet else wallet_id}
+    if ids & await source_wallet_ids(await get_config()):
         raise HTTPException(
             HTTPStatus.BAD_REQUEST,
             "wallet_id: this is a source wallet (ATM settlements arrive in it); "

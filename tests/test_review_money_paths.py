@@ -463,3 +463,81 @@ async def test_two_machines_at_once_and_a_retry_racing_recovery(env, monkeypatch
         _conserved(detail)
         assert await env.balance(source.id) == detail["orphan_sats"]
     await env.api("PUT", "/commission-recipients", json={"recipients": []})
+
+
+async def _share_of(env, wallet, user_id: str):
+    """A wallet of `user_id` that is LNbits' share of `wallet` (approved,
+    may receive): invoices "to" it are created on `wallet` itself."""
+    from lnbits.core.crud import create_wallet, get_wallet, update_wallet
+    from lnbits.core.models.wallets import (
+        WalletPermission,
+        WalletSharePermission,
+        WalletShareStatus,
+        WalletType,
+    )
+
+    shared = await create_wallet(
+        user_id=user_id,
+        wallet_name="shared source",
+        wallet_type=WalletType.LIGHTNING_SHARED,
+        shared_wallet_id=wallet.id,
+    )
+    owner = await get_wallet(wallet.id)
+    assert owner
+    owner.extra.shared_with.append(
+        WalletSharePermission(
+            username="client",
+            shared_with_wallet_id=shared.id,
+            permissions=[
+                WalletPermission.VIEW_PAYMENTS,
+                WalletPermission.RECEIVE_PAYMENTS,
+            ],
+            status=WalletShareStatus.APPROVED,
+        )
+    )
+    await update_wallet(owner)
+    resolved = await get_wallet(shared.id)
+    assert resolved and resolved.source_wallet_id == wallet.id
+    return shared
+
+
+async def test_a_share_of_the_source_wallet_is_never_a_payout_target(env):
+    """LNbits 1.6 shared wallets: a wallet shared with a user is a wallet of
+    that user whose invoices are created on the shared (owner's) wallet. A
+    client on a share of the source wallet was accepted at registration and
+    its payouts were invoices on the source wallet paid by the source wallet
+    itself: "confirmed", the client debited, not a sat moved."""
+    await _deactivate_all_clients(env)
+    cur = fresh_currency()
+    source, _commission, payer, [(client, own)] = await _setup(
+        env, ["100"], currency=cur
+    )
+    shared = await _share_of(env, source, client["user_id"])
+    # A row other software rewrote to name it: never "paid" to itself.
+    from satmachineadmin.crud import db
+
+    await db.execute(
+        f"UPDATE {S}.dca_clients SET wallet_id = :w WHERE id = :id",
+        {"w": shared.id, "id": client["id"]},
+    )
+    settlement = await _settle(env, source, payer, 20_000, 0, "1000000", cur, "sh")
+    confirmed = [p for p in settlement["payouts"] if p["status"] == "confirmed"]
+    sats_out = 20_000 - await env.balance(source.id)
+    assert sum(p["amount_sats"] for p in confirmed) == sats_out, (confirmed, sats_out)
+    assert await client_extension_balance(client["id"], cur) == Decimal("100.00") - sum(
+        (Decimal(str(p["amount_fiat"])) for p in confirmed), Decimal(0)
+    )
+    assert confirmed == []
+    # Registration refuses it as it refuses the source wallet itself.
+    await db.execute(
+        f"UPDATE {S}.dca_clients SET wallet_id = :w WHERE id = :id",
+        {"w": own.id, "id": client["id"]},
+    )
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": shared.id, "username": "shared"}
+    )
+    assert response.status_code == 400, response.text
+    response = await env.api(
+        "PUT", f"/clients/{client['id']}", json={"wallet_id": shared.id}
+    )
+    assert response.status_code == 400, response.text
