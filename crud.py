@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -481,7 +481,7 @@ async def get_flow_balances(
     currency: str,
     as_of: datetime,
     exclude_settlement_id: str | None = None,
-    source_wallet_id: str | None = None,
+    source_wallets: Collection[str] = (),
     fixed: FixedDay | None = None,
 ) -> list[ClientBalance]:
     """Remaining balances of the active flow-mode clients in `currency`, as of a
@@ -497,6 +497,9 @@ async def get_flow_balances(
     most the operator's maximum) less the fiat of its fixed payouts, paid or
     reserved, whose time falls in the operator's day of the settlement."""
     with_fixed = fixed is not None and fixed.currency == currency
+    source_values = {f"src{i}": w for i, w in enumerate(sorted(source_wallets))}
+    source_values = source_values or {"src0": ""}
+    sources = ", ".join(f":{key}" for key in source_values)
     modes = "('flow', 'fixed')" if with_fixed else "('flow')"
     used_today = (
         f"""
@@ -536,16 +539,18 @@ async def get_flow_balances(
             GROUP BY client_id
         ) p ON p.client_id = c.id{used_today}
         WHERE c.status = 'active' AND c.dca_mode IN {modes}
-          AND c.wallet_id <> :source_wallet
+          AND c.wallet_id NOT IN ({sources})
         ORDER BY c.created_at, c.id
     """
     values = {
         "currency": currency,
         "as_of": as_of,
         "exclude": exclude_settlement_id or "",
-        # A client row naming the source wallet (another program wrote
-        # it) could only be "paid" by the wallet to itself: never.
-        "source_wallet": source_wallet_id or "",
+        # A client row naming a source wallet (another program wrote it) is
+        # never paid: by its own source wallet it could only be "paid" to
+        # itself, and by another machine's the client would be debited for
+        # sats parked in the operator's wallet.
+        **source_values,
     }
     if with_fixed:
         assert fixed is not None

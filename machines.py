@@ -247,6 +247,7 @@ async def recipients_for(
 ) -> list[Recipient]:
     """The recipients of a settlement of this machine: the machine's own set,
     else the global one."""
+    device_id = (device_id or "").strip()
     if device_id:
         rows = await db.fetchall(
             f"SELECT r.* FROM {S}.commission_recipients r "

@@ -202,6 +202,24 @@ _COMMON: dict[str, dict[str, str]] = {
 
 # API errors (views_api*.py, auth.py, validation in models.py).
 _API_ERRORS: dict[str, dict[str, str]] = {
+    "config.source_is_client_wallet": {
+        "en": "source_wallet_id: this is a DCA client's wallet; ATM settlements "
+        "need a wallet of the operator's own.",
+        "es": "source_wallet_id: es la billetera de un cliente DCA; las "
+        "liquidaciones del cajero necesitan una billetera propia del operador.",
+    },
+    "config.source_is_partner_wallet": {
+        "en": "source_wallet_id: this wallet receives commission (a commission "
+        "partner's); choose another source wallet.",
+        "es": "source_wallet_id: esta billetera recibe comisión (es de un socio "
+        "de comisión); elija otra billetera de origen.",
+    },
+    "orphan.client_wallet_is_source": {
+        "en": "client {username}'s wallet is a source wallet (ATM settlements "
+        "arrive in it); give the client a wallet of its own",
+        "es": "la billetera del cliente {username} es una billetera de origen "
+        "(ahí llegan las liquidaciones del cajero); asígnele una billetera propia",
+    },
     # Who may use the API (auth.py, views.py).
     "auth.page_admins_only": {
         "en": "The DCA admin is for the LNbits super user or admins.",
@@ -662,6 +680,20 @@ _API_ERRORS: dict[str, dict[str, str]] = {
 # Why a settlement waits, is flagged or failed; its history (transaction
 # processor, upgrade line, orphan resolution).
 _SETTLEMENTS: dict[str, dict[str, str]] = {
+    "transfer.target_is_share_of_source": {
+        "en": "wallet {wallet} is a share of wallet {source}, a source wallet; "
+        "it cannot receive this",
+        "es": "la billetera {wallet} es una billetera compartida de {source}, "
+        "una billetera de origen; no puede recibir este pago",
+    },
+    "payout.client_wallet_is_source": {
+        "en": "wallet {wallet} of client {client} is a source wallet (ATM "
+        "settlements arrive in it); give the client a wallet of its own and "
+        "retry, or cancel the payout",
+        "es": "la billetera {wallet} del cliente {client} es una billetera de "
+        "origen (ahí llegan las liquidaciones del cajero); asígnele una "
+        "billetera propia y reintente, o cancele el pago",
+    },
     # A settlement's status detail (transaction_processor.py).
     "settlement.no_cash_out_data": {
         "en": "no cash-out data found yet; enter it by hand",

@@ -43,6 +43,7 @@ from .crud import (
     add_audit,
     compare_and_set,
     get_client,
+    get_config,
     get_payment,
     get_reconciliation,
     get_reconciliation_by_payout,
@@ -53,6 +54,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock
+from .machines import source_wallet_ids
 from .messages import Message, MessageError, localized
 from .models import (
     ClientStatus,
@@ -182,6 +184,12 @@ async def _target(
                 "orphan.client_inactive",
                 username=client.username,
                 status=client.status,
+            )
+        if client.wallet_id in await source_wallet_ids(await get_config()):
+            # Its deposit and payout would be recorded while the sats only
+            # move between the operator's wallets (the payout is refused).
+            raise MessageError(
+                "orphan.client_wallet_is_source", username=client.username
             )
         wallet = await get_wallet(client.wallet_id)
         if not wallet or wallet.deleted:

@@ -28,7 +28,7 @@ Life of a settlement (statuses in models.SettlementStatus):
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -105,6 +105,7 @@ from .machines import (
     redirect_commission_payout,
     set_commission_invoice,
     set_commission_status,
+    source_wallet_ids,
     update_commission_summary,
 )
 from .messages import Message, current_language
@@ -323,7 +324,10 @@ def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:
     settlement.discount = float(data.discount) if data.discount is not None else None
     settlement.reported_fee_sats = data.reported_fee_sats
     settlement.lamassu_transaction_id = data.lamassu_transaction_id
-    settlement.device_id = data.device_id or settlement.device_id
+    # Trimmed as machines are stored (machine_seen, POST /machines): a padded
+    # id would name no machine, and its commission would go to the global
+    # partners instead of the machine's own.
+    settlement.device_id = (data.device_id or "").strip() or settlement.device_id
     settlement.atm_txid = data.atm_txid
     settlement.cash_out_time = data.cash_out_time
     stored = {"payment_extra": payment_extra_of(settlement), "cash_out": data.raw}
@@ -348,6 +352,8 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
     split = PrincipalSplit(settlement.principal_sats, settlement.commission_sats)
     # Who shares the commission (#14), read before the transaction opens.
     recipients = await recipients_for(settlement.device_id, config)
+    # No client naming a source wallet takes part (see get_flow_balances).
+    sources = await source_wallet_ids(config) | {settlement.wallet_id}
     moment = settlement.cash_out_time or settlement.paid_at
     schedule = Schedule.of(config)
     fixed = fixed_day(config, moment)
@@ -357,7 +363,7 @@ async def _plan(settlement: Settlement, config: LamassuConfig | None) -> Settlem
             settlement.fiat_code,
             settlement.paid_at,
             settlement.id,
-            source_wallet_id=settlement.wallet_id,
+            source_wallets=sources,
             fixed=fixed,
         )
         plan = distribute(
@@ -499,6 +505,7 @@ async def transfer(
     stored_bolt11: str | None,
     stored_hash: str | None,
     remember,
+    refused_wallets: Collection[str] = (),
 ) -> TransferResult:
     """Pay `sats` from the source wallet to a wallet on this LNbits, at most once.
 
@@ -555,6 +562,20 @@ async def transfer(
                 )
             return TransferResult(
                 False, Message("transfer.invoice_failed", {"error": error_of(exc)})
+            )
+        if invoice.wallet_id == source_wallet_id or invoice.wallet_id in (
+            refused_wallets
+        ):
+            # The target is LNbits' share of the source wallet (or of another
+            # refused wallet): the invoice was created on that wallet itself,
+            # so paying it would move nothing (or park the sats there).
+            await abandon_invoice(invoice.payment_hash)
+            return TransferResult(
+                False,
+                Message(
+                    "transfer.target_is_share_of_source",
+                    {"wallet": target_wallet_id, "source": invoice.wallet_id},
+                ),
             )
         crash_point(f"{kind}_invoice_created")
         if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
@@ -624,6 +645,7 @@ def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
+    sources = await source_wallet_ids(await get_config())
     fresh: list[tuple[DcaPayment, DcaClient]] = []
     for payout in payouts:
         if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
@@ -636,10 +658,11 @@ async def _pay_all(settlement: Settlement) -> Settlement:
             and not payout.bolt11
             and not payout.payment_hash
             and client.wallet_id != settlement.wallet_id
+            and client.wallet_id not in sources
         ):
             fresh.append((payout, client))
         else:  # a stored invoice to check first, or a failure to record
-            await _pay_payout(settlement, payout, client)
+            await _pay_payout(settlement, payout, client, sources)
     for start in range(0, len(fresh), PAYOUT_CHUNK):
         await _pay_fresh_payouts(settlement, fresh[start : start + PAYOUT_CHUNK])
     await _pay_commission(settlement)
@@ -687,6 +710,7 @@ async def _pay_fresh_payouts(
     refuses to create) goes through _pay_payout, which records the failure."""
     created: list[tuple[DcaPayment, DcaClient, Payment, str, dict[str, Any]]] = []
     leftovers: list[tuple[DcaPayment, DcaClient]] = []
+    unwanted: list[str] = []
     async with core_db.connect() as conn:
         for payout, client in chunk:
             memo, extra = _payout_memo_and_extra(settlement, payout, client)
@@ -698,8 +722,18 @@ async def _pay_fresh_payouts(
                 await conn.conn.rollback()
                 leftovers.append((payout, client))
                 continue
+            if invoice.wallet_id != client.wallet_id:
+                # A shared wallet (LNbits' share of another wallet): its
+                # invoice is made unpayable below (not on this connection)
+                # and the payout left to transfer(), which refuses a share
+                # of a source wallet.
+                unwanted.append(invoice.payment_hash)
+                leftovers.append((payout, client))
+                continue
             crash_point("payout_invoice_created")
             created.append((payout, client, invoice, memo, extra))
+    for payment_hash in unwanted:
+        await abandon_invoice(payment_hash)
     stored_ids = await set_payout_invoices(
         [(p.id, inv.bolt11, inv.payment_hash) for p, _, inv, _, _ in created]
     )
@@ -736,7 +770,10 @@ async def _pay_fresh_payouts(
 
 
 async def _pay_payout(
-    settlement: Settlement, payout: DcaPayment, client: DcaClient | None = None
+    settlement: Settlement,
+    payout: DcaPayment,
+    client: DcaClient | None = None,
+    sources: set[str] | None = None,
 ) -> bool:
     client = client or await get_client(payout.client_id)
     if not client:
@@ -747,6 +784,10 @@ async def _pay_payout(
             count_attempt=True,
         )
         return False
+    if sources is None:
+        sources = await source_wallet_ids(await get_config())
+    if client.wallet_id == settlement.wallet_id or client.wallet_id in sources:
+        return await _refuse_source_target(payout, client)
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         return await set_payout_invoice(payout.id, bolt11, payment_hash, replacing)
@@ -771,6 +812,7 @@ async def _pay_payout(
         stored_bolt11=payout.bolt11,
         stored_hash=payout.payment_hash,
         remember=remember,
+        refused_wallets=sources,
     )
     if result.ok:
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
@@ -785,6 +827,27 @@ async def _pay_payout(
     await set_payout_status(
         payout.id, PayoutStatus.failed, result.error or "", count_attempt=True
     )
+    return False
+
+
+async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
+    """A client row naming a source wallet (this settlement's or another
+    machine's; other software wrote it, or it changed after the split) is
+    never paid: the sats would only move between the operator's wallets while
+    the client is debited. The payout fails visibly (its fiat stays reserved)
+    until the client has a wallet of its own (then retry) or the operator
+    cancels it into the orphan. An invoice stored for an earlier wallet is
+    made unpayable first, unless it was paid: then that is the payout."""
+    if await abandon_invoice(payout.payment_hash):
+        await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
+        crash_point("payout_confirmed")
+        return True
+    error = Message(
+        "payout.client_wallet_is_source",
+        {"wallet": client.wallet_id, "client": client.id},
+    )
+    logger.warning(f"satmachineadmin: payout {payout.id}: {error.render('en')}")
+    await set_payout_status(payout.id, PayoutStatus.failed, error, count_attempt=True)
     return False
 
 
@@ -1347,6 +1410,7 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
             payouts = await get_slot_payouts(key)
             settlements: dict[str, Settlement | None] = {}
             clients = {client.id: client for client in await get_clients()}
+            sources = await source_wallet_ids(await get_config())
             for payout in payouts:
                 if not payout.settlement_id:
                     continue
@@ -1357,7 +1421,7 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
                 settlement = settlements[payout.settlement_id]
                 if settlement and payout.status == PayoutStatus.pending.value:
                     client = clients.get(payout.client_id)
-                    if await _pay_payout(settlement, payout, client):
+                    if await _pay_payout(settlement, payout, client, sources):
                         paid += 1
             await finish_delivery_slot(key, len(payouts))
             crash_point("fixed_slot_done")

@@ -67,6 +67,7 @@ from .machines import (
     get_machine_by_device,
     get_machine_figures,
     get_machines,
+    recipient_wallet_ids,
     recipients_for,
     source_wallet_ids,
 )
@@ -250,7 +251,10 @@ async def _refuse_source_wallet(wallet_id: str) -> None:
     source wallet or a machine's): payouts to it would only move the
     operator's sats between the operator's wallets, and the client would never
     be paid."""
-    if wallet_id in await source_wallet_ids(await get_config()):
+    wallet = await get_wallet(wallet_id)
+    # LNbits' share of a wallet receives into that wallet itself.
+    ids = {wallet_id, wallet.source_wallet_id if wallet else wallet_id}
+    if ids & await source_wallet_ids(await get_config()):
         raise _bad_request(text("client.wallet_is_source"))
 
 
@@ -782,11 +786,29 @@ async def api_get_config(_: ReadAccess) -> PublicLamassuConfig | None:
     return config.public() if config else None
 
 
-async def _check_wallets(fields: dict[str, Any]) -> None:
+async def _check_wallets(
+    fields: dict[str, Any], current: LamassuConfig | None = None
+) -> None:
+    """Wallets on this LNbits (not deleted). A new source wallet is neither a
+    DCA client's wallet nor a commission partner's, as for a machine's own
+    (views_api_machines): the sats waiting in a source wallet (orphans,
+    commission kept, scheduled fixed-mode payouts) would be the client's or
+    the partner's to spend. The configured commission wallet may be the
+    source wallet: the commission is then kept there."""
     for key in ("source_wallet_id", "commission_wallet_id"):
         wallet_id = fields.get(key)
-        if wallet_id and not await get_wallet(wallet_id):
+        if not wallet_id:
+            continue
+        wallet = await get_wallet(wallet_id)
+        if not wallet or wallet.deleted:
             raise _bad_request(text("field.wallet_not_found", field=key))
+    source = fields.get("source_wallet_id")
+    if not source or (current and current.source_wallet_id == source):
+        return
+    if await get_client_by_wallet(source):
+        raise _bad_request(text("config.source_is_client_wallet"))
+    if source in await recipient_wallet_ids(None):
+        raise _bad_request(text("config.source_is_partner_wallet"))
 
 
 @satmachineadmin_api_router.post(
@@ -827,7 +849,7 @@ async def api_update_config(
     ]
     if nulls:
         raise _bad_request(text("field.may_not_be_null", fields=", ".join(nulls)))
-    await _check_wallets(fields)
+    await _check_wallets(fields, config)
     merged = config.copy(update=fields)
     _check_schedule(
         merged.fixed_delivery,
@@ -919,7 +941,7 @@ async def api_test_transaction(
         db,
         data.fiat_code,
         now,
-        source_wallet_id=config.source_wallet_id if config else None,
+        source_wallets=await source_wallet_ids(config),
         fixed=fixed_day(config, now),
     )
     try:
