@@ -168,9 +168,14 @@ async def _target(
 ) -> tuple[str | None, str | None]:
     """Where the orphan goes: (wallet, client), checked before anything moves."""
     if action == ResolutionAction.send_to_wallet:
-        if not wallet_id or not await get_wallet(wallet_id):
+        wallet = await get_wallet(wallet_id) if wallet_id else None
+        if not wallet_id or not wallet or wallet.deleted:
+            # A deleted wallet still answers get_wallet: the sats would go
+            # where nobody can spend them.
             raise MessageError("orphan.wallet_required")
-        if wallet_id == settlement.wallet_id:
+        # LNbits' share of a wallet receives into that wallet: a share of the
+        # source wallet would "receive" the orphan where it already is.
+        if settlement.wallet_id in (wallet_id, wallet.source_wallet_id):
             raise MessageError("orphan.already_in_source")
         return wallet_id, None
     if action == ResolutionAction.attribute_to_client:

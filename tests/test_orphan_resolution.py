@@ -296,3 +296,24 @@ async def test_unpaid_attribution_to_a_deleted_wallet_is_abandoned_once(env):
     assert await env.balance(source_id) == drained
     again = await env.api("POST", f"/payouts/{payout_id}/cancel", json=body)
     assert again.status_code == 409
+
+
+async def test_an_orphan_is_never_sent_to_a_deleted_wallet(env):
+    """A deleted wallet still answers LNbits' get_wallet: sending an orphan to
+    it would park the sats where nobody can spend them. 400, nothing moves,
+    the orphan stays open for another decision."""
+    from lnbits.core.crud import delete_wallet
+
+    _, rec = await make_orphan(env)
+    source_id = await _source_wallet_id(env)
+    before = await env.balance(source_id)
+    account, wallet = await env.user_with_wallet("gone")
+    await delete_wallet(user_id=account.id, wallet_id=wallet.id)
+    response = await _resolve(
+        env, rec["id"], {"action": "send_to_wallet", "wallet_id": wallet.id}
+    )
+    assert response.status_code == 400, response.text
+    assert "wallet" in response.json()["detail"]
+    again = (await env.api("GET", f"/reconciliations/{rec['id']}")).json()
+    assert again["status"] == "open" and again["resolution"] is None
+    assert await env.balance(source_id) == before
