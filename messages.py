@@ -707,6 +707,31 @@ _SETTLEMENTS: dict[str, dict[str, str]] = {
         "en": "cash-out data from {source}",
         "es": "datos del retiro de {source}",
     },
+    "settlement.machine_claim_other": {
+        "en": "paid into the source wallet only machine {wallet_machine} uses, "
+        "but the cash-out data names machine {named_machine}; accept it to pay "
+        "the commission to the partners of {wallet_machine}, or enter the "
+        "cash-out data by hand with the device id of the machine it belongs to",
+        "es": "pagada en la billetera de origen que solo usa el cajero "
+        "{wallet_machine}, pero los datos del retiro nombran el cajero "
+        "{named_machine}; acéptela para pagar la comisión a los socios de "
+        "{wallet_machine}, o ingrese a mano los datos del retiro con el id del "
+        "dispositivo del cajero al que pertenece",
+    },
+    "settlement.machine_claim_unknown": {
+        "en": "paid into the source wallet only machine {wallet_machine} uses, "
+        "but the cash-out data names {named_machine}, a device not listed as a "
+        "machine; accept it to pay the commission to the partners of "
+        "{wallet_machine}, or enter the cash-out data by hand with the device "
+        "id of the machine it belongs to",
+        "es": "pagada en la billetera de origen que solo usa el cajero "
+        "{wallet_machine}, pero los datos del retiro nombran {named_machine}, "
+        "un dispositivo que no está en la lista de cajeros; acéptela para "
+        "pagar la comisión a los socios de {wallet_machine}, o ingrese a mano "
+        "los datos del retiro con el id del dispositivo del cajero al que "
+        "pertenece",
+    },
+    "settlement.flag_reasons": {"en": "{reasons}", "es": "{reasons}"},
     "settlement.plan": {
         "en": "{paid} of {clients} clients paid {sats} sats, commission "
         "{commission} sats",

@@ -99,6 +99,7 @@ from .locks import money_lock, processing_lock
 from .machines import (
     commission_payout_rows,
     get_commission_payouts,
+    get_machine_by_device,
     machine_of_source_wallet,
     machine_seen,
     recipients_for,
@@ -114,6 +115,7 @@ from .models import (
     DcaClient,
     DcaPayment,
     LamassuConfig,
+    Machine,
     ManualCashOutData,
     PayoutStatus,
     Reconciliation,
@@ -282,6 +284,7 @@ async def _lookup(settlement: Settlement, config: LamassuConfig) -> Settlement:
     elif result.state == LookupState.found and result.data:
         _apply_cash_out(settlement, result.data)
         await _check_price(settlement, config)
+        await _check_machine(settlement, config)
     elif result.state == LookupState.waiting:
         settlement.status = SettlementStatus.waiting_dispense.value
         settlement.set_detail(result.detail)
@@ -308,6 +311,58 @@ async def _check_price(settlement: Settlement, config: LamassuConfig | None) -> 
         logger.warning(
             f"satmachineadmin: settlement {settlement.id}: {settlement.status_detail}"
         )
+
+
+async def _check_machine(settlement: Settlement, config: LamassuConfig | None) -> None:
+    """The wallet a payment arrived in is a fact; the machine its cash-out data
+    names (bitSpire `machine_npub`, a Lamassu row's device id) is the ATM's
+    claim, and it decides whose commission partners are paid. A payment into
+    a wallet only one machine uses, whose data names another device, is
+    flagged for the operator and stays attributed to the wallet's machine:
+    accepting it credits that machine; entering the data by hand with another
+    device id is the operator's decision (enter_cash_out does not check it).
+
+    A device nobody listed is flagged the same way rather than attributed to
+    the wallet's machine: the data is then wrong or another ATM pays into
+    this machine's wallet, and neither should be settled silently (nothing is
+    lost by waiting; the settlement waits in the source wallet).
+
+    The configured source wallet (shared by the machines without their own)
+    and a wallet several machines share name no machine: the data does."""
+    _, own = await machine_of_source_wallet(settlement.wallet_id, config)
+    if not own:
+        return
+    named = (settlement.device_id or "").strip()
+    settlement.device_id = own  # the wallet's machine, whatever the data says
+    if not named or named == own:
+        return
+    wallet_machine = await get_machine_by_device(own)
+    named_machine = await get_machine_by_device(named)
+    flag = Message(
+        (
+            "settlement.machine_claim_other"
+            if named_machine
+            else "settlement.machine_claim_unknown"
+        ),
+        {
+            "wallet_machine": _machine_label(wallet_machine, own),
+            "named_machine": _machine_label(named_machine, named),
+        },
+    )
+    if settlement.status == SettlementStatus.flagged.value:
+        # Flagged already (its data or its price): the operator sees both.
+        other = stored_message(settlement.status_detail, settlement.status_detail_msg)
+        flag = Message("settlement.flag_reasons", {"reasons": [flag, other or ""]})
+    settlement.status = SettlementStatus.flagged.value
+    settlement.set_detail(flag)
+    logger.warning(
+        f"satmachineadmin: settlement {settlement.id}: {settlement.status_detail}"
+    )
+
+
+def _machine_label(machine: Machine | None, device_id: str) -> str:
+    name = ((machine.name if machine else None) or "").strip()
+    return f"{name} ({device_id})" if name else device_id
 
 
 def _apply_cash_out(settlement: Settlement, data: CashOutData) -> None:

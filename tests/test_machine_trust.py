@@ -30,7 +30,10 @@ async def _two_machines(env, cur: str) -> dict:
     response = await env.api(
         "POST",
         "/config",
-        json={"source_wallet_id": main.id, "commission_wallet_id": partner["global"].id},
+        json={
+            "source_wallet_id": main.id,
+            "commission_wallet_id": partner["global"].id,
+        },
     )
     assert response.status_code == 201, response.text
     machines = {}
@@ -109,9 +112,7 @@ async def test_metadata_naming_another_machine_in_a_machines_own_wallet_is_flagg
     if named == "C":
         assert "Machine C" in text, text
     spanish = (
-        await env.api(
-            "GET", f"/settlements/{detail['id']}", headers={**env.auth, **ES}
-        )
+        await env.api("GET", f"/settlements/{detail['id']}", headers={**env.auth, **ES})
     ).json()["status_detail"]
     assert b_device in spanish and claimed in spanish, spanish
     assert "billetera" in spanish and spanish != text, spanish
@@ -131,9 +132,9 @@ async def test_metadata_naming_another_machine_in_a_machines_own_wallet_is_flagg
     assert detail["status"] == "completed", detail["status_detail"]
     assert detail["device_id"] == b_device
     _conserved(detail)
-    assert [(p["wallet_id"], p["amount_sats"]) for p in detail["commission_payouts"]] == [
-        (setup["partner"]["B"].id, 1_000)
-    ]
+    assert [
+        (p["wallet_id"], p["amount_sats"]) for p in detail["commission_payouts"]
+    ] == [(setup["partner"]["B"].id, 1_000)]
     after = await _balances(env, setup)
     assert {n: after[n] - before[n] for n in after} == {"global": 0, "B": 1_000, "C": 0}
     await _cleanup(env, setup)
@@ -208,4 +209,33 @@ async def test_the_wallets_own_machine_and_the_main_wallet_are_trusted(env):
         _conserved(detail)
     after = await _balances(env, setup)
     assert {n: after[n] - before[n] for n in after} == {"global": 0, "B": 3_000, "C": 0}
+    await _cleanup(env, setup)
+
+
+async def test_a_price_flag_and_a_machine_flag_are_both_shown(env):
+    """A claimed machine flag must not hide a price nobody confirms (accepting
+    skips the price check), nor the price flag hide the machine."""
+    await _deactivate_all_clients(env)
+    cur = fresh_currency()
+    setup = await _two_machines(env, cur)
+    b_device = setup["machines"]["B"]["device_id"]
+    c_device = setup["machines"]["C"]["device_id"]
+    env.market(cur, 2_000_000)  # the ATM's 1,000,000 is half the market
+    payment_hash = await env.pay(
+        setup["payer"].id,
+        setup["b_wallet"].id,
+        10_000,
+        extra=_extra(cur, 9_000, 1_000, "trust-price", c_device),
+        market=False,
+    )
+    await env.settle()
+    detail = await _settlement(env, payment_hash)
+    assert detail["status"] == "flagged", detail["status_detail"]
+    assert detail["device_id"] == b_device
+    text = detail["status_detail"]
+    assert c_device in text and "price" in text, text
+    spanish = (
+        await env.api("GET", f"/settlements/{detail['id']}", headers={**env.auth, **ES})
+    ).json()["status_detail"]
+    assert c_device in spanish and "precio" in spanish, spanish
     await _cleanup(env, setup)
