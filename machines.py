@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from lnbits.core.crud import get_wallet
+from lnbits.core.db import db as core_db
 from lnbits.helpers import urlsafe_short_hash
 
 from .commission_split import (
@@ -29,7 +30,15 @@ from .commission_split import (
     parse_percent,
     split_commission,
 )
-from .crud import S, _execute_rowcount, db, exact_times, transaction, ts
+from .crud import (
+    S,
+    _execute_rowcount,
+    db,
+    exact_times,
+    get_client_by_wallet,
+    transaction,
+    ts,
+)
 from .messages import Message, MessageError
 from .models import (
     SPLIT_STATUSES,
@@ -133,6 +142,29 @@ async def source_wallet_ids(config: LamassuConfig | None) -> set[str]:
     if config and config.source_wallet_id:
         wallets.add(config.source_wallet_id)
     return wallets
+
+
+async def wallet_and_its_shares(wallet_id: str) -> set[str]:
+    """A wallet and LNbits' shares of it (wallets of other users whose
+    invoices are created on it), approved or not yet: an approval later must
+    not turn a wallet this extension accepted into a share of a source."""
+    rows = await core_db.fetchall(
+        "SELECT id FROM wallets WHERE shared_wallet_id = :w", {"w": wallet_id}
+    )
+    return {wallet_id} | {row["id"] for row in rows}
+
+
+async def refuse_shares_of_source(source: str) -> None:
+    """A new source wallet that LNbits shares with a client's or a commission
+    partner's wallet: that wallet's invoices would be created on the source
+    itself, so its payouts would pay the source from the source. Raises
+    MessageError."""
+    shares = await wallet_and_its_shares(source) - {source}
+    for share in sorted(shares):
+        if await get_client_by_wallet(share):
+            raise MessageError("source.shared_with_client", wallet=share)
+    for share in sorted(shares & await recipient_wallet_ids(None)):
+        raise MessageError("source.shared_with_partner", wallet=share)
 
 
 async def machine_of_source_wallet(
@@ -302,6 +334,14 @@ async def validate_recipients(
         if item.wallet_id in sources:
             raise MessageError(
                 "recipients.source_wallet", index=i, wallet_id=item.wallet_id
+            )
+        if wallet.shared_wallet_id and wallet.shared_wallet_id in sources:
+            # LNbits' share of a source wallet: its invoices are the source's.
+            raise MessageError(
+                "recipients.share_of_source",
+                index=i,
+                wallet_id=item.wallet_id,
+                source=wallet.shared_wallet_id,
             )
         label = (item.label or "").strip() or None
         recipients.append(Recipient(None, item.wallet_id, percent, label))

@@ -363,6 +363,25 @@ _API_ERRORS: dict[str, dict[str, str]] = {
     },
     # Machines and commission recipients (views_api_machines.py, machines.py,
     # commission_split.py).
+    "source.shared_with_client": {
+        "en": "source_wallet_id: LNbits shares this wallet with wallet {wallet}, "
+        "a DCA client's; ATM settlements need a wallet of the operator's own.",
+        "es": "source_wallet_id: LNbits comparte esta billetera con la billetera "
+        "{wallet}, de un cliente DCA; las liquidaciones del cajero necesitan una "
+        "billetera propia del operador.",
+    },
+    "source.shared_with_partner": {
+        "en": "source_wallet_id: LNbits shares this wallet with wallet {wallet}, "
+        "which receives commission; choose another source wallet.",
+        "es": "source_wallet_id: LNbits comparte esta billetera con la billetera "
+        "{wallet}, que recibe comisión; elija otra billetera de origen.",
+    },
+    "config.commission_is_share_of_source": {
+        "en": "commission_wallet_id: this wallet is a share of wallet {source}, "
+        "a source wallet; the commission would pay itself.",
+        "es": "commission_wallet_id: esta billetera es una billetera compartida "
+        "de {source}, una billetera de origen; la comisión se pagaría a sí misma.",
+    },
     "machine.source_wallet_is_client": {
         "en": "source_wallet_id: this is a DCA client's wallet.",
         "es": "source_wallet_id: esta es la billetera de un cliente DCA.",
@@ -395,6 +414,13 @@ _API_ERRORS: dict[str, dict[str, str]] = {
     "recipients.wallet_not_found": {
         "en": "recipient {index}: wallet {wallet_id} not found",
         "es": "destinatario {index}: billetera {wallet_id} no encontrada",
+    },
+    "recipients.share_of_source": {
+        "en": "recipient {index}: wallet {wallet_id} is a share of wallet "
+        "{source}, a source wallet; the commission would pay itself",
+        "es": "destinatario {index}: la billetera {wallet_id} es una billetera "
+        "compartida de {source}, una billetera de origen; la comisión se "
+        "pagaría a sí misma",
     },
     "recipients.source_wallet": {
         "en": "recipient {index}: wallet {wallet_id} is a source wallet; the "
@@ -731,7 +757,10 @@ _SETTLEMENTS: dict[str, dict[str, str]] = {
         "los datos del retiro con el id del dispositivo del cajero al que "
         "pertenece",
     },
-    "settlement.flag_reasons": {"en": "{reasons}", "es": "{reasons}"},
+    "settlement.flag_reasons": {
+        "en": "{machine}; also: {other}",
+        "es": "{machine}; además: {other}",
+    },
     "settlement.plan": {
         "en": "{paid} of {clients} clients paid {sats} sats, commission "
         "{commission} sats",

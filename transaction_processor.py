@@ -352,7 +352,7 @@ async def _check_machine(settlement: Settlement, config: LamassuConfig | None) -
     if settlement.status == SettlementStatus.flagged.value:
         # Flagged already (its data or its price): the operator sees both.
         other = stored_message(settlement.status_detail, settlement.status_detail_msg)
-        flag = Message("settlement.flag_reasons", {"reasons": [flag, other or ""]})
+        flag = Message("settlement.flag_reasons", {"machine": flag, "other": other})
     settlement.status = SettlementStatus.flagged.value
     settlement.set_detail(flag)
     logger.warning(

@@ -69,9 +69,10 @@ from .machines import (
     get_machines,
     recipient_wallet_ids,
     recipients_for,
+    refuse_shares_of_source,
     source_wallet_ids,
 )
-from .messages import text
+from .messages import MessageError, text
 from .models import (
     API_ERROR_RESPONSES,
     DEFAULT_CLIENT_LIMIT,
@@ -795,6 +796,7 @@ async def _check_wallets(
     commission kept, scheduled fixed-mode payouts) would be the client's or
     the partner's to spend. The configured commission wallet may be the
     source wallet: the commission is then kept there."""
+    wallets = {}
     for key in ("source_wallet_id", "commission_wallet_id"):
         wallet_id = fields.get(key)
         if not wallet_id:
@@ -802,13 +804,34 @@ async def _check_wallets(
         wallet = await get_wallet(wallet_id)
         if not wallet or wallet.deleted:
             raise _bad_request(text("field.wallet_not_found", field=key))
-    source = fields.get("source_wallet_id")
-    if not source or (current and current.source_wallet_id == source):
+        wallets[key] = wallet
+    source = fields.get("source_wallet_id") or (
+        current.source_wallet_id if current else None
+    )
+    # LNbits' share of a source wallet receives into the source itself: as
+    # the commission wallet the commission would pay itself.
+    commission = wallets.get("commission_wallet_id")
+    if commission and commission.shared_wallet_id:
+        sources = await source_wallet_ids(None) | ({source} if source else set())
+        if commission.shared_wallet_id in sources:
+            raise _bad_request(
+                text(
+                    "config.commission_is_share_of_source",
+                    source=commission.shared_wallet_id,
+                )
+            )
+    if "source_wallet_id" not in wallets or (
+        current and current.source_wallet_id == source
+    ):
         return
     if await get_client_by_wallet(source):
         raise _bad_request(text("config.source_is_client_wallet"))
     if source in await recipient_wallet_ids(None):
         raise _bad_request(text("config.source_is_partner_wallet"))
+    try:
+        await refuse_shares_of_source(source)
+    except MessageError as exc:
+        raise _bad_request(str(exc)) from exc
 
 
 @satmachineadmin_api_router.post(

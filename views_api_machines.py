@@ -24,11 +24,12 @@ from .machines import (
     get_recent_commission_payouts,
     get_recipients,
     recipient_wallet_ids,
+    refuse_shares_of_source,
     replace_recipients,
     update_machine,
     validate_recipients,
 )
-from .messages import text
+from .messages import MessageError, text
 from .models import (
     API_ERROR_RESPONSES,
     AuditEntry,
@@ -68,6 +69,10 @@ async def _check_source_wallet(wallet_id: str | None) -> None:
         raise _bad(text("machine.source_wallet_is_client"))
     if wallet_id in await recipient_wallet_ids(await get_config()):
         raise _bad(text("machine.source_wallet_gets_commission"))
+    try:
+        await refuse_shares_of_source(wallet_id)
+    except MessageError as exc:
+        raise _bad(str(exc)) from exc
 
 
 async def _views(machines: list[Machine]) -> list[MachineView]:

@@ -239,3 +239,100 @@ async def test_a_price_flag_and_a_machine_flag_are_both_shown(env):
     ).json()["status_detail"]
     assert c_device in spanish and "precio" in spanish, spanish
     await _cleanup(env, setup)
+
+
+# ------------------------------------------- LNbits' shares of a source wallet
+
+
+async def test_a_share_of_a_source_wallet_is_refused_on_every_form(env):
+    """LNbits 1.6 shared wallets: a share's invoices are created on the shared
+    wallet itself. The client form refused a share of a source wallet; the
+    commission partners, the configured commission wallet and a new source
+    wallet (config or machine) shared with a client or partner did not: the
+    commission (or payout) would be the source paying itself. Refused up
+    front (400), nothing changes."""
+    from test_review_money_paths import _share_of
+
+    config = (await env.api("GET", "/config")).json()
+    source = await env.wallet("trusted source")
+    operator = await env.wallet("operator commission")
+    response = await env.api(
+        "POST",
+        "/config",
+        json={"source_wallet_id": source.id, "commission_wallet_id": operator.id},
+    )
+    assert response.status_code == 201, response.text
+    account, _ = await env.user_with_wallet("sharee")
+    share = await _share_of(env, source, account.id)
+
+    # A partner (global or a machine's) on a share of the source wallet.
+    response = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={"recipients": [{"wallet_id": share.id, "percent": "100"}]},
+    )
+    assert response.status_code == 400, response.text
+    assert source.id in response.json()["detail"]
+    spanish = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={"recipients": [{"wallet_id": share.id, "percent": "100"}]},
+        headers={**env.auth, **ES},
+    )
+    assert "compartida" in spanish.json()["detail"], spanish.text
+    assert (await env.api("GET", "/commission-recipients")).json()[0]["wallet_id"] == (
+        operator.id
+    )
+    # The configured commission wallet on a share of the source wallet.
+    response = await env.api(
+        "POST",
+        "/config",
+        json={"source_wallet_id": source.id, "commission_wallet_id": share.id},
+    )
+    assert response.status_code == 400, response.text
+    assert (await env.api("GET", "/config")).json()["commission_wallet_id"] == (
+        operator.id
+    )
+
+    # A new source wallet shared with a client's wallet or a partner's.
+    for holder in ("client", "partner"):
+        new_source = await env.wallet(f"new source for {holder}")
+        account, _ = await env.user_with_wallet(f"{holder} sharee")
+        held = await _share_of(env, new_source, account.id)
+        if holder == "client":
+            response = await env.api(
+                "POST", "/clients", json={"wallet_id": held.id, "username": "held"}
+            )
+            assert response.status_code == 201, response.text
+        else:
+            response = await env.api(
+                "PUT",
+                "/commission-recipients",
+                json={"recipients": [{"wallet_id": held.id, "percent": "100"}]},
+            )
+            assert response.status_code == 200, response.text
+        response = await env.api(
+            "POST", "/config", json={"source_wallet_id": new_source.id}
+        )
+        assert response.status_code == 400, response.text
+        assert held.id in response.json()["detail"]
+        assert (await env.api("GET", "/config")).json()["source_wallet_id"] == (
+            source.id
+        )
+        response = await env.api(
+            "POST",
+            "/machines",
+            json={"device_id": f"npub1held{holder}", "source_wallet_id": new_source.id},
+        )
+        assert response.status_code == 400, response.text
+        assert held.id in response.json()["detail"]
+        machines = (await env.api("GET", "/machines")).json()
+        assert f"npub1held{holder}" not in {m["device_id"] for m in machines}
+    await env.api("PUT", "/commission-recipients", json={"recipients": []})
+    if config:
+        restore = {
+            k: config[k]
+            for k in ("source_wallet_id", "commission_wallet_id")
+            if config.get(k)
+        }
+        await env.api("POST", "/config", json=restore)
