@@ -70,8 +70,10 @@ KINDS: dict[str, str] = {
         "lamassu_down",
         "payout_uncovered",
         "payout_failed",
+        "commission_failed",
         "settlement_flagged",
         "settlement_waiting",
+        "orphan_failed",
         "orphan_new",
         "orphan_old",
         "missed_payment",
@@ -87,8 +89,10 @@ KINDS: dict[str, str] = {
 CONDITION_KINDS = (
     "payout_uncovered",
     "payout_failed",
+    "commission_failed",
     "settlement_flagged",
     "settlement_waiting",
+    "orphan_failed",
     "orphan_new",
     "orphan_old",
     "drift_untracked",
@@ -383,6 +387,103 @@ async def _payout_conditions(settings: AlertSettings, out: list[Condition]) -> N
             )
 
 
+async def _commission_conditions(settings: AlertSettings, out: list[Condition]) -> None:
+    """A commission part that failed: a partner is not being paid. Open while
+    the part is `failed` (each pass retries it); cleared when it is paid,
+    redirected to another wallet or kept in the source wallet. Transfers
+    between wallets of this LNbits do not fail by chance (a wallet gone, the
+    source wallet short), so no attempts threshold: the first failure tells."""
+    if not settings.commission_failed:
+        return
+    rows = await db.fetchall(
+        "SELECT p.id, p.amount_sats, p.percent, p.label, p.wallet_id, p.error, "
+        "p.error_msg, p.settlement_id, s.device_id FROM "
+        f"{S}.commission_payouts p LEFT JOIN {S}.settlements s "
+        "ON s.id = p.settlement_id WHERE p.status = 'failed' "
+        "ORDER BY p.created_at, p.id LIMIT :limit",
+        {"limit": ROW_LIMIT},
+    )
+    for row in rows:
+        out.append(
+            Condition(
+                "commission_failed",
+                row["id"],
+                Message(
+                    "alert.commission_failed.message",
+                    {
+                        "sats": f"{int(row['amount_sats']):,}",
+                        "percent": row["percent"],
+                        "partner": code(row["label"] or row["wallet_id"]),
+                        "wallet": code(row["wallet_id"]),
+                        "settlement": code(row["settlement_id"]),
+                        "device": code(row["device_id"]),
+                        "error": _stored_error(row),
+                    },
+                ),
+            )
+        )
+
+
+# What an orphan's `error` says when the operator reopened it on purpose (gave
+# up on an attribution): no failure to tell about.
+_ORPHAN_NOT_FAILED = ("orphan.attribution_abandoned",)
+
+
+async def _orphan_failed_conditions(
+    settings: AlertSettings, out: list[Condition]
+) -> None:
+    """An orphan whose resolution failed: a send to a wallet that failed (the
+    orphan is open again, with the error) or an attribution whose payment to
+    the client fails (resolving, with the error; retried each pass). Cleared
+    when the orphan is resolved or claimed again (a claim clears the error),
+    or reopened by giving up on the attribution."""
+    if not settings.orphan_failed:
+        return
+    rows = await db.fetchall(
+        "SELECT r.id, r.status, r.orphan_sats, r.orphan_fiat, r.fiat_code, "
+        "r.settlement_id, r.error, r.error_msg, s.device_id FROM "
+        f"{S}.reconciliations r LEFT JOIN {S}.settlements s "
+        "ON s.id = r.settlement_id WHERE r.status IN ('open', 'resolving') "
+        "AND r.error IS NOT NULL ORDER BY r.created_at, r.id LIMIT :limit",
+        {"limit": ROW_LIMIT},
+    )
+    for row in rows:
+        stored = Message.from_json(row["error_msg"])
+        if stored and stored.code in _ORPHAN_NOT_FAILED:
+            continue
+        if not stored and row["status"] == "open":
+            # Written before messages (m017): only a failed send reads so.
+            if not str(row["error"]).startswith("transfer failed"):
+                continue
+        what = Message(
+            "alert.orphan.what",
+            {
+                "sats": f"{int(row['orphan_sats']):,}",
+                "fiat": money(row["orphan_fiat"]),
+                "currency": row["fiat_code"],
+                "settlement": code(row["settlement_id"]),
+                "device": code(row["device_id"]),
+            },
+        )
+        step = "send" if row["status"] == "open" else "attribution"
+        out.append(
+            Condition(
+                "orphan_failed",
+                row["id"],
+                Message(
+                    f"alert.orphan_failed.{step}",
+                    {"what": what, "error": _stored_error(row)},
+                ),
+            )
+        )
+
+
+def _stored_error(row: Any) -> Message | str:
+    """A row's stored error: its message when it has one (rendered in the
+    alert's language), else the English stored before messages."""
+    return Message.from_json(row["error_msg"]) or code((row["error"] or "")[:300])
+
+
 def _lamassu_condition(
     settings: AlertSettings,
     config: LamassuConfig | None,
@@ -529,6 +630,8 @@ async def current_conditions(
     await _orphan_conditions(settings, now, out)
     await _settlement_conditions(settings, now, out)
     await _payout_conditions(settings, out)
+    await _commission_conditions(settings, out)
+    await _orphan_failed_conditions(settings, out)
     _lamassu_condition(settings, config, now, out, managed)
     try:
         await _drift_conditions(settings, now, out)

@@ -1204,6 +1204,14 @@ _ALERTS: dict[str, dict[str, str]] = {
         "en": "Payout failed after its retries",
         "es": "Pago fallido después de sus reintentos",
     },
+    "alert.title.commission_failed": {
+        "en": "Commission part failed",
+        "es": "Parte de comisión fallida",
+    },
+    "alert.title.orphan_failed": {
+        "en": "Orphan resolution failed",
+        "es": "Resolución de huérfano fallida",
+    },
     "alert.title.settlement_flagged": {
         "en": "Settlement flagged for review",
         "es": "Liquidación marcada para revisión",
@@ -1291,6 +1299,31 @@ _ALERTS: dict[str, dict[str, str]] = {
     "alert.payout_failed.message": {
         "en": "{what} failed {attempts} times: {error}.",
         "es": "{what} falló {attempts} veces: {error}.",
+    },
+    "alert.commission_failed.message": {
+        "en": "Commission part of {sats} sats ({percent} %) to partner {partner} "
+        "(wallet {wallet}), settlement {settlement}, device {device}, failed: "
+        "the partner is not being paid. It is retried every pass; fix the "
+        "wallet or change the commission partners. Error: {error}",
+        "es": "La parte de comisión de {sats} sats ({percent} %) para el socio "
+        "{partner} (billetera {wallet}), liquidación {settlement}, dispositivo "
+        "{device}, falló: el socio no está recibiendo su pago. Se reintenta en "
+        "cada pasada; corrija la billetera o cambie los socios de comisión. "
+        "Error: {error}",
+    },
+    "alert.orphan_failed.send": {
+        "en": "{what}: sending it to the chosen wallet failed. The orphan is "
+        "open again; resolve it in Reconciliation. Error: {error}",
+        "es": "{what}: el envío a la billetera elegida falló. El huérfano está "
+        "abierto de nuevo; resuélvalo en Conciliación. Error: {error}",
+    },
+    "alert.orphan_failed.attribution": {
+        "en": "{what}: the payment to the client it was attributed to fails. "
+        "It is retried every pass; fix it or give up on the attribution (cancel "
+        "its payout). Error: {error}",
+        "es": "{what}: el pago al cliente al que se atribuyó falla. Se reintenta "
+        "en cada pasada; corríjalo o abandone la atribución (cancele su pago). "
+        "Error: {error}",
     },
     "alert.lamassu_down.message": {
         "en": "The Lamassu database ({where}) has been unreachable for {age}: "

@@ -893,6 +893,8 @@ class AlertSettings(BaseModel):
     payout_failed: bool = True
     payout_failed_attempts: int = Field(3, ge=1, le=1000)
     payout_uncovered: bool = True
+    commission_failed: bool = True
+    orphan_failed: bool = True
     lamassu_down: bool = True
     lamassu_down_minutes: int = Field(15, ge=1, le=60 * 24 * 7)
     missed_payment: bool = True
@@ -923,6 +925,8 @@ class UpdateAlertSettings(BaseModel):
     payout_failed: bool | None = None
     payout_failed_attempts: int | None = Field(None, ge=1, le=1000)
     payout_uncovered: bool | None = None
+    commission_failed: bool | None = None
+    orphan_failed: bool | None = None
     lamassu_down: bool | None = None
     lamassu_down_minutes: int | None = Field(None, ge=1, le=60 * 24 * 7)
     missed_payment: bool | None = None

@@ -105,6 +105,8 @@ const ALERT_ITEMS = [
   },
   { key: 'payout_failed', threshold: 'payout_failed_attempts', unit: 'attempts' },
   { key: 'payout_uncovered' },
+  { key: 'commission_failed' },
+  { key: 'orphan_failed' },
   { key: 'lamassu_down', threshold: 'lamassu_down_minutes', unit: 'minutes' },
   { key: 'missed_payment' },
   { key: 'drift_untracked', threshold: 'drift_untracked_threshold', unit: 'fiat' },

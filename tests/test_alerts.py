@@ -18,6 +18,9 @@ from test_settlement_flow import _deactivate_all_clients
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CLIENT_MAIL = "dca-client@example.com"
+# What this extension mails the operator (LNbits mails its own notices too,
+# e.g. when a wallet's balance moves a lot).
+OURS = "DCA Admin: "
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -517,3 +520,179 @@ async def test_alerts_in_the_operators_language(env, mailbox):
     for event in events:
         response = await env.api("POST", f"/alerts/{event.id}/acknowledge")
         assert response.status_code == 200
+
+
+async def test_failed_commission_part_alerted_once_cleared_when_redirected(
+    env, mailbox
+):
+    """A partner's wallet is deleted while it is still the configured
+    recipient: its commission part fails (and stays failed, retried every
+    pass). One alert, one mail; more checks and passes add none; once the
+    operator names another partner the part is redirected and paid, and the
+    alert clears, silently."""
+    from lnbits.core.crud import delete_wallet
+    from satmachineadmin import crud
+    from satmachineadmin.alerts import check_alerts
+    from satmachineadmin.machines import get_commission_payouts
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    await _alert_settings(
+        env, digest_after=10, orphan_new=False, drift_orphan_week=False
+    )
+    currency = fresh_currency()
+    source = await env.wallet("alerts source")
+    payer = await env.wallet("alerts payer")
+    account, partner = await env.user_with_wallet("alerts leaving partner")
+    response = await env.api(
+        "POST",
+        "/config",
+        json={"source_wallet_id": source.id, "commission_wallet_id": partner.id},
+    )
+    assert response.status_code == 201, response.text
+    await delete_wallet(user_id=account.id, wallet_id=partner.id)
+    await env.fund(payer.id, 50_000)
+    payment_hash = await env.pay(
+        payer.id, source.id, 10_000, extra=_bitspire(9_000, 1_000, currency)
+    )
+    settlement = await _settled_as(env, payment_hash, "payout_failed")
+    (part,) = await get_commission_payouts(settlement.id)
+    assert part.status == "failed" and part.wallet_id == partner.id
+
+    mails = await mailbox.wait_for(OPERATOR, 1, match=OURS)
+    assert len(mails) == 1, [m.body for m in mails]
+    (mail,) = _titled(mails, "Commission part failed")
+    assert "1,000 sats (100 %)" in mail.body
+    assert partner.id in mail.body and settlement.id in mail.body
+    assert "npub1alerts" in mail.body
+
+    # Checked again, and retried by a recovery pass (fails again): no more.
+    await check_alerts()
+    await run_recovery()
+    await check_alerts()
+    (part,) = await get_commission_payouts(settlement.id)
+    assert part.status == "failed"
+    opened = [
+        a
+        for a in await crud.get_open_alerts(["commission_failed"])
+        if a.subject == part.id
+    ]
+    assert len(opened) == 1 and opened[0].sent_at
+    assert len(await mailbox.wait_for(OPERATOR, 2, timeout=0, match=OURS)) == 1
+
+    # Another partner: the next pass redirects the part and pays it.
+    other = await env.wallet("alerts new partner")
+    response = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={"recipients": [{"wallet_id": other.id, "percent": "100"}]},
+    )
+    assert response.status_code == 200, response.text
+    try:
+        await run_recovery()
+        await check_alerts()
+        (part,) = await get_commission_payouts(settlement.id)
+        assert part.status == "confirmed" and part.wallet_id == other.id
+        assert await env.balance(other.id) == 1_000
+        cleared = await crud.get_alert(opened[0].id)
+        assert cleared and cleared.cleared_at
+        assert not [
+            a
+            for a in await crud.get_open_alerts(["commission_failed"])
+            if a.subject == part.id
+        ]
+        assert len(await mailbox.wait_for(OPERATOR, 2, timeout=0, match=OURS)) == 1
+    finally:
+        response = await env.api(
+            "PUT", "/commission-recipients", json={"recipients": []}
+        )
+        assert response.status_code == 200, response.text
+
+
+async def test_failed_orphan_send_and_attribution_alerted_once_then_cleared(
+    env, mailbox
+):
+    """An orphan sent to a wallet while the source wallet is empty: the send
+    fails and the orphan is open again with the error. One alert, one mail;
+    a second check adds none; sent again (funded) and resolved, it clears.
+    The same for an attribution whose payment to the client fails (the orphan
+    stays resolving): cleared once a pass pays it."""
+    from satmachineadmin import crud
+    from satmachineadmin.alerts import check_alerts
+    from satmachineadmin.orphan_resolution import resume_resolutions
+
+    await _deactivate_all_clients(env)
+    await _alert_settings(
+        env,
+        digest_after=10,
+        orphan_new=False,
+        drift_orphan_week=False,
+        payout_uncovered=False,
+    )
+    with silent_alerts():
+        detail, rec = await make_orphan(env)
+        await env.settle()
+        await check_alerts()
+    source_id = detail["wallet_id"]
+    target = await env.wallet("alerts orphan target")
+    sink = await env.wallet("alerts sink")
+    drained = await env.balance(source_id)
+    await env.pay(source_id, sink.id, drained, memo="drain")
+
+    async def resolve(body: dict):
+        return await env.api("POST", f"/reconciliations/{rec['id']}/resolve", json=body)
+
+    async def open_for_orphan() -> list:
+        return [
+            a
+            for a in await crud.get_open_alerts(["orphan_failed"])
+            if a.subject == rec["id"]
+        ]
+
+    response = await resolve({"action": "send_to_wallet", "wallet_id": target.id})
+    assert response.status_code == 409, response.text
+    await check_alerts()
+    mails = await mailbox.wait_for(OPERATOR, 1, match=OURS)
+    assert len(mails) == 1, [m.body for m in mails]
+    (mail,) = _titled(mails, "Orphan resolution failed")
+    assert detail["id"] in mail.body and "sending it to the chosen wallet failed." in (
+        mail.body
+    )
+    await check_alerts()
+    (first,) = await open_for_orphan()
+    assert len(await mailbox.wait_for(OPERATOR, 2, timeout=0, match=OURS)) == 1
+
+    # Funded again and sent: resolved, the alert clears (no mail for that).
+    await env.pay(sink.id, source_id, drained, memo="refund")
+    response = await resolve({"action": "send_to_wallet", "wallet_id": target.id})
+    assert response.status_code == 200, response.text
+    await check_alerts()
+    assert not await open_for_orphan()
+    cleared = await crud.get_alert(first.id)
+    assert cleared and cleared.cleared_at
+    assert len(await mailbox.wait_for(OPERATOR, 2, timeout=0, match=OURS)) == 1
+
+    # An attribution whose payment fails: alerted once, cleared when paid.
+    detail, rec = await make_orphan(env)
+    source_id = detail["wallet_id"]
+    client = await register_client(env)
+    drained = await env.balance(source_id)
+    await env.pay(source_id, sink.id, drained, memo="drain")
+    response = await resolve(
+        {"action": "attribute_to_client", "client_id": client["id"]}
+    )
+    assert response.status_code == 409, response.text
+    await check_alerts()
+    mails = await mailbox.wait_for(OPERATOR, 2, match="Orphan resolution failed")
+    assert len(mails) == 2, [m.body for m in mails]
+    assert detail["id"] in mails[1].body
+    assert "the payment to the client it was attributed to fails." in mails[1].body
+    await resume_resolutions()  # fails again: still one alert
+    await check_alerts()
+    assert len(await open_for_orphan()) == 1
+    await env.pay(sink.id, source_id, drained, memo="refund")
+    await resume_resolutions()
+    assert (await crud.get_reconciliation(rec["id"])).status == "resolved"
+    await check_alerts()
+    assert not await open_for_orphan()
+    assert len(await mailbox.wait_for(OPERATOR, 3, timeout=0, match=OURS)) == 2

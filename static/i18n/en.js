@@ -415,6 +415,8 @@ window.i18n.global.mergeLocaleMessage('en', {
         settlement_waiting: 'Settlement waiting for cash-out data or dispense after',
         payout_failed: 'Payout failed after',
         payout_uncovered: 'Payout the source wallet cannot cover',
+        commission_failed: 'Commission part failed (a partner is not paid)',
+        orphan_failed: 'Orphan resolution failed (send or attribution)',
         lamassu_down: 'Lamassu database or SSH tunnel unreachable for',
         missed_payment: 'Payment found by the recovery scan',
         drift_untracked: 'Untracked cash in the machines above',

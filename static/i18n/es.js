@@ -423,6 +423,8 @@ window.i18n.global.mergeLocaleMessage('es', {
           'Liquidación esperando datos de retiro o dispensado después de',
         payout_failed: 'Pago fallido después de',
         payout_uncovered: 'Pago que la billetera de origen no puede cubrir',
+        commission_failed: 'Parte de comisión fallida (un socio no recibe su pago)',
+        orphan_failed: 'Resolución de huérfano fallida (envío o atribución)',
         lamassu_down: 'Base de datos de Lamassu o túnel SSH inaccesible durante',
         missed_payment: 'Pago encontrado por el escaneo de recuperación',
         drift_untracked: 'Efectivo no registrado en las máquinas mayor que',
