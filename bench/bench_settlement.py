@@ -203,18 +203,7 @@ async def _quiet(timeout: float = 3600) -> None:
     so no column is charged for the notifications another left behind (a
     listener's queue is first in, first out: 1000 notifications of the floor
     still queued would be handled before the product's settlement)."""
-    from lnbits.task_manager import task_manager
-    from satmachineadmin import tasks
-    from satmachineadmin.transaction_processor import processing_lock
-
-    def busy() -> bool:
-        queues = [task_manager.invoice_queue, task_manager.internal_invoice_queue]
-        queues += [t.invoice_queue for t in task_manager.tasks if t.invoice_queue]
-        return (
-            any(q.qsize() for q in queues)
-            or tasks.in_flight["payments"] > 0
-            or processing_lock.locked()
-        )
+    from lnbits_sandbox import payments_in_flight as busy
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

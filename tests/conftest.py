@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lnbits_sandbox import (  # noqa: E402
     IN_PROCESS_SETTINGS,
     offline_settings,
+    payments_in_flight,
     prepare_run_dir,
 )
 
@@ -179,27 +180,14 @@ class Env:
         money lock free, twice in a row. Returns as soon as that holds, so a
         generous timeout costs nothing on a fast machine and keeps a loaded
         one (CI) from reading state the listener has not reached yet."""
-        from lnbits.task_manager import task_manager
-        from satmachineadmin import tasks
-        from satmachineadmin.transaction_processor import processing_lock
-
-        def busy() -> bool:
-            queues = [task_manager.invoice_queue, task_manager.internal_invoice_queue]
-            queues += [t.invoice_queue for t in task_manager.tasks if t.invoice_queue]
-            return (
-                any(q.qsize() for q in queues)
-                or tasks.in_flight["payments"] > 0
-                or processing_lock.locked()
-            )
-
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await asyncio.sleep(0.05)
         while loop.time() < deadline:
             await asyncio.sleep(0.1)
-            if not busy():
+            if not payments_in_flight():
                 await asyncio.sleep(0.1)
-                if not busy():
+                if not payments_in_flight():
                     return
 
 

@@ -62,3 +62,22 @@ def _lnbits_package() -> Path:
     spec = importlib.util.find_spec("lnbits")
     assert spec and spec.origin, "LNbits is not installed"
     return Path(spec.origin).resolve().parent
+
+
+def payments_in_flight() -> bool:
+    """True while a payment is not yet handled everywhere: LNbits' invoice
+    queues or any listener's queue (this extension's, other extensions',
+    a bench's) not empty, this extension's listener holding a payment, or the
+    money lock taken. Callers poll it until it is False twice in a row (an
+    item just taken off a queue shows in none of them for a moment)."""
+    from lnbits.task_manager import task_manager
+    from satmachineadmin import tasks
+    from satmachineadmin.transaction_processor import processing_lock
+
+    queues = [task_manager.invoice_queue, task_manager.internal_invoice_queue]
+    queues += [t.invoice_queue for t in task_manager.tasks if t.invoice_queue]
+    return (
+        any(q.qsize() for q in queues)
+        or tasks.in_flight["payments"] > 0
+        or processing_lock.locked()
+    )
