@@ -22,6 +22,7 @@ from typing import Any
 
 from lnbits.core.crud import get_wallet
 from lnbits.core.db import db as core_db
+from lnbits.core.models import Wallet
 from lnbits.helpers import urlsafe_short_hash
 
 from .commission_split import (
@@ -142,6 +143,17 @@ async def source_wallet_ids(config: LamassuConfig | None) -> set[str]:
     if config and config.source_wallet_id:
         wallets.add(config.source_wallet_id)
     return wallets
+
+
+def receiving_wallet_id(wallet: Wallet) -> str:
+    """The wallet a wallet's invoices are created on: itself or, for LNbits'
+    share of another wallet, that other wallet. A share counts whether it is
+    approved yet or not (LNbits' own `Wallet.source_wallet_id` counts approved
+    shares only): an approval later must not turn a wallet this extension
+    accepted into a share of a source wallet. The one spelling of it for every
+    check here (client wallets, commission partners, the commission wallet,
+    where an orphan is sent)."""
+    return wallet.shared_wallet_id or wallet.id
 
 
 async def wallet_and_its_shares(wallet_id: str) -> set[str]:
@@ -335,13 +347,14 @@ async def validate_recipients(
             raise MessageError(
                 "recipients.source_wallet", index=i, wallet_id=item.wallet_id
             )
-        if wallet.shared_wallet_id and wallet.shared_wallet_id in sources:
+        receives_into = receiving_wallet_id(wallet)
+        if receives_into != item.wallet_id and receives_into in sources:
             # LNbits' share of a source wallet: its invoices are the source's.
             raise MessageError(
                 "recipients.share_of_source",
                 index=i,
                 wallet_id=item.wallet_id,
-                source=wallet.shared_wallet_id,
+                source=receives_into,
             )
         label = (item.label or "").strip() or None
         recipients.append(Recipient(None, item.wallet_id, percent, label))

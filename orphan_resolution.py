@@ -54,7 +54,7 @@ from .crud import (
 )
 from .faults import crash_point
 from .locks import money_lock
-from .machines import source_wallet_ids
+from .machines import receiving_wallet_id, source_wallet_ids
 from .messages import Message, MessageError, localized
 from .models import (
     ClientStatus,
@@ -175,7 +175,7 @@ async def _target(
             raise MessageError("orphan.wallet_required")
         # LNbits' share of a wallet receives into that wallet: a share of the
         # source wallet would "receive" the orphan where it already is.
-        if settlement.wallet_id in (wallet_id, wallet.source_wallet_id):
+        if settlement.wallet_id in (wallet_id, receiving_wallet_id(wallet)):
             raise MessageError("orphan.already_in_source")
         return wallet_id, None
     if action == ResolutionAction.attribute_to_client:

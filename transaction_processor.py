@@ -697,6 +697,15 @@ def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
     return f"DCA: {sats:,} sats for {fiat:,.2f} {code}{basis}"
 
 
+def _is_source_target(
+    client: DcaClient, settlement: Settlement, sources: set[str]
+) -> bool:
+    """A client row (possibly written by other software) naming a wallet ATM
+    settlements arrive in: paying it would only move the operator's sats
+    between the operator's wallets. Such a payout is refused, never paid."""
+    return client.wallet_id == settlement.wallet_id or client.wallet_id in sources
+
+
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
@@ -712,14 +721,15 @@ async def _pay_all(settlement: Settlement) -> Settlement:
             client
             and not payout.bolt11
             and not payout.payment_hash
-            and client.wallet_id != settlement.wallet_id
-            and client.wallet_id not in sources
+            and not _is_source_target(client, settlement, sources)
         ):
             fresh.append((payout, client))
         else:  # a stored invoice to check first, or a failure to record
             await _pay_payout(settlement, payout, client, sources)
     for start in range(0, len(fresh), PAYOUT_CHUNK):
-        await _pay_fresh_payouts(settlement, fresh[start : start + PAYOUT_CHUNK])
+        await _pay_fresh_payouts(
+            settlement, fresh[start : start + PAYOUT_CHUNK], sources
+        )
     await _pay_commission(settlement)
     return await _finish(settlement.id)
 
@@ -745,7 +755,9 @@ def _payout_memo_and_extra(
 
 
 async def _pay_fresh_payouts(
-    settlement: Settlement, chunk: list[tuple[DcaPayment, DcaClient]]
+    settlement: Settlement,
+    chunk: list[tuple[DcaPayment, DcaClient]],
+    sources: set[str],
 ) -> None:
     """Payouts that have no invoice yet, a chunk at a time, in the same steps
     as transfer() and with the same crash points, but batched where batching
@@ -821,7 +833,7 @@ async def _pay_fresh_payouts(
         if status == PayoutStatus.confirmed:
             crash_point("payout_confirmed")
     for payout, client in leftovers:
-        await _pay_payout(settlement, payout, client)
+        await _pay_payout(settlement, payout, client, sources)
 
 
 async def _pay_payout(
@@ -841,7 +853,7 @@ async def _pay_payout(
         return False
     if sources is None:
         sources = await source_wallet_ids(await get_config())
-    if client.wallet_id == settlement.wallet_id or client.wallet_id in sources:
+    if _is_source_target(client, settlement, sources):
         return await _refuse_source_target(payout, client)
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:

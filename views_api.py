@@ -67,6 +67,7 @@ from .machines import (
     get_machine_by_device,
     get_machine_figures,
     get_machines,
+    receiving_wallet_id,
     recipient_wallet_ids,
     recipients_for,
     refuse_shares_of_source,
@@ -254,7 +255,7 @@ async def _refuse_source_wallet(wallet_id: str) -> None:
     be paid."""
     wallet = await get_wallet(wallet_id)
     # LNbits' share of a wallet receives into that wallet itself.
-    ids = {wallet_id, wallet.source_wallet_id if wallet else wallet_id}
+    ids = {wallet_id, receiving_wallet_id(wallet) if wallet else wallet_id}
     if ids & await source_wallet_ids(await get_config()):
         raise _bad_request(text("client.wallet_is_source"))
 
@@ -811,13 +812,13 @@ async def _check_wallets(
     # LNbits' share of a source wallet receives into the source itself: as
     # the commission wallet the commission would pay itself.
     commission = wallets.get("commission_wallet_id")
-    if commission and commission.shared_wallet_id:
+    if commission and receiving_wallet_id(commission) != commission.id:
         sources = await source_wallet_ids(None) | ({source} if source else set())
-        if commission.shared_wallet_id in sources:
+        if receiving_wallet_id(commission) in sources:
             raise _bad_request(
                 text(
                     "config.commission_is_share_of_source",
-                    source=commission.shared_wallet_id,
+                    source=receiving_wallet_id(commission),
                 )
             )
     if "source_wallet_id" not in wallets or (

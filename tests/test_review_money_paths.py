@@ -465,9 +465,10 @@ async def test_two_machines_at_once_and_a_retry_racing_recovery(env, monkeypatch
     await env.api("PUT", "/commission-recipients", json={"recipients": []})
 
 
-async def _share_of(env, wallet, user_id: str):
+async def _share_of(env, wallet, user_id: str, approved: bool = True):
     """A wallet of `user_id` that is LNbits' share of `wallet` (approved,
-    may receive): invoices "to" it are created on `wallet` itself."""
+    may receive): invoices "to" it are created on `wallet` itself. Not
+    approved: the share exists, the owner has not accepted it yet."""
     from lnbits.core.crud import create_wallet, get_wallet, update_wallet
     from lnbits.core.models.wallets import (
         WalletPermission,
@@ -482,6 +483,10 @@ async def _share_of(env, wallet, user_id: str):
         wallet_type=WalletType.LIGHTNING_SHARED,
         shared_wallet_id=wallet.id,
     )
+    if not approved:
+        pending = await get_wallet(shared.id)
+        assert pending and pending.source_wallet_id == shared.id
+        return shared
     owner = await get_wallet(wallet.id)
     assert owner
     owner.extra.shared_with.append(
@@ -541,3 +546,54 @@ async def test_a_share_of_the_source_wallet_is_never_a_payout_target(env):
         "PUT", f"/clients/{client['id']}", json={"wallet_id": shared.id}
     )
     assert response.status_code == 400, response.text
+
+
+async def test_a_share_of_a_source_wallet_not_yet_approved_is_refused_everywhere(env):
+    """LNbits' `Wallet.source_wallet_id` names the shared wallet only once the
+    owner approved the share; approving it later would turn a wallet accepted
+    here into one that receives into the source wallet. Every check spells
+    "the wallet it receives into" the same way (machines.receiving_wallet_id),
+    counting a share whether approved or not: as a client's wallet, the
+    commission wallet, a commission partner and an orphan's destination it is
+    refused (400) and nothing changes."""
+    from api_helpers import make_orphan
+
+    await _deactivate_all_clients(env)
+    _detail, rec = await make_orphan(env, 10_000)
+    config = (await env.api("GET", "/config")).json()
+    source_id = config["source_wallet_id"]
+    from lnbits.core.crud import get_wallet
+
+    source = await get_wallet(source_id)
+    assert source
+    client_user, _own = await env.user_with_wallet("pending share client")
+    shared = await _share_of(env, source, client_user.id, approved=False)
+
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": shared.id, "username": "pending"}
+    )
+    assert response.status_code == 400, response.text
+    response = await env.api(
+        "POST",
+        "/config",
+        json={"source_wallet_id": source_id, "commission_wallet_id": shared.id},
+    )
+    assert response.status_code == 400, response.text
+    response = await env.api(
+        "PUT",
+        "/commission-recipients",
+        json={"recipients": [{"wallet_id": shared.id, "percent": "100"}]},
+    )
+    assert response.status_code == 400, response.text
+    response = await env.api(
+        "POST",
+        f"/reconciliations/{rec['id']}/resolve",
+        json={"action": "send_to_wallet", "wallet_id": shared.id},
+    )
+    assert response.status_code == 400, response.text
+    await env.settle()
+    after = (await env.api("GET", f"/reconciliations/{rec['id']}")).json()
+    assert after["status"] == "open"
+    assert (await env.api("GET", "/config")).json() == config
+    recipients = (await env.api("GET", "/commission-recipients")).json()
+    assert all(r["wallet_id"] != shared.id for r in recipients)
