@@ -47,6 +47,21 @@ function t(key, values) {
   return window.i18n.global.t('satmachineadmin.' + key, values || {})
 }
 
+// A table column whose header follows the chosen language (the label is a
+// getter: read again each time Quasar draws the header). Field = name and
+// left-aligned unless `options` says otherwise.
+function column(name, labelKey, options) {
+  return {
+    name,
+    get label() {
+      return t(labelKey)
+    },
+    field: name,
+    align: 'left',
+    ...(options || {})
+  }
+}
+
 // A text with a singular and a plural form ('one | many'), chosen by count;
 // `values.count` may be the count already formatted for display.
 function tn(key, count, values) {
@@ -161,107 +176,49 @@ window.PageSatmachineadmin = {
           descending: true
         },
         columns: [
-          {
-            name: 'opened_at',
-            get label() {
-              return t('alerts.col_opened')
-            },
-            field: 'opened_at',
+          column('opened_at', 'alerts.col_opened', {
             sortable: true,
-            align: 'left',
             format: val => this.date(val)
-          },
-          {
-            name: 'message',
-            get label() {
-              return t('alerts.col_alert')
-            },
-            field: 'message',
-            align: 'left'
-          },
-          {
-            name: 'audience',
-            get label() {
-              return t('alerts.col_to')
-            },
-            field: 'audience',
-            align: 'left',
+          }),
+          column('message', 'alerts.col_alert'),
+          column('audience', 'alerts.col_to', {
             format: val =>
               val === 'client' ? t('alerts.to_client') : t('alerts.to_operator')
-          },
-          {
-            name: 'sent_at',
-            get label() {
-              return t('alerts.col_sent')
-            },
-            field: 'sent_at',
-            align: 'left',
+          }),
+          column('sent_at', 'alerts.col_sent', {
             format: val => (val ? this.date(val) : t('alerts.not_sent'))
-          },
-          {
-            name: 'cleared_at',
-            get label() {
-              return t('alerts.col_state')
-            },
-            field: 'cleared_at',
+          }),
+          column('cleared_at', 'alerts.col_state', {
             sortable: true,
-            align: 'left',
             format: (val, row) =>
               val
                 ? t('alerts.cleared', { date: this.date(val) })
                 : row && row.acknowledged_at
                   ? t('alerts.open_acknowledged')
                   : t('alerts.state_open')
-          },
+          }),
           { name: 'actions', label: '', field: 'id', align: 'right' }
         ]
       },
       driftColumns: [
-        {
-          name: 'currency',
-          get label() {
-            return t('drift.col_currency')
-          },
-          field: 'currency',
-          align: 'left'
-        },
-        {
-          name: 'tracked',
-          get label() {
-            return t('drift.col_tracked')
-          },
-          field: 'tracked',
+        column('currency', 'drift.col_currency'),
+        column('tracked', 'drift.col_tracked', {
           align: 'right',
           format: (val, row) => this.fiat(val, row && row.currency)
-        },
-        {
-          name: 'machine_cash',
-          get label() {
-            return t('drift.col_machine_cash')
-          },
-          field: 'machine_cash',
+        }),
+        column('machine_cash', 'drift.col_machine_cash', {
           align: 'right',
           format: (val, row) =>
             val == null ? t('drift.not_reported') : this.fiat(val, row && row.currency)
-        },
-        {
-          name: 'untracked',
-          get label() {
-            return t('drift.col_untracked')
-          },
-          field: 'untracked',
+        }),
+        column('untracked', 'drift.col_untracked', {
           align: 'right',
           format: (val, row) => (val == null ? '' : this.fiat(val, row && row.currency))
-        },
-        {
-          name: 'orphan_fiat_7d',
-          get label() {
-            return t('drift.col_orphans')
-          },
-          field: 'orphan_fiat_7d',
+        }),
+        column('orphan_fiat_7d', 'drift.col_orphans', {
           align: 'right',
           format: (val, row) => this.fiat(val, row && row.currency)
-        }
+        })
       ],
       reconciliations: [],
       details: {},
@@ -277,31 +234,14 @@ window.PageSatmachineadmin = {
           descending: false
         },
         columns: [
-          {
-            name: 'username',
-            get label() {
-              return t('clients.col_name')
-            },
-            field: 'username',
+          column('username', 'clients.col_name', {
+            sortable: true
+          }),
+          column('wallet', 'common.wallet', {
+            field: row => row.wallet_name || row.wallet_id
+          }),
+          column('dca_mode', 'clients.col_mode', {
             sortable: true,
-            align: 'left'
-          },
-          {
-            name: 'wallet',
-            get label() {
-              return t('common.wallet')
-            },
-            field: row => row.wallet_name || row.wallet_id,
-            align: 'left'
-          },
-          {
-            name: 'dca_mode',
-            get label() {
-              return t('clients.col_mode')
-            },
-            field: 'dca_mode',
-            sortable: true,
-            align: 'left',
             format: (val, row) =>
               val === 'fixed' && row && row.fixed_mode_daily_limit != null
                 ? t('fixed.mode_limit', {
@@ -312,14 +252,9 @@ window.PageSatmachineadmin = {
                     )
                   })
                 : this.statusLabel(val)
-          },
-          {
-            name: 'fixed_today',
-            get label() {
-              return t('fixed.col_today')
-            },
+          }),
+          column('fixed_today', 'fixed.col_today', {
             field: 'fixed_used_today',
-            align: 'left',
             format: (val, row) =>
               row && row.dca_mode === 'fixed' && val != null
                 ? t('fixed.today', {
@@ -327,53 +262,31 @@ window.PageSatmachineadmin = {
                     left: this.fiat(row.fixed_allowance_left, row.fixed_limit_currency)
                   })
                 : ''
-          },
-          {
-            name: 'status',
-            get label() {
-              return t('common.status')
-            },
-            field: 'status',
+          }),
+          column('status', 'common.status', {
             sortable: true,
-            align: 'left',
             format: val => this.statusLabel(val)
-          },
-          {
-            name: 'confirmed_deposits',
-            get label() {
-              return t('clients.col_deposited')
-            },
-            field: 'confirmed_deposits',
+          }),
+          column('confirmed_deposits', 'clients.col_deposited', {
             sortable: true,
-            format: (val, row) => this.fiat(val, row && row.currency)
-          },
-          {
-            name: 'distributed_fiat',
-            get label() {
-              return t('clients.col_distributed')
-            },
-            field: 'distributed_fiat',
+            format: (val, row) => this.fiat(val, row && row.currency),
+            align: 'right'
+          }),
+          column('distributed_fiat', 'clients.col_distributed', {
             sortable: true,
-            format: (val, row) => this.fiat(val, row && row.currency)
-          },
-          {
-            name: 'distributed_sats',
-            get label() {
-              return t('clients.col_sats')
-            },
-            field: 'distributed_sats',
+            format: (val, row) => this.fiat(val, row && row.currency),
+            align: 'right'
+          }),
+          column('distributed_sats', 'clients.col_sats', {
             sortable: true,
-            format: val => this.sats(val)
-          },
-          {
-            name: 'remaining_balance',
-            get label() {
-              return t('clients.col_remaining')
-            },
-            field: 'remaining_balance',
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('remaining_balance', 'clients.col_remaining', {
             sortable: true,
-            format: (val, row) => this.fiat(val, row && row.currency)
-          },
+            format: (val, row) => this.fiat(val, row && row.currency),
+            align: 'right'
+          }),
           { name: 'actions', label: '', field: 'id', align: 'right' }
         ]
       },
@@ -389,60 +302,26 @@ window.PageSatmachineadmin = {
           descending: true
         },
         columns: [
-          {
-            name: 'created_at',
-            get label() {
-              return t('common.created')
-            },
-            field: 'created_at',
+          column('created_at', 'common.created', {
             sortable: true,
-            align: 'left',
             format: val => this.date(val)
-          },
-          {
-            name: 'client',
-            get label() {
-              return t('common.client')
-            },
-            field: row => row.username || this.clientName(row.client_id),
-            align: 'left'
-          },
-          {
-            name: 'amount',
-            get label() {
-              return t('common.amount')
-            },
-            field: 'amount',
+          }),
+          column('client', 'common.client', {
+            field: row => row.username || this.clientName(row.client_id)
+          }),
+          column('amount', 'common.amount', {
             sortable: true,
-            format: (val, row) => this.fiat(val, row && row.currency)
-          },
-          {
-            name: 'status',
-            get label() {
-              return t('common.status')
-            },
-            field: 'status',
+            format: (val, row) => this.fiat(val, row && row.currency),
+            align: 'right'
+          }),
+          column('status', 'common.status', {
             sortable: true,
-            align: 'left',
             format: val => this.statusLabel(val)
-          },
-          {
-            name: 'notes',
-            get label() {
-              return t('common.notes')
-            },
-            field: 'notes',
-            align: 'left'
-          },
-          {
-            name: 'confirmed_at',
-            get label() {
-              return t('deposits.col_confirmed')
-            },
-            field: 'confirmed_at',
-            align: 'left',
+          }),
+          column('notes', 'common.notes'),
+          column('confirmed_at', 'deposits.col_confirmed', {
             format: val => this.date(val)
-          },
+          }),
           { name: 'actions', label: '', field: 'id', align: 'right' }
         ]
       },
@@ -458,129 +337,63 @@ window.PageSatmachineadmin = {
           descending: true
         },
         columns: [
-          {
-            name: 'paid_at',
-            get label() {
-              return t('settlements.col_paid')
-            },
-            field: 'paid_at',
+          column('paid_at', 'settlements.col_paid', {
             sortable: true,
-            align: 'left',
             format: val => this.date(val)
-          },
-          {
-            name: 'amount_sats',
-            get label() {
-              return t('common.sats')
-            },
-            field: 'amount_sats',
+          }),
+          column('amount_sats', 'common.sats', {
             sortable: true,
-            format: val => this.sats(val)
-          },
-          {
-            name: 'machine',
-            get label() {
-              return t('machines.machine')
-            },
-            field: row => row.machine_name || shortId(row.device_id),
-            align: 'left'
-          },
-          {
-            name: 'fiat_amount',
-            get label() {
-              return t('settlements.col_cash')
-            },
-            field: 'fiat_amount',
-            format: (val, row) => this.fiat(val, row && row.fiat_code)
-          },
-          {
-            name: 'commission_sats',
-            get label() {
-              return t('common.commission')
-            },
-            field: 'commission_sats',
-            format: val => this.sats(val)
-          },
-          {
-            name: 'distributed_sats',
-            get label() {
-              return t('settlements.col_to_clients')
-            },
-            field: 'distributed_sats',
-            format: val => this.sats(val)
-          },
-          {
-            name: 'orphan_sats',
-            get label() {
-              return t('common.orphan')
-            },
-            field: 'orphan_sats',
-            format: val => this.sats(val)
-          },
-          {
-            name: 'status',
-            get label() {
-              return t('common.status')
-            },
-            field: 'status',
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('machine', 'machines.machine', {
+            field: row => row.machine_name || shortId(row.device_id)
+          }),
+          column('fiat_amount', 'settlements.col_cash', {
+            format: (val, row) => this.fiat(val, row && row.fiat_code),
+            align: 'right'
+          }),
+          column('commission_sats', 'common.commission', {
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('distributed_sats', 'settlements.col_to_clients', {
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('orphan_sats', 'common.orphan', {
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('status', 'common.status', {
             sortable: true,
-            align: 'left',
             format: val => this.statusLabel(val)
-          }
+          })
         ]
       },
       payoutColumns: [
-        {
-          name: 'username',
-          get label() {
-            return t('common.client')
-          },
-          field: row => row.username || this.clientName(row.client_id),
-          align: 'left'
-        },
-        {
-          name: 'amount_sats',
-          get label() {
-            return t('common.sats')
-          },
-          field: 'amount_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'amount_fiat',
-          get label() {
-            return t('common.fiat')
-          },
-          field: 'amount_fiat',
-          format: val => this.fiat(val, this.detailCurrency)
-        },
-        {
-          name: 'exchange_rate',
-          get label() {
-            return t('settlements.col_rate')
-          },
-          field: 'exchange_rate',
-          format: val => (val == null ? '' : this.number(val, 3))
-        },
-        {
-          name: 'status',
-          get label() {
-            return t('common.status')
-          },
-          field: 'status',
-          align: 'left',
+        column('username', 'common.client', {
+          field: row => row.username || this.clientName(row.client_id)
+        }),
+        column('amount_sats', 'common.sats', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('amount_fiat', 'common.fiat', {
+          format: val => this.fiat(val, this.detailCurrency),
+          align: 'right'
+        }),
+        column('exchange_rate', 'settlements.col_rate', {
+          format: val => (val == null ? '' : this.number(val, 3)),
+          align: 'right'
+        }),
+        column('status', 'common.status', {
           format: val => this.statusLabel(val)
-        },
-        {
-          name: 'error',
-          get label() {
-            return t('settlements.col_error')
-          },
-          field: 'error',
-          align: 'left',
+        }),
+        column('error', 'settlements.col_error', {
           classes: 'hidden',
           headerClasses: 'hidden'
-        }
+        })
       ],
       detailCurrency: 'GTQ',
       reconTable: {
@@ -595,95 +408,39 @@ window.PageSatmachineadmin = {
           descending: true
         },
         columns: [
-          {
-            name: 'created_at',
-            get label() {
-              return t('common.created')
-            },
-            field: 'created_at',
+          column('created_at', 'common.created', {
             sortable: true,
-            align: 'left',
             format: val => this.date(val)
-          },
-          {
-            name: 'settlement_id',
-            get label() {
-              return t('reconciliation.col_settlement')
-            },
-            field: 'settlement_id',
-            align: 'left',
+          }),
+          column('settlement_id', 'reconciliation.col_settlement', {
             format: val => shortId(val)
-          },
-          {
-            name: 'machine',
-            get label() {
-              return t('machines.machine')
-            },
-            field: row => row.machine_name || shortId(row.device_id),
-            align: 'left'
-          },
-          {
-            name: 'orphan_sats',
-            get label() {
-              return t('common.sats')
-            },
-            field: 'orphan_sats',
+          }),
+          column('machine', 'machines.machine', {
+            field: row => row.machine_name || shortId(row.device_id)
+          }),
+          column('orphan_sats', 'common.sats', {
             sortable: true,
-            format: val => this.sats(val)
-          },
-          {
-            name: 'orphan_fiat',
-            get label() {
-              return t('common.fiat')
-            },
-            field: 'orphan_fiat',
-            format: (val, row) => this.fiat(val, row && row.fiat_code)
-          },
-          {
-            name: 'status',
-            get label() {
-              return t('common.status')
-            },
-            field: 'status',
+            format: val => this.sats(val),
+            align: 'right'
+          }),
+          column('orphan_fiat', 'common.fiat', {
+            format: (val, row) => this.fiat(val, row && row.fiat_code),
+            align: 'right'
+          }),
+          column('status', 'common.status', {
             sortable: true,
-            align: 'left',
             format: val => this.statusLabel(val)
-          },
-          {
-            name: 'resolution',
-            get label() {
-              return t('reconciliation.col_resolution')
-            },
-            field: 'resolution',
-            align: 'left',
+          }),
+          column('resolution', 'reconciliation.col_resolution', {
             format: val => this.statusLabel(val)
-          },
-          {
-            name: 'resolved_by',
-            get label() {
-              return t('reconciliation.col_by')
-            },
-            field: 'resolved_by',
-            align: 'left',
+          }),
+          column('resolved_by', 'reconciliation.col_by', {
             format: val => shortId(val)
-          },
-          {
-            name: 'resolved_at',
-            get label() {
-              return t('reconciliation.col_resolved')
-            },
-            field: 'resolved_at',
-            align: 'left',
+          }),
+          column('resolved_at', 'reconciliation.col_resolved', {
             format: val => this.date(val)
-          },
-          {
-            name: 'note',
-            get label() {
-              return t('common.note')
-            },
-            field: 'note',
-            align: 'left'
-          },
+          }),
+          column('note', 'common.note'),
           { name: 'actions', label: '', field: 'id', align: 'right' }
         ]
       },
@@ -693,48 +450,23 @@ window.PageSatmachineadmin = {
       modeDialog: { show: false, id: null, name: '', data: {} },
       scheduled: null,
       scheduledColumns: [
-        {
-          name: 'username',
-          get label() {
-            return t('common.client')
-          },
-          field: row => row.username || shortId(row.client_id),
-          align: 'left'
-        },
-        {
-          name: 'amount_sats',
-          get label() {
-            return t('common.sats')
-          },
-          field: 'amount_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'amount_fiat',
-          get label() {
-            return t('common.fiat')
-          },
-          field: 'amount_fiat',
-          format: (val, row) => this.fiat(val, row && row.currency)
-        },
-        {
-          name: 'deliver_after',
-          get label() {
-            return t('fixed.col_deliver_after')
-          },
-          field: 'deliver_after',
-          align: 'left',
+        column('username', 'common.client', {
+          field: row => row.username || shortId(row.client_id)
+        }),
+        column('amount_sats', 'common.sats', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('amount_fiat', 'common.fiat', {
+          format: (val, row) => this.fiat(val, row && row.currency),
+          align: 'right'
+        }),
+        column('deliver_after', 'fixed.col_deliver_after', {
           format: val => this.date(val)
-        },
-        {
-          name: 'settlement_id',
-          get label() {
-            return t('reconciliation.col_settlement')
-          },
-          field: 'settlement_id',
-          align: 'left',
+        }),
+        column('settlement_id', 'reconciliation.col_settlement', {
           format: val => shortId(val)
-        }
+        })
       ],
       editDepositDialog: { show: false, id: null, data: {} },
       cashOutDialog: { show: false, id: null, data: {} },
@@ -775,176 +507,87 @@ window.PageSatmachineadmin = {
       machineDialog: { show: false, data: {} },
       recipientsDialog: { show: false, machine: null, rows: [] },
       machineColumns: [
-        {
-          name: 'name',
-          get label() {
-            return t('machines.machine')
-          },
-          field: row => this.machineName(row),
-          align: 'left'
-        },
-        {
-          name: 'location',
-          get label() {
-            return t('machines.location')
-          },
-          field: 'location',
-          align: 'left'
-        },
-        {
-          name: 'source_wallet_id',
-          get label() {
-            return t('machines.source_wallet')
-          },
-          field: 'source_wallet_id',
-          align: 'left',
+        column('name', 'machines.machine', {
+          field: row => this.machineName(row)
+        }),
+        column('location', 'machines.location'),
+        column('source_wallet_id', 'machines.source_wallet', {
           format: val => this.walletName(val)
-        },
-        {
-          name: 'last_seen',
-          get label() {
-            return t('machines.last_seen')
-          },
-          field: 'last_seen',
-          align: 'left',
+        }),
+        column('last_seen', 'machines.last_seen', {
           format: val => this.date(val)
-        },
-        {
-          name: 'settled',
-          get label() {
-            return t('machines.settled')
-          },
+        }),
+        column('settled', 'machines.settled', {
           field: row => row.figures.settled_sats,
-          format: val => this.sats(val)
-        },
-        {
-          name: 'commission',
-          get label() {
-            return t('common.commission')
-          },
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('commission', 'common.commission', {
           field: row => row.figures.commission_sats,
-          format: val => this.sats(val)
-        },
-        {
-          name: 'distributed',
-          get label() {
-            return t('settlements.col_to_clients')
-          },
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('distributed', 'settlements.col_to_clients', {
           field: row => row.figures.distributed_sats,
-          format: val => this.sats(val)
-        },
-        {
-          name: 'orphans',
-          get label() {
-            return t('machines.open_orphans')
-          },
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('orphans', 'machines.open_orphans', {
           field: row => row.figures.open_orphan_sats,
-          format: val => this.sats(val)
-        },
-        {
-          name: 'waiting',
-          get label() {
-            return t('machines.waiting')
-          },
-          field: row => row.figures.waiting
-        },
-        {
-          name: 'partners',
-          get label() {
-            return t('machines.partners_title')
-          },
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('waiting', 'machines.waiting', {
+          field: row => row.figures.waiting,
+          align: 'right'
+        }),
+        column('partners', 'machines.partners_title', {
           field: row => row.commission_recipients,
-          align: 'left',
           format: val =>
             val && val.length
               ? val.map(r => `${this.recipientName(r)} ${r.percent} %`).join(', ')
               : t('machines.global')
-        },
+        }),
         { name: 'actions', label: '', field: 'id', align: 'right' }
       ],
       machineFigureColumns: [
-        {
-          name: 'name',
-          get label() {
-            return t('machines.machine')
-          },
+        column('name', 'machines.machine', {
           field: row =>
-            row.device_id ? row.name || shortId(row.device_id) : t('machines.unnamed'),
-          align: 'left'
-        },
-        {
-          name: 'settled_sats',
-          get label() {
-            return t('machines.settled')
-          },
-          field: 'settled_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'commission_sats',
-          get label() {
-            return t('common.commission')
-          },
-          field: 'commission_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'distributed_sats',
-          get label() {
-            return t('settlements.col_to_clients')
-          },
-          field: 'distributed_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'open_orphan_sats',
-          get label() {
-            return t('machines.open_orphans')
-          },
-          field: 'open_orphan_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'waiting',
-          get label() {
-            return t('machines.waiting')
-          },
-          field: 'waiting'
-        }
+            row.device_id ? row.name || shortId(row.device_id) : t('machines.unnamed')
+        }),
+        column('settled_sats', 'machines.settled', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('commission_sats', 'common.commission', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('distributed_sats', 'settlements.col_to_clients', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('open_orphan_sats', 'machines.open_orphans', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('waiting', 'machines.waiting', {
+          align: 'right'
+        })
       ],
       commissionPartColumns: [
-        {
-          name: 'recipient',
-          get label() {
-            return t('machines.partner')
-          },
-          field: row => this.recipientName(row),
-          align: 'left'
-        },
+        column('recipient', 'machines.partner', {
+          field: row => this.recipientName(row)
+        }),
         { name: 'percent', label: '%', field: 'percent' },
-        {
-          name: 'amount_sats',
-          get label() {
-            return t('common.sats')
-          },
-          field: 'amount_sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'attempts',
-          get label() {
-            return t('machines.attempts')
-          },
-          field: 'attempts'
-        },
-        {
-          name: 'status',
-          get label() {
-            return t('common.status')
-          },
-          field: 'status',
-          align: 'left'
-        }
+        column('amount_sats', 'common.sats', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('attempts', 'machines.attempts', {
+          align: 'right'
+        }),
+        column('status', 'common.status')
       ],
       dryRunForm: {
         amount_sats: 100000,
@@ -956,56 +599,29 @@ window.PageSatmachineadmin = {
       },
       dryRunResult: null,
       dryRunColumns: [
-        {
-          name: 'username',
-          get label() {
-            return t('common.client')
-          },
-          field: row => row.username || shortId(row.client_id),
-          align: 'left'
-        },
-        {
-          name: 'sats',
-          get label() {
-            return t('common.sats')
-          },
-          field: 'sats',
-          format: val => this.sats(val)
-        },
-        {
-          name: 'fiat',
-          get label() {
-            return t('common.fiat')
-          },
-          field: 'fiat',
+        column('username', 'common.client', {
+          field: row => row.username || shortId(row.client_id)
+        }),
+        column('sats', 'common.sats', {
+          format: val => this.sats(val),
+          align: 'right'
+        }),
+        column('fiat', 'common.fiat', {
           format: val =>
-            this.fiat(val, this.dryRunResult && this.dryRunResult.fiat_code)
-        },
-        {
-          name: 'capped',
-          get label() {
-            return t('settlements.col_whole_balance')
-          },
-          field: 'capped',
-          format: val => (val ? t('common.yes') : '')
-        },
-        {
-          name: 'mode',
-          get label() {
-            return t('clients.col_mode')
-          },
-          field: 'mode',
-          align: 'left',
+            this.fiat(val, this.dryRunResult && this.dryRunResult.fiat_code),
+          align: 'right'
+        }),
+        column('capped', 'settlements.col_whole_balance', {
+          format: val => (val ? t('common.yes') : ''),
+          align: 'right'
+        }),
+        column('mode', 'clients.col_mode', {
           format: val => (val ? this.statusLabel(val) : '')
-        },
-        {
-          name: 'limited',
-          get label() {
-            return t('fixed.col_limited')
-          },
-          field: 'limited',
-          format: val => (val ? t('common.yes') : '')
-        }
+        }),
+        column('limited', 'fixed.col_limited', {
+          format: val => (val ? t('common.yes') : ''),
+          align: 'right'
+        })
       ],
       configForm: {},
       savingConfig: false,
