@@ -139,8 +139,21 @@ CONFIG_FIELDS = LamassuConfig.__fields__
 # ------------------------------------------------------------------- filters
 
 
+def search_fields(*columns: str) -> list[str]:
+    """LNbits' search joins its fields' texts end to end and looks for the
+    words in that: "ana" + "5f2c..." would answer a search for "ana5". A line
+    break between the fields (an SQL literal that LNbits joins like a field)
+    keeps a search inside one field; nobody types a line break in a search."""
+    separated: list[str] = []
+    for column in columns:
+        if separated:
+            separated.append("'\n'")
+        separated.append(column)
+    return separated
+
+
 class ClientFilters(FilterModel):
-    __search_fields__ = ["username", "wallet_id", "user_id", "id"]
+    __search_fields__ = search_fields("username", "wallet_id", "user_id", "id")
     __sort_fields__ = [
         "username",
         "created_at",
@@ -156,7 +169,7 @@ class ClientFilters(FilterModel):
 
 
 class DepositFilters(FilterModel):
-    __search_fields__ = ["notes", "client_id", "id", "username"]
+    __search_fields__ = search_fields("notes", "client_id", "id", "username")
     __sort_fields__ = ["created_at", "confirmed_at", "amount", "status"]
     status: str | None
     client_id: str | None
@@ -164,7 +177,7 @@ class DepositFilters(FilterModel):
 
 
 class PayoutFilters(FilterModel):
-    __search_fields__ = ["username", "client_id", "settlement_id", "id"]
+    __search_fields__ = search_fields("username", "client_id", "settlement_id", "id")
     __sort_fields__ = ["created_at", "amount_sats", "amount_fiat", "status"]
     status: str | None
     client_id: str | None
@@ -174,7 +187,9 @@ class PayoutFilters(FilterModel):
 
 
 class SettlementFilters(FilterModel):
-    __search_fields__ = ["payment_hash", "id", "memo", "lamassu_transaction_id"]
+    __search_fields__ = search_fields(
+        "payment_hash", "id", "memo", "lamassu_transaction_id"
+    )
     __sort_fields__ = ["paid_at", "created_at", "amount_sats", "status"]
     status: str | None
     fiat_code: str | None
@@ -183,7 +198,7 @@ class SettlementFilters(FilterModel):
 
 
 class ReconciliationFilters(FilterModel):
-    __search_fields__ = ["settlement_id", "id", "note"]
+    __search_fields__ = search_fields("settlement_id", "id", "note")
     __sort_fields__ = ["created_at", "orphan_sats", "status"]
     status: str | None
     settlement_id: str | None
@@ -568,7 +583,7 @@ async def api_cancel_payout(
 
 
 class TransactionFilters(FilterModel):
-    __search_fields__ = ["id", "lamassu_transaction_id", "device_id"]
+    __search_fields__ = search_fields("id", "lamassu_transaction_id", "device_id")
     __sort_fields__ = ["transaction_time", "processed_at", "crypto_amount", "status"]
     source: str | None
     status: str | None

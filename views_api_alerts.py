@@ -42,7 +42,7 @@ from .models import (
     document_nullable,
     utc_now,
 )
-from .views_api import filters_for
+from .views_api import filters_for, search_fields
 
 satmachineadmin_alerts_router = APIRouter(
     prefix="/api/v1/dca",
@@ -60,7 +60,7 @@ def _for_reader(alert: Alert) -> Alert:
 
 
 class AlertFilters(FilterModel):
-    __search_fields__ = ["title", "message", "subject", "kind"]
+    __search_fields__ = search_fields("title", "message", "subject", "kind")
     __sort_fields__ = ["opened_at", "cleared_at", "kind"]
     kind: str | None
     audience: str | None

@@ -41,6 +41,11 @@ class Mailbox:
             if part.get_content_type() == "text/plain":
                 payload = part.get_payload(decode=True)
                 body += payload.decode() if isinstance(payload, bytes) else ""
+        if body.startswith("[LNbits]"):
+            # LNbits' own admin notices (e.g. its funding-source watchdog's
+            # "BALANCE DELTA CHANGED", sent when earlier tests moved sats)
+            # reach the same admin address; the tests count the extension's.
+            return "250 OK"
         with self._lock:
             self.messages.append(
                 Mail(list(envelope.rcpt_tos), str(message["Subject"]), body)

@@ -553,8 +553,28 @@ async def test_pagination_filters_and_sorting(env):
     # Clients: search, filter, and sort by remaining balance (computed).
     other = await register_client(env)
     await add_deposit(env, other["id"], "1000", confirm=True)
+    # Search matches a part of one field: "api-client-1" also finds
+    # "api-client-15" (when the tests run in another order), never a text
+    # made of the end of one field and the start of the next (the username
+    # followed by the start of its wallet id).
     response = await env.api("GET", "/clients", params={"search": client["username"]})
-    assert [c["id"] for c in response.json()] == [client["id"]]
+    found = response.json()
+    assert client["id"] in [c["id"] for c in found]
+    assert all(
+        client["username"] in c["username"]
+        or any(client["username"] in c[f] for f in ("wallet_id", "user_id", "id"))
+        for c in found
+    ), found
+    across = client["username"] + client["wallet_id"][:4]
+    response = await env.api("GET", "/clients", params={"search": across})
+    assert response.status_code == 200, response.text
+    assert response.json() == []
+    response = await env.api(
+        "GET", "/payouts", params={"search": client["username"] + client["id"][:4]}
+    )
+    assert response.status_code == 200, response.text
+    response = await env.api("GET", "/alerts", params={"search": "a\nb"})
+    assert response.status_code == 200, response.text
     response = await env.api(
         "GET",
         "/clients",
