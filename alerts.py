@@ -655,8 +655,13 @@ async def check_alerts(now: datetime | None = None) -> dict[str, int]:
         settings = await get_alert_settings()
         config = await get_config()
         now = now or utc_now()
-        conditions, managed = await current_conditions(settings, config, now)
+        # The open alerts first, then what holds: every alert this pass may
+        # clear was opened before the conditions were read, so "absent" is
+        # newer than the view that opened it. Read the other way round, an
+        # alert another process opened meanwhile (from a newer view) would be
+        # cleared from this older one, then opened and sent again next pass.
         open_alerts = {(a.kind, a.subject): a for a in await get_open_alerts()}
+        conditions, managed = await current_conditions(settings, config, now)
         holding = set()
         opened = 0
         for condition in conditions:
