@@ -577,6 +577,17 @@ async def _drift_conditions(
             )
 
 
+def _lamassu_cash_unknown(config: LamassuConfig | None) -> bool:
+    from .drift import lamassu_cash
+
+    return bool(
+        config
+        and config.is_active
+        and config.lamassu_configured
+        and lamassu_cash["machines"] is None
+    )
+
+
 async def _client_conditions(settings: AlertSettings, out: list[Condition]) -> None:
     if not settings.client_notices:
         return
@@ -638,6 +649,11 @@ async def current_conditions(
     except Exception as exc:  # a drift failure must not stop the other alerts
         logger.warning(f"satmachineadmin: drift check failed: {exc}")
         managed -= {"drift_untracked", "drift_orphan_week"}
+    if _lamassu_cash_unknown(config):
+        # Not read by this process yet (just started, or every read failed):
+        # the untracked cash is unknown here, not gone. Clearing would make a
+        # process that has read it open the alert again and send it twice.
+        managed.discard("drift_untracked")
     await _client_conditions(settings, out)
     return out, managed
 
