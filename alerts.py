@@ -505,6 +505,13 @@ def _lamassu_condition(
         if health["ok_at"] is not None:
             managed.add("lamassu_down")  # a good poll: it is back
         return
+    # Down since this process's first failed poll, but never since before a
+    # poll another process saw succeed (shared in the database): else, right
+    # after that process cleared the alert, this one would open and send it
+    # again from its older view.
+    last_ok = _as_utc(config.last_successful_poll)
+    if last_ok is not None and last_ok > since:
+        since = last_ok
     age = now - since
     if age >= timedelta(minutes=settings.lamassu_down_minutes):
         where = "ssh" if config.use_ssh_tunnel else "direct"

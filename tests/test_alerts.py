@@ -754,3 +754,65 @@ async def test_an_alert_another_process_opened_is_not_cleared_by_a_stale_check(
     assert alert.sent_at
     mails = await mailbox.wait_for(OPERATOR, 2, timeout=3, match=detail["id"])
     assert len(mails) == 1, [m.body for m in mails]
+
+
+async def test_lamassu_back_seen_by_one_process_is_not_reopened_by_the_other(
+    env, mailbox
+):
+    """Two processes poll Lamassu each pass. A's last poll failed; B's, a
+    moment later, succeeded: B clears the alert and says "reachable again".
+    A's next check (a poke, before its own next poll) must not open it again
+    from its older view: that would mail "unreachable" and then "reachable
+    again" a second time for one outage."""
+    from satmachineadmin import alerts, crud
+    from satmachineadmin.models import utc_now
+
+    await _alert_settings(env, digest_after=10, lamassu_down_minutes=10)
+    await _source(env)
+    config = await crud.get_config()
+    assert config
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={
+            "host": "127.0.0.1",
+            "port": 9,
+            "database_name": "lamassu",
+            "username": "reader",
+            "password": "not-used-here",
+        },
+    )
+    assert response.status_code == 200, response.text
+    now = utc_now()
+    a = {
+        "failing_since": now - timedelta(minutes=30),
+        "error": "refused",
+        "ok_at": None,
+    }
+    b = {"failing_since": None, "error": None, "ok_at": now}
+    saved = dict(alerts.lamassu_health)
+    try:
+        alerts.lamassu_health.update(a)
+        await alerts.check_alerts()  # A: down for 30 minutes
+        mails = await mailbox.wait_for(OPERATOR, 1, match="unreachable")
+        assert len(mails) == 1, [m.body for m in mails]
+
+        # B's poll succeeds (it records that in the database, as every poll).
+        await crud.set_config_timestamps(config.id, last_successful_poll=utc_now())
+        alerts.lamassu_health.update(b)
+        await alerts.check_alerts()  # B
+        mails = await mailbox.wait_for(OPERATOR, 2, match="Lamassu")
+        assert len(mails) == 2 and "reachable again" in mails[1].body
+
+        alerts.lamassu_health.update(a)
+        await alerts.check_alerts()  # A again, its last poll the failed one
+        await alerts.check_alerts()
+        mails = await mailbox.wait_for(OPERATOR, 3, timeout=3, match="Lamassu")
+        assert len(mails) == 2, [m.body for m in mails]
+        assert not await crud.get_open_alerts(["lamassu_down"])
+    finally:
+        alerts.lamassu_health.update(saved)
+        config = await crud.get_config()
+        if config:
+            config.host = ""
+            await crud.update_config(config)
