@@ -505,6 +505,13 @@ def _lamassu_condition(
         if health["ok_at"] is not None:
             managed.add("lamassu_down")  # a good poll: it is back
         return
+    # Down since this process's first failed poll, but never since before a
+    # poll another process saw succeed (shared in the database): else, right
+    # after that process cleared the alert, this one would open and send it
+    # again from its older view.
+    last_ok = _as_utc(config.last_successful_poll)
+    if last_ok is not None and last_ok > since:
+        since = last_ok
     age = now - since
     if age >= timedelta(minutes=settings.lamassu_down_minutes):
         where = "ssh" if config.use_ssh_tunnel else "direct"
@@ -577,6 +584,17 @@ async def _drift_conditions(
             )
 
 
+def _lamassu_cash_unknown(config: LamassuConfig | None) -> bool:
+    from .drift import lamassu_cash
+
+    return bool(
+        config
+        and config.is_active
+        and config.lamassu_configured
+        and lamassu_cash["machines"] is None
+    )
+
+
 async def _client_conditions(settings: AlertSettings, out: list[Condition]) -> None:
     if not settings.client_notices:
         return
@@ -638,6 +656,11 @@ async def current_conditions(
     except Exception as exc:  # a drift failure must not stop the other alerts
         logger.warning(f"satmachineadmin: drift check failed: {exc}")
         managed -= {"drift_untracked", "drift_orphan_week"}
+    if _lamassu_cash_unknown(config):
+        # Not read by this process yet (just started, or every read failed):
+        # the untracked cash is unknown here, not gone. Clearing would make a
+        # process that has read it open the alert again and send it twice.
+        managed.discard("drift_untracked")
     await _client_conditions(settings, out)
     return out, managed
 
@@ -655,8 +678,13 @@ async def check_alerts(now: datetime | None = None) -> dict[str, int]:
         settings = await get_alert_settings()
         config = await get_config()
         now = now or utc_now()
-        conditions, managed = await current_conditions(settings, config, now)
+        # The open alerts first, then what holds: every alert this pass may
+        # clear was opened before the conditions were read, so "absent" is
+        # newer than the view that opened it. Read the other way round, an
+        # alert another process opened meanwhile (from a newer view) would be
+        # cleared from this older one, then opened and sent again next pass.
         open_alerts = {(a.kind, a.subject): a for a in await get_open_alerts()}
+        conditions, managed = await current_conditions(settings, config, now)
         holding = set()
         opened = 0
         for condition in conditions:

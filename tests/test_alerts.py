@@ -696,3 +696,123 @@ async def test_failed_orphan_send_and_attribution_alerted_once_then_cleared(
     await check_alerts()
     assert not await open_for_orphan()
     assert len(await mailbox.wait_for(OPERATOR, 3, timeout=0, match=OURS)) == 2
+
+
+async def _poke_done() -> None:
+    """Until the alert check a money path scheduled (poke) has run."""
+    import asyncio
+
+    from satmachineadmin import alerts
+
+    for _ in range(100):
+        task = alerts._poke_task
+        if task is None or task.done():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the poked alert check never finished")
+
+
+async def test_an_alert_another_process_opened_is_not_cleared_by_a_stale_check(
+    env, mailbox, monkeypatch
+):
+    """Two processes check the alerts at once. A computes what holds just
+    before a new orphan appears; B (whose settlement made the orphan) opens
+    its alert and mails it before A reads the open alerts. A must not take
+    B's alert for one whose condition is gone and clear it: the next check
+    would open it again and mail the operator a second time."""
+    from satmachineadmin import alerts, crud
+    from satmachineadmin.alerts import check_alerts
+
+    await _alert_settings(env, orphan_new=False, drift_orphan_week=False)
+    detail, rec = await make_orphan(env, sats=2_000)
+    await env.settle()
+    await _poke_done()
+    await _alert_settings(env, silent=False, orphan_new=True, digest_after=100)
+    real = alerts.current_conditions
+
+    async def stale_then_b(settings, config, now):
+        conditions, managed = await real(settings, config, now)
+        ours = [c for c in conditions if c.subject == rec["id"]]
+        assert [c.kind for c in ours] == ["orphan_new"]
+        # Meanwhile, process B: the orphan is there, its alert opened and sent.
+        for c in ours:
+            alert = alerts.new_alert(c.kind, c.subject, c.message, config, now)
+            assert await crud.insert_alert_if_absent(alert)
+        await alerts.send_pending(settings, config)
+        # A's view: from before the orphan existed.
+        return [c for c in conditions if c.subject != rec["id"]], managed
+
+    monkeypatch.setattr(alerts, "current_conditions", stale_then_b)
+    await check_alerts()  # process A
+    monkeypatch.setattr(alerts, "current_conditions", real)
+    await check_alerts()  # the next pass, either process
+    await check_alerts()
+
+    (alert,) = [
+        a for a in await crud.get_open_alerts(["orphan_new"]) if a.subject == rec["id"]
+    ]
+    assert alert.sent_at
+    mails = await mailbox.wait_for(OPERATOR, 2, timeout=3, match=detail["id"])
+    assert len(mails) == 1, [m.body for m in mails]
+
+
+async def test_lamassu_back_seen_by_one_process_is_not_reopened_by_the_other(
+    env, mailbox
+):
+    """Two processes poll Lamassu each pass. A's last poll failed; B's, a
+    moment later, succeeded: B clears the alert and says "reachable again".
+    A's next check (a poke, before its own next poll) must not open it again
+    from its older view: that would mail "unreachable" and then "reachable
+    again" a second time for one outage."""
+    from satmachineadmin import alerts, crud
+    from satmachineadmin.models import utc_now
+
+    await _alert_settings(env, digest_after=10, lamassu_down_minutes=10)
+    await _source(env)
+    config = await crud.get_config()
+    assert config
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={
+            "host": "127.0.0.1",
+            "port": 9,
+            "database_name": "lamassu",
+            "username": "reader",
+            "password": "not-used-here",
+        },
+    )
+    assert response.status_code == 200, response.text
+    now = utc_now()
+    a = {
+        "failing_since": now - timedelta(minutes=30),
+        "error": "refused",
+        "ok_at": None,
+    }
+    b = {"failing_since": None, "error": None, "ok_at": now}
+    saved = dict(alerts.lamassu_health)
+    try:
+        alerts.lamassu_health.update(a)
+        await alerts.check_alerts()  # A: down for 30 minutes
+        mails = await mailbox.wait_for(OPERATOR, 1, match="unreachable")
+        assert len(mails) == 1, [m.body for m in mails]
+
+        # B's poll succeeds (it records that in the database, as every poll).
+        await crud.set_config_timestamps(config.id, last_successful_poll=utc_now())
+        alerts.lamassu_health.update(b)
+        await alerts.check_alerts()  # B
+        mails = await mailbox.wait_for(OPERATOR, 2, match="Lamassu")
+        assert len(mails) == 2 and "reachable again" in mails[1].body
+
+        alerts.lamassu_health.update(a)
+        await alerts.check_alerts()  # A again, its last poll the failed one
+        await alerts.check_alerts()
+        mails = await mailbox.wait_for(OPERATOR, 3, timeout=3, match="Lamassu")
+        assert len(mails) == 2, [m.body for m in mails]
+        assert not await crud.get_open_alerts(["lamassu_down"])
+    finally:
+        alerts.lamassu_health.update(saved)
+        config = await crud.get_config()
+        if config:
+            config.host = ""
+            await crud.update_config(config)
