@@ -25,9 +25,11 @@ the race; the other one finishes the job alone.
 Tried by hand with money_lock() skipping the advisory lock: every run failed.
 The compare-and-set guards keep most double work from paying twice (a second
 run's invoice is abandoned, which the "no failed invoice" check catches), but
-not all of it: a commission was paid twice (its stored invoice is not a
-compare-and-set) and a completed settlement kept commission_status "pending"
-(a whole-row write from a stale read).
+not all of it: a commission was paid twice (its stored invoice was not a
+compare-and-set then; it is now, machines.set_commission_invoice) and a
+completed settlement kept commission_status "pending" (a whole-row write from
+a stale read). The advisory lock is what makes two processes safe; the guards
+are the second line.
 
 PostgreSQL only: on SQLite LNbits keeps one process per data folder.
 """
