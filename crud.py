@@ -273,10 +273,18 @@ async def get_clients() -> list[DcaClient]:
     )
 
 
-async def update_client(client: DcaClient) -> DcaClient:
-    client.updated_at = utc_now()
-    await db.update(f"{S}.dca_clients", client)
-    return client
+async def update_client_fields(
+    client_id: str, changes: dict[str, Any], expect: dict[str, Any] | None = None
+) -> DcaClient | None:
+    """Write only the columns in `changes` (and updated_at), with `expect` only
+    if those columns still hold those values; returns the row as it is now,
+    None if it was not written. Never the whole row read earlier: the client
+    extension and other requests write the same row (a status, a daily limit)
+    between an endpoint's read and its write, and a whole-row write would put
+    their old values back."""
+    if not await compare_and_set("dca_clients", client_id, expect or {}, changes):
+        return None
+    return await get_client(client_id)
 
 
 def _client_figures_sql(id_params: str | None = None) -> str:
@@ -760,9 +768,14 @@ async def get_distributed_per_day(since: datetime) -> list[dict[str, Any]]:
     return [{"day": day, "sats": per_day[day]} for day in sorted(per_day)]
 
 
-async def update_deposit_if_status(deposit: DcaDeposit, expected_status: str) -> bool:
+async def update_deposit_if_status(
+    deposit: DcaDeposit, expected_status: str, read: DcaDeposit | None = None
+) -> bool:
     """Write the deposit only if its stored status is still `expected_status`:
-    two operators confirming at once cannot both succeed."""
+    two operators confirming at once cannot both succeed. With `read` (the row
+    as the caller read it), also only if its amount, currency and notes are
+    still those: a confirmation or an edit made against a figure another
+    request has corrected since must not put the old figure back."""
     values = {
         "id": deposit.id,
         "expected": expected_status,
@@ -773,11 +786,20 @@ async def update_deposit_if_status(deposit: DcaDeposit, expected_status: str) ->
         "confirmed_at": deposit.confirmed_at,
     }
     confirmed = ts("confirmed_at") if deposit.confirmed_at else "NULL"
+    guard = ""
+    if read is not None:
+        values.update(read_amount=read.amount, read_currency=read.currency)
+        guard = " AND amount = :read_amount AND currency = :read_currency"
+        if read.notes is None:
+            guard += " AND notes IS NULL"
+        else:
+            values["read_notes"] = read.notes
+            guard += " AND notes = :read_notes"
     return (
         await _execute_rowcount(
             f"UPDATE {S}.dca_deposits SET amount = :amount, currency = :currency, "
             f"status = :status, notes = :notes, confirmed_at = {confirmed} "
-            "WHERE id = :id AND status = :expected",
+            f"WHERE id = :id AND status = :expected{guard}",
             values,
         )
         == 1

@@ -312,6 +312,10 @@ _API_ERRORS: dict[str, dict[str, str]] = {
         "es": "fixed_mode_daily_limit: como máximo {maximum} {currency} al día "
         "(el máximo configurado).",
     },
+    "client.changed_meanwhile": {
+        "en": "The client changed meanwhile; reload it.",
+        "es": "El cliente cambió mientras tanto; vuelva a cargarlo.",
+    },
     "client.fixed_needs_limit": {
         "en": "fixed_mode_daily_limit: a fixed-mode client needs a daily limit.",
         "es": "fixed_mode_daily_limit: un cliente en modo fijo necesita un límite "

@@ -56,7 +56,7 @@ from .crud import (
     get_transaction_distributions,
     get_transaction_view,
     get_transaction_views,
-    update_client,
+    update_client_fields,
     update_config,
     update_deposit_if_status,
 )
@@ -344,10 +344,12 @@ async def api_review_client(client_id: str, op: WriteAccess) -> DcaClient:
     client = await get_client(client_id)
     if not client:
         raise _not_found("client")
-    client.reviewed_at = utc_now()
-    await update_client(client)
+    # Only reviewed_at: the rest of the row may have changed since it was read.
+    reviewed = await update_client_fields(client.id, {"reviewed_at": utc_now()})
+    if not reviewed:
+        raise _not_found("client")
     await add_audit("client", client.id, "reviewed", op.user_id, {})
-    return client
+    return reviewed
 
 
 @satmachineadmin_api_router.get("/clients/{client_id}", response_model=ClientSummary)
@@ -382,11 +384,15 @@ async def api_update_client(
         if not wallet or wallet.deleted or wallet.user != client.user_id:
             raise _bad_request(text("client.wallet_not_users"))
         await _refuse_source_wallet(wallet.id)
-    for key, value in changes.items():
-        setattr(client, key, getattr(value, "value", value))
-    await update_client(client)
+    # Only the columns this request changes: a status, a limit or a wallet
+    # another request (or the client extension) wrote since the read stays.
+    updated = await update_client_fields(
+        client.id, {k: getattr(v, "value", v) for k, v in changes.items()}
+    )
+    if not updated:
+        raise _not_found("client")
     await add_audit("client", client.id, "updated", op.user_id, changes)
-    return client
+    return updated
 
 
 async def _check_mode_and_limit(client: DcaClient | None, changes: dict) -> None:
@@ -420,16 +426,20 @@ async def api_set_client_status(
     if not client:
         raise _not_found("client")
     previous = client.status
-    client.status = data.status.value
-    await update_client(client)
+    # Only the status, and only from the status read (the audit's "from").
+    updated = await update_client_fields(
+        client.id, {"status": data.status.value}, expect={"status": previous}
+    )
+    if not updated:
+        raise _conflict(text("client.changed_meanwhile"))
     await add_audit(
         "client",
         client.id,
         "status",
         op.user_id,
-        {"from": previous, "to": client.status},
+        {"from": previous, "to": updated.status},
     )
-    return client
+    return updated
 
 
 # ------------------------------------------------------------------ deposits
@@ -494,6 +504,7 @@ async def api_update_deposit(
     deposit = await get_deposit(deposit_id)
     if not deposit:
         raise _not_found("deposit")
+    read = deposit.copy()  # what this request decides on
     if deposit.status != DepositStatus.pending.value:
         raise _conflict(text("deposit.edit_only_pending", status=deposit.status))
     before = {
@@ -505,7 +516,9 @@ async def api_update_deposit(
     for key, value in changes.items():
         if value is not None or key == "notes":
             setattr(deposit, key, value)
-    if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
+    if not await update_deposit_if_status(
+        deposit, DepositStatus.pending.value, read=read
+    ):
         raise _conflict(text("deposit.changed_meanwhile"))
     await add_audit(
         "deposit",
@@ -528,6 +541,7 @@ async def api_update_deposit_status(
     deposit = await get_deposit(deposit_id)
     if not deposit:
         raise _not_found("deposit")
+    read = deposit.copy()  # what this request decides on
     if data.status.value == deposit.status:
         raise _conflict(text("deposit.already_status", status=deposit.status))
     if deposit.status != DepositStatus.pending.value:
@@ -539,7 +553,9 @@ async def api_update_deposit_status(
         deposit.notes = data.notes
     if data.status == DepositStatus.confirmed:
         deposit.confirmed_at = utc_now()
-    if not await update_deposit_if_status(deposit, DepositStatus.pending.value):
+    if not await update_deposit_if_status(
+        deposit, DepositStatus.pending.value, read=read
+    ):
         raise _conflict(text("deposit.changed_meanwhile"))
     await add_audit(
         "deposit", deposit.id, deposit.status, op.user_id, {"notes": data.notes}

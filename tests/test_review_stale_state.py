@@ -1,0 +1,216 @@
+"""Adversarial review: state read before a write and written after it (an
+operator's request racing another request, the client extension or a
+background pass), in-process on the real LNbits app (SQLite, and PostgreSQL
+with SATMACHINE_TEST_DB=postgres).
+
+Each race is forced deterministically: a read the endpoint makes is wrapped so
+that the other writer lands between that read and the endpoint's write.
+Invariants: a write never puts back a value another writer changed after it
+was read (a lost update of a money figure, a deactivation or a daily limit);
+a request whose view went stale answers 409 and changes nothing.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from test_settlement_flow import _deactivate_all_clients, _setup
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+S = "satoshimachine"
+
+
+def _extra(txid: str, principal: int, fee: int) -> dict:
+    return {
+        "source": "bitspire",
+        "principal_sats": principal,
+        "fee_sats": fee,
+        "exchange_rate": "1000000",  # 100 sats per GTQ
+        "currency": "GTQ",
+        "txid": txid,
+    }
+
+
+def _after_first_read(monkeypatch, module, name: str, meanwhile):
+    """Wrap `module.name` (an async read): its first call returns what it read,
+    but only after `meanwhile()` has run. Later calls are untouched."""
+    real = getattr(module, name)
+    fired = []
+
+    async def read_then_race(*args, **kwargs):
+        result = await real(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            await meanwhile()
+        return result
+
+    monkeypatch.setattr(module, name, read_then_race)
+    return fired
+
+
+async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypatch):
+    """Broke: the operator corrects a pending deposit from 100 to 50 GTQ while
+    a confirmation of the same deposit (read at 100) is in flight. The
+    confirmation's write checked only the status, so it put the 100 back and
+    confirmed it: the client was credited (and paid) 100 GTQ for 50 in cash.
+    Now the confirmation answers 409 and changes nothing; confirmed again, the
+    deposit holds the corrected 50."""
+    from satmachineadmin import crud, views_api
+
+    await _deactivate_all_clients(env)
+    source, _commission, payer, _clients = await _setup(env, [])
+    _, wallet = await env.user_with_wallet("corrected deposit")
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": wallet.id, "username": "corrected"}
+    )
+    assert response.status_code == 201, response.text
+    client = response.json()
+    response = await env.api(
+        "POST",
+        "/deposits",
+        json={"client_id": client["id"], "amount": "100", "currency": "GTQ"},
+    )
+    assert response.status_code == 201, response.text
+    deposit_id = response.json()["id"]
+
+    async def correction():
+        edit = await env.api(
+            "PUT", f"/deposits/{deposit_id}", json={"amount": "50", "notes": "typo"}
+        )
+        assert edit.status_code == 200, edit.text
+
+    fired = _after_first_read(monkeypatch, views_api, "get_deposit", correction)
+    response = await env.api(
+        "PUT", f"/deposits/{deposit_id}/status", json={"status": "confirmed"}
+    )
+    monkeypatch.undo()
+    assert fired
+    assert response.status_code == 409, response.text
+    stored = await crud.get_deposit(deposit_id)
+    assert stored and stored.status == "pending"
+    assert stored.amount == Decimal("50") and stored.notes == "typo"
+
+    response = await env.api(
+        "PUT", f"/deposits/{deposit_id}/status", json={"status": "confirmed"}
+    )
+    assert response.status_code == 200, response.text
+    assert Decimal(str(response.json()["amount"])) == 50
+
+    # 100 GTQ of principal arrives: the client's 50 GTQ are paid, the rest is
+    # an orphan (before the fix the client got all 10,000 sats).
+    await env.fund(payer.id, 20_000)
+    await env.pay(payer.id, source.id, 11_000, extra=_extra("stale-dep", 10_000, 1_000))
+    await env.settle()
+    assert await env.balance(wallet.id) == 5_000
+
+
+async def test_deposit_edits_racing_do_not_both_win(env, monkeypatch):
+    """Two corrections of one pending deposit, both read at 100: the first
+    (to 50) lands; the second (to 80), made against the 100 it read, is
+    refused instead of silently replacing the first with an audit trail
+    whose "before" is wrong."""
+    from satmachineadmin import crud, views_api
+
+    await _deactivate_all_clients(env)
+    _, wallet = await env.user_with_wallet("two editors")
+    response = await env.api(
+        "POST", "/clients", json={"wallet_id": wallet.id, "username": "editors"}
+    )
+    client = response.json()
+    response = await env.api(
+        "POST",
+        "/deposits",
+        json={"client_id": client["id"], "amount": "100", "currency": "GTQ"},
+    )
+    deposit_id = response.json()["id"]
+
+    async def first_editor():
+        edit = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "50"})
+        assert edit.status_code == 200, edit.text
+
+    _after_first_read(monkeypatch, views_api, "get_deposit", first_editor)
+    response = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "80"})
+    monkeypatch.undo()
+    assert response.status_code == 409, response.text
+    stored = await crud.get_deposit(deposit_id)
+    assert stored and stored.amount == Decimal("50")
+
+
+async def test_client_deactivated_during_an_edit_stays_inactive(env, monkeypatch):
+    """Broke: the operator deactivates a client (e.g. to hand back its
+    remaining cash) while another edit of the same client (a new wallet) is
+    in flight. The edit wrote back the whole row it had read, status
+    `active` included: the client was active again and the next settlement
+    paid it. Now each request writes only the columns it changes."""
+    from satmachineadmin import crud, views_api
+
+    await _deactivate_all_clients(env)
+    source, _commission, payer, clients = await _setup(env, ["50"])
+    ((client, wallet),) = clients
+    new_wallet = await env.wallet("new wallet", client["user_id"])
+
+    async def deactivate():
+        response = await env.api(
+            "PUT", f"/clients/{client['id']}/status", json={"status": "inactive"}
+        )
+        assert response.status_code == 200, response.text
+
+    fired = _after_first_read(monkeypatch, views_api, "get_wallet", deactivate)
+    response = await env.api(
+        "PUT", f"/clients/{client['id']}", json={"wallet_id": new_wallet.id}
+    )
+    monkeypatch.undo()
+    assert fired
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "inactive"
+    stored = await crud.get_client(client["id"])
+    assert stored and stored.status == "inactive"
+    assert stored.wallet_id == new_wallet.id
+
+    await env.fund(payer.id, 10_000)
+    await env.pay(payer.id, source.id, 5_500, extra=_extra("stale-deact", 5_000, 500))
+    await env.settle()
+    assert await env.balance(new_wallet.id) == 0
+    assert await env.balance(wallet.id) == 0
+
+
+async def test_review_keeps_a_limit_the_client_lowered_meanwhile(env, monkeypatch):
+    """Broke: the client extension lowers a fixed-mode client's daily limit
+    (its own table row) while the operator marks the row reviewed; the
+    review wrote back the whole row and the old, higher limit returned."""
+    from satmachineadmin import crud, views_api
+    from satmachineadmin.crud import db
+
+    await _deactivate_all_clients(env)
+    _, wallet = await env.user_with_wallet("fixed client")
+    response = await env.api(
+        "POST",
+        "/clients",
+        json={
+            "wallet_id": wallet.id,
+            "username": "fixed",
+            "dca_mode": "fixed",
+            "fixed_mode_daily_limit": "500",
+        },
+    )
+    assert response.status_code == 201, response.text
+    client_id = response.json()["id"]
+
+    async def client_lowers_limit():
+        await db.execute(
+            f"UPDATE {S}.dca_clients SET fixed_mode_daily_limit = 20, "
+            "dca_mode = 'flow' WHERE id = :id",
+            {"id": client_id},
+        )
+
+    _after_first_read(monkeypatch, views_api, "get_client", client_lowers_limit)
+    response = await env.api("PUT", f"/clients/{client_id}/reviewed")
+    monkeypatch.undo()
+    assert response.status_code == 200, response.text
+    stored = await crud.get_client(client_id)
+    assert stored and stored.reviewed_at
+    assert stored.fixed_mode_daily_limit == Decimal("20")
+    assert stored.dca_mode == "flow"
+    assert Decimal(str(response.json()["fixed_mode_daily_limit"])) == 20
