@@ -194,6 +194,12 @@ async def update_config(config: LamassuConfig) -> LamassuConfig:
     return config
 
 
+async def update_config_fields(config_id: str, changes: dict[str, Any]) -> bool:
+    """Write only these columns (and updated_at), never the whole row read
+    earlier (see update_client_fields)."""
+    return await compare_and_set("lamassu_config", config_id, {}, changes)
+
+
 async def delete_config(config_id: str) -> None:
     await db.execute(
         f"DELETE FROM {S}.lamassu_config WHERE id = :id", {"id": config_id}

@@ -34,6 +34,7 @@ from .commission_split import (
 from .crud import (
     S,
     _execute_rowcount,
+    compare_and_set,
     db,
     exact_times,
     get_client_by_wallet,
@@ -97,9 +98,11 @@ async def create_machine(machine: Machine) -> bool:
         )
 
 
-async def update_machine(machine: Machine) -> None:
-    machine.updated_at = utc_now()
-    await db.update(f"{S}.machines", machine)
+async def update_machine_fields(machine_id: str, changes: dict[str, Any]) -> bool:
+    """Write only these columns (and updated_at): never the whole row read
+    earlier, so a source wallet another operator saved meanwhile, or the
+    last_seen a settlement wrote, is not put back."""
+    return await compare_and_set("machines", machine_id, {}, changes)
 
 
 async def machine_seen(settlement: Settlement) -> None:

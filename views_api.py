@@ -57,7 +57,7 @@ from .crud import (
     get_transaction_view,
     get_transaction_views,
     update_client_fields,
-    update_config,
+    update_config_fields,
     update_deposit_if_status,
 )
 from .fixed_mode import Schedule, fixed_day, schedule_error, server_time_zone
@@ -913,7 +913,12 @@ async def api_update_config(
     )
     for key, value in fields.items():
         setattr(config, key, getattr(value, "value", value))
-    await update_config(config)
+    # Only the fields sent: a wallet another operator saved meanwhile, or the
+    # poll's bookkeeping, is not put back to what this request read.
+    await update_config_fields(config.id, {k: getattr(config, k) for k in fields})
+    config = await get_config_by_id(config_id)
+    if not config:
+        raise _not_found("config")
     await add_audit("config", config.id, "updated", op.user_id, _redacted(fields))
     return config.public()
 

@@ -26,7 +26,7 @@ from .machines import (
     recipient_wallet_ids,
     refuse_shares_of_source,
     replace_recipients,
-    update_machine,
+    update_machine_fields,
     validate_recipients,
 )
 from .messages import MessageError, text
@@ -157,10 +157,12 @@ async def api_update_machine(
         machine.source_wallet_id
     ):
         await _check_source_wallet(fields["source_wallet_id"])
-    for key, value in fields.items():
-        setattr(machine, key, (value or "").strip() or None)
-    machine.reviewed_at = machine.reviewed_at or utc_now()
-    await update_machine(machine)
+    changes = {key: (value or "").strip() or None for key, value in fields.items()}
+    changes["reviewed_at"] = machine.reviewed_at or utc_now()
+    await update_machine_fields(machine.id, changes)
+    machine = await get_machine(machine_id)
+    if not machine:
+        raise HTTPException(HTTPStatus.NOT_FOUND, text("not_found.machine"))
     await add_audit("machine", machine.id, "updated", op.user_id, fields)
     [view] = await _views([machine])
     return view

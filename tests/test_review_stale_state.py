@@ -214,3 +214,73 @@ async def test_review_keeps_a_limit_the_client_lowered_meanwhile(env, monkeypatc
     assert stored.fixed_mode_daily_limit == Decimal("20")
     assert stored.dca_mode == "flow"
     assert Decimal(str(response.json()["fixed_mode_daily_limit"])) == 20
+
+
+async def test_config_save_keeps_a_wallet_saved_meanwhile(env, monkeypatch):
+    """Broke: two saves of the settings at once, one a new commission wallet
+    (a partner leaving), the other an unrelated field: the second wrote back
+    the whole row it had read and the old commission wallet returned (the
+    next commission went to the partner who left). Now a save writes only the
+    fields it sends."""
+    from satmachineadmin import crud, views_api
+
+    _source, old_commission, _payer, _clients = await _setup(env, [])
+    config = await crud.get_config()
+    assert config and config.commission_wallet_id == old_commission.id
+    new_commission = await env.wallet("new commission")
+
+    async def other_operator():
+        response = await env.api(
+            "PUT",
+            f"/config/{config.id}",
+            json={"commission_wallet_id": new_commission.id},
+        )
+        assert response.status_code == 200, response.text
+
+    fired = _after_first_read(
+        monkeypatch, views_api, "get_config_by_id", other_operator
+    )
+    response = await env.api(
+        "PUT", f"/config/{config.id}", json={"waiting_window_hours": 48}
+    )
+    monkeypatch.undo()
+    assert fired
+    assert response.status_code == 200, response.text
+    assert response.json()["commission_wallet_id"] == new_commission.id
+    stored = await crud.get_config()
+    assert stored and stored.commission_wallet_id == new_commission.id
+    assert stored.waiting_window_hours == 48
+
+
+async def test_machine_save_keeps_a_source_wallet_saved_meanwhile(env, monkeypatch):
+    """Broke: renaming a machine while another request moves its source
+    wallet wrote the old source wallet back (payments arriving in the new
+    one were then not recognised as this machine's)."""
+    from satmachineadmin import machines, views_api_machines
+
+    old_source = await env.wallet("machine source")
+    new_source = await env.wallet("machine new source")
+    response = await env.api(
+        "POST",
+        "/machines",
+        json={"device_id": "stale-machine", "source_wallet_id": old_source.id},
+    )
+    assert response.status_code == 201, response.text
+    machine_id = response.json()["id"]
+
+    async def move_source():
+        response = await env.api(
+            "PUT",
+            f"/machines/{machine_id}",
+            json={"source_wallet_id": new_source.id},
+        )
+        assert response.status_code == 200, response.text
+
+    _after_first_read(monkeypatch, views_api_machines, "get_machine", move_source)
+    response = await env.api("PUT", f"/machines/{machine_id}", json={"name": "Lobby"})
+    monkeypatch.undo()
+    assert response.status_code == 200, response.text
+    assert response.json()["source_wallet_id"] == new_source.id
+    stored = await machines.get_machine(machine_id)
+    assert stored and stored.source_wallet_id == new_source.id
+    assert stored.name == "Lobby" and stored.reviewed_at
