@@ -107,8 +107,8 @@ async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypa
 
 
 async def test_deposit_edits_racing_do_not_both_win(env, monkeypatch):
-    """Two corrections of one pending deposit, both read at 100: the first
-    (to 50) lands; the second (to 80), made against the 100 it read, is
+    """Two corrections of one pending deposit, both read at 100.37: the first
+    (to 50.15) lands; the second (to 80.99), made against the 100.37 it read, is
     refused instead of silently replacing the first with an audit trail
     whose "before" is wrong."""
     from satmachineadmin import crud, views_api
@@ -122,20 +122,25 @@ async def test_deposit_edits_racing_do_not_both_win(env, monkeypatch):
     response = await env.api(
         "POST",
         "/deposits",
-        json={"client_id": client["id"], "amount": "100", "currency": "GTQ"},
+        json={"client_id": client["id"], "amount": "100.37", "currency": "GTQ"},
     )
     deposit_id = response.json()["id"]
 
     async def first_editor():
-        edit = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "50"})
+        edit = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "50.15"})
         assert edit.status_code == 200, edit.text
 
     _after_first_read(monkeypatch, views_api, "get_deposit", first_editor)
-    response = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "80"})
+    response = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "80.99"})
     monkeypatch.undo()
     assert response.status_code == 409, response.text
     stored = await crud.get_deposit(deposit_id)
-    assert stored and stored.amount == Decimal("50")
+    assert stored and stored.amount == Decimal("50.15")
+    # Made against the current figure, the same correction goes through.
+    response = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "80.99"})
+    assert response.status_code == 200, response.text
+    stored = await crud.get_deposit(deposit_id)
+    assert stored and stored.amount == Decimal("80.99")
 
 
 async def test_client_deactivated_during_an_edit_stays_inactive(env, monkeypatch):
