@@ -133,6 +133,10 @@ window.PageSatmachineadmin = {
       config: null,
       configLoaded: false,
       clients: [],
+      // Rows per page of the tables paged on the server: no 'All' (0), which
+      // would ask for every row and get the server's most, 1000, under a
+      // label saying all of them are shown.
+      pageSizes: [10, 20, 50, 100],
       // Every client seen (table pages, picker searches), for names by id.
       clientIndex: {},
       // The client pickers' options: what the server found for the search.
