@@ -399,3 +399,60 @@ async def test_drift_finds_a_quiet_machines_cassettes(env):
         assert {"row-limits-quiet", "row-limits-busy"} <= devices
     finally:
         await _delete_settlements(["row-limits-quiet", "row-limits-busy"])
+
+
+async def test_alerts_past_a_sending_batch_go_out_on_the_next_pass(env, monkeypatch):
+    """Sending takes at most 500 unsent alerts per pass (get_unsent_alerts): a
+    deliberate batch, each alert claimed before it goes. The next pass (every
+    recovery pass sends) takes the rest: 600 alerts are all sent in two
+    passes, none twice."""
+    from satmachineadmin import alerts
+    from satmachineadmin.crud import db
+    from satmachineadmin.messages import Message
+    from satmachineadmin.models import AlertSettings, utc_now
+
+    now = utc_now()
+    batch = [
+        alerts.new_alert(
+            "missed_payment",
+            f"row-limits-{i:04d}",
+            Message(
+                "alert.missed_payment.message",
+                {"sats": "1", "paid_at": "2026-01-01 00:00", "settlement": "x"},
+            ),
+            None,
+            now - timedelta(minutes=1),
+        )
+        for i in range(600)
+    ]
+    await _bulk_insert(db, "satoshimachine.alerts", batch)
+    sent: list[str] = []
+
+    async def send_admin(text: str) -> None:
+        sent.append(text)
+
+    monkeypatch.setattr(alerts, "_send_admin", send_admin)
+
+    async def unsent() -> int:
+        row = await db.fetchone(
+            "SELECT COUNT(*) AS n FROM satoshimachine.alerts "
+            "WHERE subject LIKE :s AND sent_at IS NULL",
+            {"s": "row-limits-%"},
+        )
+        return int(row["n"])
+
+    settings = AlertSettings(digest_after=100)
+    try:
+        await alerts.send_pending(settings)
+        assert await unsent() == 100  # the first pass: a batch of 500
+        assert len(sent) == 1 and "500 new alerts" in sent[0]  # one summary
+        await alerts.send_pending(settings)
+        assert await unsent() == 0  # the next pass: the rest (100: one each)
+        assert len(sent) == 101
+        await alerts.send_pending(settings)
+        assert len(sent) == 101  # nothing sent twice
+    finally:
+        await db.execute(
+            "DELETE FROM satoshimachine.alerts WHERE subject LIKE :s",
+            {"s": "row-limits-%"},
+        )
