@@ -464,8 +464,9 @@ class LamassuClient:
         devices = [
             dict(row)
             for row in await fetch(
-                f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id "
-                "LIMIT 200"
+                # Every machine (one row each): no cap, or the 201st
+                # machine's cash would be missing from the drift.
+                f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id"
             )
         ]
         config: dict[str, Any] = {}

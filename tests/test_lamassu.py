@@ -249,6 +249,30 @@ async def test_poll_reads_every_cash_out_not_the_first_1000(env, lamassu_pg, set
         )
 
 
+async def test_cash_units_read_every_machine(env, lamassu_pg, setup):
+    """250 machines on one Lamassu server: the drift reads every one's
+    cassettes (the devices query stopped at 200)."""
+    from satmachineadmin import crud
+    from satmachineadmin.lamassu_source import _client_for
+
+    lamassu_pg.psql(
+        "INSERT INTO devices (device_id, name, cassette1, number_of_cassettes) "
+        "SELECT 'bulk-dev-' || g, 'Bulk', 1, 1 FROM generate_series(1, 250) g",
+        "lamassu",
+    )
+    try:
+        config = await crud.get_config()
+        assert config
+        async with _client_for(config) as client:
+            devices, _ = await client.cash_units()
+        bulk = [d for d in devices if str(d["device_id"]).startswith("bulk-dev-")]
+        assert len(bulk) == 250
+    finally:
+        lamassu_pg.psql(
+            "DELETE FROM devices WHERE device_id LIKE 'bulk-dev-%'", "lamassu"
+        )
+
+
 async def test_connection_steps(env, lamassu_pg, setup):
     response = await env.api("POST", "/test-connection")
     assert response.status_code == 200, response.text
