@@ -456,3 +456,70 @@ async def test_alerts_past_a_sending_batch_go_out_on_the_next_pass(env, monkeypa
             "DELETE FROM satoshimachine.alerts WHERE subject LIKE :s",
             {"s": "row-limits-%"},
         )
+
+
+async def test_statements_hold_every_purchase_and_every_client(env):
+    """A client with 1,500 purchases in the year gets all 1,500 in the
+    statement (CSV), and the 'all clients' zip has a file for each of 1,100
+    clients: the statements read without a cap."""
+    import io
+    import zipfile
+
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+    from satmachineadmin.models import DcaClient, DcaPayment, utc_now
+
+    now = utc_now()
+    at = now - timedelta(days=1)
+    clients = [
+        DcaClient(
+            id=urlsafe_short_hash(),
+            user_id=urlsafe_short_hash(),
+            wallet_id=urlsafe_short_hash(),
+            username=f"statement-{i:04d}",
+            status="inactive",
+            created_at=at,
+            updated_at=at,
+        )
+        for i in range(1_100)
+    ]
+    buyer = clients[0]
+    purchases = [
+        DcaPayment(
+            id=urlsafe_short_hash(),
+            client_id=buyer.id,
+            amount_sats=1_000 + i,
+            amount_fiat=Decimal("1.00"),
+            exchange_rate=1.0,
+            transaction_type="flow",
+            status="confirmed",
+            currency="GTQ",
+            created_at=at,
+        )
+        for i in range(1_500)
+    ]
+    await _bulk_insert(db, "satoshimachine.dca_clients", clients)
+    await _bulk_insert(db, "satoshimachine.dca_payments", purchases)
+    day = at.date().isoformat()
+    try:
+        response = await env.api(
+            "GET", f"/statements/{buyer.id}", params={"from": day, "to": day}
+        )
+        assert response.status_code == 200, response.text
+        lines = response.text.splitlines()
+        for purchase in purchases:  # each purchase's line: its sats are unique
+            assert sum(f'"{purchase.amount_sats:,}"' in line for line in lines) == 1
+        assert 'Total spent,"Q1,500.00"' in response.text
+        response = await env.api("GET", "/statements", params={"from": day, "to": day})
+        assert response.status_code == 200, response.text
+        names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+        assert all(any(c.id in n for n in names) for c in clients)
+    finally:
+        await db.execute(
+            "DELETE FROM satoshimachine.dca_payments WHERE client_id = :c",
+            {"c": buyer.id},
+        )
+        await db.execute(
+            "DELETE FROM satoshimachine.dca_clients WHERE username LIKE :name",
+            {"name": "statement-%"},
+        )
