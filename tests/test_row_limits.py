@@ -523,3 +523,30 @@ async def test_statements_hold_every_purchase_and_every_client(env):
             "DELETE FROM satoshimachine.dca_clients WHERE username LIKE :name",
             {"name": "statement-%"},
         )
+
+
+async def test_the_chart_sums_every_settlement_of_a_day(env):
+    """The overview chart's figures are summed on the server over every
+    settlement in the window: 1,500 split settlements on one day count."""
+    from satmachineadmin.crud import db
+    from satmachineadmin.models import utc_now
+
+    day = (utc_now() - timedelta(days=5)).replace(hour=12, minute=0, second=0)
+    device = "row-limits-chart"
+
+    async def sats_that_day() -> int:
+        response = await env.api("GET", "/stats/distributed-per-day?days=90")
+        assert response.status_code == 200, response.text
+        per_day = {row["day"]: row["sats"] for row in response.json()}
+        return per_day.get(day.date().isoformat(), 0)
+
+    before = await sats_that_day()
+    settlements = [
+        _settlement(device, day, status="completed", distributed_sats=10)
+        for _ in range(1_500)
+    ]
+    await _bulk_insert(db, "satoshimachine.settlements", settlements)
+    try:
+        assert await sats_that_day() - before == 15_000
+    finally:
+        await _delete_settlements([device])
