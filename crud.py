@@ -984,16 +984,20 @@ async def get_settlement_by_hash(payment_hash: str) -> Settlement | None:
 
 
 async def get_known_payment_hashes(payment_hashes: Sequence[str]) -> set[str]:
-    if not payment_hashes:
-        return set()
-    values = {f"h{i}": h for i, h in enumerate(payment_hashes)}
-    placeholders = ", ".join(f":{k}" for k in values)
-    rows = await db.fetchall(
-        f"SELECT payment_hash FROM {S}.settlements "
-        f"WHERE payment_hash IN ({placeholders})",
-        values,
-    )
-    return {row["payment_hash"] for row in rows}
+    """Which of these payment hashes have a settlement (IDS_PER_QUERY per
+    query: the poll and the scan may ask about thousands)."""
+    known: set[str] = set()
+    for start in range(0, len(payment_hashes), IDS_PER_QUERY):
+        chunk = payment_hashes[start : start + IDS_PER_QUERY]
+        values = {f"h{i}": h for i, h in enumerate(chunk)}
+        placeholders = ", ".join(f":{k}" for k in values)
+        rows = await db.fetchall(
+            f"SELECT payment_hash FROM {S}.settlements "
+            f"WHERE payment_hash IN ({placeholders})",
+            values,
+        )
+        known.update(row["payment_hash"] for row in rows)
+    return known
 
 
 _SETTLEMENT_VIEW = f"""

@@ -12,7 +12,7 @@ from lnbits.db import Filters
 from loguru import logger
 
 from .alerts import note_lamassu, note_missed_payments, poke, run_check
-from .crud import get_config, set_config_timestamps
+from .crud import get_config, get_known_payment_hashes, set_config_timestamps
 from .drift import refresh_lamassu_cash
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
@@ -68,7 +68,7 @@ class _OldestFirst(Filters):
         return f"{super().order_by()}, apipayments.checking_id asc"
 
 
-async def _settled_incoming(wallet_id: str, since: int) -> AsyncIterator[Payment]:
+async def _settled_incoming(wallet_id: str, since: int) -> AsyncIterator[list[Payment]]:
     """Every settled incoming payment of the wallet since `since`, a page at
     a time. LNbits' get_payments returns one page (10 rows unless told
     otherwise, never more than 1000), so it is asked until a page comes back
@@ -87,8 +87,7 @@ async def _settled_incoming(wallet_id: str, since: int) -> AsyncIterator[Payment
         )
         if not page:
             return
-        for payment in page:
-            yield payment
+        yield page
         offset += len(page)
 
 
@@ -110,10 +109,16 @@ async def scan_source_wallet() -> int:
     )
     found = []
     for wallet_id in wallets:
-        async for payment in _settled_incoming(wallet_id, int(since.timestamp())):
-            settlement = await record_payment(payment)
-            if settlement:
-                found.append(settlement)
+        async for page in _settled_incoming(wallet_id, int(since.timestamp())):
+            # One query for the page's known payments (most are: the scan
+            # overlaps the last one), not a record attempt each.
+            known = await get_known_payment_hashes([p.payment_hash for p in page])
+            for payment in page:
+                if payment.payment_hash in known:
+                    continue
+                settlement = await record_payment(payment)
+                if settlement:
+                    found.append(settlement)
     await set_config_timestamps(config.id, scan_checkpoint=started)
     if found:
         logger.info(
