@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+S = "satoshimachine"
 
 
 async def _bulk_insert(database, table: str, models: list) -> None:
@@ -308,10 +309,16 @@ async def test_alert_conditions_cover_every_row(env):
             "DELETE FROM satoshimachine.reconciliations WHERE note = :note",
             {"note": "row-limits"},
         )
+        # Nothing left behind: other tests list the clients 1000 at a time.
+        mine = f"SELECT id FROM {S}.dca_clients WHERE username LIKE :name"
+        for table in ("dca_deposits", "dca_payments"):
+            await db.execute(
+                f"DELETE FROM {S}.{table} WHERE client_id IN ({mine})",
+                {"name": "empty-%"},
+            )
         await db.execute(
-            "UPDATE satoshimachine.dca_clients SET status = 'inactive', "
-            "notify_balance_empty = :off WHERE username LIKE :name",
-            {"name": "empty-%", "off": False},
+            f"DELETE FROM {S}.dca_clients WHERE username LIKE :name",
+            {"name": "empty-%"},
         )
 
 
