@@ -101,7 +101,9 @@ CONDITION_KINDS = (
 EVENT_KINDS = ("missed_payment",)
 WAITING_STATUSES = ("pending", "waiting_data", "waiting_dispense", "stale")
 INSUFFICIENT = "insufficient balance"
-ROW_LIMIT = 1000
+# The condition queries read every row, with no cap: a row past a cap would
+# never open its alert, and an open alert whose row fell past it would be
+# cleared as if its problem were gone.
 DIGEST_LINES = 10
 POKE_DELAY_SECONDS = 1.0
 
@@ -236,8 +238,7 @@ async def _orphan_conditions(
         "r.created_at, s.device_id FROM "
         f"{S}.reconciliations r LEFT JOIN {S}.settlements s "
         "ON s.id = r.settlement_id WHERE r.status <> 'resolved' "
-        "ORDER BY r.created_at, r.id LIMIT :limit",
-        {"limit": ROW_LIMIT},
+        "ORDER BY r.created_at, r.id",
     )
     max_age = timedelta(hours=settings.orphan_max_age_hours)
     for row in rows:
@@ -279,13 +280,12 @@ async def _settlement_conditions(
         return
     statuses = ("flagged", *WAITING_STATUSES)
     values: dict[str, Any] = {f"s{i}": s for i, s in enumerate(statuses)}
-    values["limit"] = ROW_LIMIT
     rows = await db.fetchall(
         "SELECT id, status, status_detail, status_detail_msg, amount_sats, paid_at, "
         "device_id "
         f"FROM {S}.settlements WHERE status IN "
         f"({', '.join(':s' + str(i) for i in range(len(statuses)))}) "
-        "ORDER BY paid_at, id LIMIT :limit",
+        "ORDER BY paid_at, id",
         values,
     )
     wait = timedelta(minutes=settings.settlement_waiting_minutes)
@@ -343,8 +343,7 @@ async def _payout_conditions(settings: AlertSettings, out: list[Condition]) -> N
         "p.attempts, p.settlement_id, c.username FROM "
         f"{S}.dca_payments p LEFT JOIN {S}.dca_clients c ON c.id = p.client_id "
         "WHERE p.status = 'failed' AND p.settlement_id IS NOT NULL "
-        "ORDER BY p.created_at, p.id LIMIT :limit",
-        {"limit": ROW_LIMIT},
+        "ORDER BY p.created_at, p.id",
     )
     for row in rows:
         error = row["error"] or ""
@@ -400,8 +399,7 @@ async def _commission_conditions(settings: AlertSettings, out: list[Condition]) 
         "p.error_msg, p.settlement_id, s.device_id FROM "
         f"{S}.commission_payouts p LEFT JOIN {S}.settlements s "
         "ON s.id = p.settlement_id WHERE p.status = 'failed' "
-        "ORDER BY p.created_at, p.id LIMIT :limit",
-        {"limit": ROW_LIMIT},
+        "ORDER BY p.created_at, p.id",
     )
     for row in rows:
         out.append(
@@ -444,8 +442,7 @@ async def _orphan_failed_conditions(
         "r.settlement_id, r.error, r.error_msg, s.device_id FROM "
         f"{S}.reconciliations r LEFT JOIN {S}.settlements s "
         "ON s.id = r.settlement_id WHERE r.status IN ('open', 'resolving') "
-        "AND r.error IS NOT NULL ORDER BY r.created_at, r.id LIMIT :limit",
-        {"limit": ROW_LIMIT},
+        "AND r.error IS NOT NULL ORDER BY r.created_at, r.id",
     )
     for row in rows:
         stored = Message.from_json(row["error_msg"])
@@ -600,8 +597,8 @@ async def _client_conditions(settings: AlertSettings, out: list[Condition]) -> N
         return
     rows = await db.fetchall(
         f"SELECT id FROM {S}.dca_clients WHERE notify_balance_empty = :on "
-        "AND status = 'active' ORDER BY id LIMIT :limit",
-        {"on": True, "limit": ROW_LIMIT},
+        "AND status = 'active' ORDER BY id",
+        {"on": True},
     )
     figures = await get_currency_figures([row["id"] for row in rows])
     for client_id, per_currency in figures.items():

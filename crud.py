@@ -347,10 +347,6 @@ def _payout_sums_sql(where: str) -> str:
 async def get_currency_figures(client_ids: Sequence[str]) -> dict[str, list[dict]]:
     """Every client's figures per currency (deposits and payouts in one
     currency are never mixed), in two aggregate queries for all of them."""
-    if not client_ids:
-        return {}
-    values = {f"id{i}": cid for i, cid in enumerate(client_ids)}
-    where = f"WHERE client_id IN ({', '.join(':' + k for k in values)})"
     figures: dict[tuple[str, str], dict] = {}
 
     def entry(client_id: str, currency: str) -> dict:
@@ -366,15 +362,21 @@ async def get_currency_figures(client_ids: Sequence[str]) -> dict[str, list[dict
             },
         )
 
-    for row in await db.fetchall(_deposit_sums_sql(where), values):
-        e = entry(row["client_id"], row["currency"])
-        e["confirmed_deposits"] = to_fiat(row["confirmed"] or 0)
-        e["pending_deposits"] = to_fiat(row["pending"] or 0)
-    for row in await db.fetchall(_payout_sums_sql(where), values):
-        e = entry(row["client_id"], row["currency"] or "GTQ")
-        e["distributed_fiat"] = to_fiat(row["paid_fiat"] or 0)
-        e["distributed_sats"] = int(row["paid_sats"] or 0)
-        e["reserved_fiat"] = to_fiat(row["reserved_fiat"] or 0)
+    # IDS_PER_QUERY ids per query: every client (the alert check asks for
+    # all of them) within the databases' bound-parameter limits.
+    for start in range(0, len(client_ids), IDS_PER_QUERY):
+        chunk = client_ids[start : start + IDS_PER_QUERY]
+        values = {f"id{i}": cid for i, cid in enumerate(chunk)}
+        where = f"WHERE client_id IN ({', '.join(':' + k for k in values)})"
+        for row in await db.fetchall(_deposit_sums_sql(where), values):
+            e = entry(row["client_id"], row["currency"])
+            e["confirmed_deposits"] = to_fiat(row["confirmed"] or 0)
+            e["pending_deposits"] = to_fiat(row["pending"] or 0)
+        for row in await db.fetchall(_payout_sums_sql(where), values):
+            e = entry(row["client_id"], row["currency"] or "GTQ")
+            e["distributed_fiat"] = to_fiat(row["paid_fiat"] or 0)
+            e["distributed_sats"] = int(row["paid_sats"] or 0)
+            e["reserved_fiat"] = to_fiat(row["reserved_fiat"] or 0)
     result: dict[str, list[dict]] = {}
     for (client_id, _), e in sorted(figures.items()):
         e["remaining_balance"] = (
@@ -703,16 +705,32 @@ async def get_delivery_slots(limit: int = 50) -> list[DeliverySlot]:
     )
 
 
+_SCHEDULED = (
+    "p.deliver_after IS NOT NULL AND p.delivery_slot IS NULL "
+    "AND p.status = 'pending' AND p.settlement_id IS NOT NULL"
+)
+
+
 async def get_scheduled_payouts(limit: int = 500) -> list[PayoutView]:
-    """Fixed-mode payouts waiting for their delivery slot, soonest first."""
+    """Fixed-mode payouts waiting for their delivery slot, soonest first (the
+    first `limit`, to show; get_scheduled_totals counts them all)."""
     return await db.fetchall(
-        f"{_PAYOUT_VIEW} WHERE p.deliver_after IS NOT NULL "
-        "AND p.delivery_slot IS NULL AND p.status = 'pending' "
-        "AND p.settlement_id IS NOT NULL "
+        f"{_PAYOUT_VIEW} WHERE {_SCHEDULED} "
         "ORDER BY p.deliver_after, p.created_at, p.id LIMIT :limit",
         {"limit": limit},
         PayoutView,
     )
+
+
+async def get_scheduled_totals() -> tuple[int, int, Decimal]:
+    """How many fixed-mode payouts wait for their slot, their sats and fiat:
+    every one of them, however many."""
+    row = await db.fetchone(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(p.amount_sats), 0) AS sats, "
+        "COALESCE(SUM(p.amount_fiat), 0) AS fiat "
+        f"FROM {S}.dca_payments p WHERE {_SCHEDULED}"
+    )
+    return int(row["n"]), int(row["sats"]), to_fiat(row["fiat"])
 
 
 # ------------------------------------------------------------------------ deposits
@@ -862,15 +880,6 @@ async def get_settlement_payouts(settlement_id: str) -> list[PayoutView]:
     )
 
 
-async def get_payouts_by_status(status: str, limit: int = 1000) -> list[DcaPayment]:
-    return await db.fetchall(
-        f"SELECT * FROM {S}.dca_payments WHERE status = :status "
-        "AND settlement_id IS NOT NULL ORDER BY created_at LIMIT :limit",
-        {"status": status, "limit": limit},
-        DcaPayment,
-    )
-
-
 async def set_payout_invoice(
     payout_id: str, bolt11: str, payment_hash: str, replacing: str | None = None
 ) -> bool:
@@ -1003,16 +1012,20 @@ async def get_settlement_by_hash(payment_hash: str) -> Settlement | None:
 
 
 async def get_known_payment_hashes(payment_hashes: Sequence[str]) -> set[str]:
-    if not payment_hashes:
-        return set()
-    values = {f"h{i}": h for i, h in enumerate(payment_hashes)}
-    placeholders = ", ".join(f":{k}" for k in values)
-    rows = await db.fetchall(
-        f"SELECT payment_hash FROM {S}.settlements "
-        f"WHERE payment_hash IN ({placeholders})",
-        values,
-    )
-    return {row["payment_hash"] for row in rows}
+    """Which of these payment hashes have a settlement (IDS_PER_QUERY per
+    query: the poll and the scan may ask about thousands)."""
+    known: set[str] = set()
+    for start in range(0, len(payment_hashes), IDS_PER_QUERY):
+        chunk = payment_hashes[start : start + IDS_PER_QUERY]
+        values = {f"h{i}": h for i, h in enumerate(chunk)}
+        placeholders = ", ".join(f":{k}" for k in values)
+        rows = await db.fetchall(
+            f"SELECT payment_hash FROM {S}.settlements "
+            f"WHERE payment_hash IN ({placeholders})",
+            values,
+        )
+        known.update(row["payment_hash"] for row in rows)
+    return known
 
 
 _SETTLEMENT_VIEW = f"""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -223,17 +224,41 @@ def _as_utc(value: Any) -> datetime | None:
         return None
 
 
+async def _bitspire_reports(seen: set[str]) -> AsyncIterator[Any]:
+    """bitSpire settlements that tell cassettes, newest first, BITSPIRE_SCAN
+    per query, until every machine that ever told them is in `seen` (a quiet
+    machine's last report may be older than the busy ones' last
+    BITSPIRE_SCAN: it used to be left out) or there are no more."""
+    where = (
+        f"FROM {S}.settlements WHERE data_source = 'bitspire' "
+        "AND device_id IS NOT NULL AND cash_out_data LIKE :told"
+    )
+    told = '%"cassettes"%'
+    devices = {
+        str(row["device_id"])
+        for row in await db.fetchall(
+            f"SELECT DISTINCT device_id {where}", {"told": told}
+        )
+    }
+    offset = 0
+    while not devices <= seen:
+        rows = await db.fetchall(
+            f"SELECT device_id, fiat_code, paid_at, cash_out_data {where} "
+            "ORDER BY paid_at DESC, id DESC LIMIT :limit OFFSET :offset",
+            {"limit": BITSPIRE_SCAN, "offset": offset, "told": told},
+        )
+        for row in rows:
+            yield row
+        if len(rows) < BITSPIRE_SCAN:
+            return
+        offset += len(rows)
+
+
 async def bitspire_machines() -> list[dict[str, Any]]:
     """Each bitSpire machine's newest report of its cassettes."""
-    rows = await db.fetchall(
-        "SELECT device_id, fiat_code, paid_at, cash_out_data FROM "
-        f"{S}.settlements WHERE data_source = 'bitspire' AND device_id IS NOT NULL "
-        "ORDER BY paid_at DESC, id DESC LIMIT :limit",
-        {"limit": BITSPIRE_SCAN},
-    )
     seen: set[str] = set()
-    machines = []
-    for row in rows:
+    machines: list[dict[str, Any]] = []
+    async for row in _bitspire_reports(seen):
         device = str(row["device_id"])
         if device in seen:
             continue

@@ -399,13 +399,27 @@ class LamassuClient:
         return LamassuCashOut.from_record(rows[0])
 
     async def recent_cash_outs(self, since: datetime) -> list[LamassuCashOut]:
+        """Every cash-out created since `since`, MAX_ROWS per query (keyset on
+        created and id: never only the oldest MAX_ROWS of a busy day)."""
         if since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
-        rows = await self._fetch(
-            f"{await self._select()} WHERE created >= $1 ORDER BY created LIMIT $2",
-            since,
-            MAX_ROWS,
+        select = await self._select()
+        order = "ORDER BY created, id::text LIMIT $2"
+        rows = list(
+            await self._fetch(f"{select} WHERE created >= $1 {order}", since, MAX_ROWS)
         )
+        page = rows
+        while len(page) == MAX_ROWS:
+            last = page[-1]
+            page = list(
+                await self._fetch(
+                    f"{select} WHERE (created, id::text) > ($1, $3) {order}",
+                    last["created"],
+                    MAX_ROWS,
+                    last["id"],
+                )
+            )
+            rows.extend(page)
         return [LamassuCashOut.from_record(row) for row in rows]
 
     async def cash_units(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -450,8 +464,9 @@ class LamassuClient:
         devices = [
             dict(row)
             for row in await fetch(
-                f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id "
-                "LIMIT 200"
+                # Every machine (one row each): no cap, or the 201st
+                # machine's cash would be missing from the drift.
+                f"SELECT {', '.join(selected)} FROM devices ORDER BY device_id"
             )
         ]
         config: dict[str, Any] = {}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
+from lnbits.db import Filters
 from loguru import logger
 
 from .alerts import note_lamassu, note_missed_payments, poke, run_check
-from .crud import get_config, set_config_timestamps
+from .crud import get_config, get_known_payment_hashes, set_config_timestamps
 from .drift import refresh_lamassu_cash
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
@@ -30,6 +32,8 @@ from .transaction_processor import (
 FIRST_SCAN_LOOKBACK = timedelta(days=30)
 SCAN_OVERLAP = timedelta(days=2)
 RECOVERY_INTERVAL_SECONDS = 60
+# Payments per query of the scan (LNbits serves at most 1000 per page).
+SCAN_PAGE = 1000
 
 listener_status: dict[str, object] = {"started_at": None, "last_payment_at": None}
 # Payments the listener is handling now (recorded before the processing lock
@@ -56,6 +60,37 @@ async def on_invoice_paid(payment: Payment) -> None:
         in_flight["payments"] -= 1
 
 
+class _OldestFirst(Filters):
+    """LNbits' payment filters, oldest first with the checking id (the primary
+    key) breaking ties, so paging neither skips nor repeats a payment."""
+
+    def order_by(self) -> str:
+        return f"{super().order_by()}, apipayments.checking_id asc"
+
+
+async def _settled_incoming(wallet_id: str, since: int) -> AsyncIterator[list[Payment]]:
+    """Every settled incoming payment of the wallet since `since`, a page at
+    a time. LNbits' get_payments returns one page (10 rows unless told
+    otherwise, never more than 1000), so it is asked until a page comes back
+    empty. Payments settling meanwhile are newer: they land after the last
+    page, never in one already read."""
+    offset = 0
+    while True:
+        page = await get_payments(
+            wallet_id=wallet_id,
+            incoming=True,
+            complete=True,
+            since=since,
+            filters=_OldestFirst(
+                sortby="time", direction="asc", limit=SCAN_PAGE, offset=offset
+            ),
+        )
+        if not page:
+            return
+        yield page
+        offset += len(page)
+
+
 async def scan_source_wallet() -> int:
     """Find settled incoming payments of the source wallet that have no
     settlement yet (missed while down, or settled late) and record them."""
@@ -74,16 +109,16 @@ async def scan_source_wallet() -> int:
     )
     found = []
     for wallet_id in wallets:
-        payments = await get_payments(
-            wallet_id=wallet_id,
-            incoming=True,
-            complete=True,
-            since=int(since.timestamp()),
-        )
-        for payment in payments:
-            settlement = await record_payment(payment)
-            if settlement:
-                found.append(settlement)
+        async for page in _settled_incoming(wallet_id, int(since.timestamp())):
+            # One query for the page's known payments (most are: the scan
+            # overlaps the last one), not a record attempt each.
+            known = await get_known_payment_hashes([p.payment_hash for p in page])
+            for payment in page:
+                if payment.payment_hash in known:
+                    continue
+                settlement = await record_payment(payment)
+                if settlement:
+                    found.append(settlement)
     await set_config_timestamps(config.id, scan_checkpoint=started)
     if found:
         logger.info(

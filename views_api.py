@@ -49,6 +49,7 @@ from .crud import (
     get_reconciliation_by_settlement,
     get_reconciliations,
     get_scheduled_payouts,
+    get_scheduled_totals,
     get_settlement,
     get_settlement_payouts,
     get_settlements,
@@ -1059,8 +1060,9 @@ class ScheduledDeliveries(BaseModel):
     fixed_delivery_times: int | None
     time_zone: str
     next_slot: datetime | None
-    scheduled_sats: int
+    scheduled_sats: int  # every waiting payout's, however many
     scheduled_fiat: Decimal
+    scheduled_count: int = 0  # how many wait (`payouts` lists the first 500)
     payouts: list[PayoutView]
     slots: list[DeliverySlot]
 
@@ -1073,14 +1075,16 @@ async def api_scheduled_deliveries(_: ReadAccess) -> ScheduledDeliveries:
     config = await get_config()
     schedule = Schedule.of(config)
     payouts = await get_scheduled_payouts()
+    count, sats, fiat = await get_scheduled_totals()
     return ScheduledDeliveries(
         fixed_delivery=schedule.delivery,
         fixed_delivery_time=schedule.at,
         fixed_delivery_times=schedule.times,
         time_zone=config.zone_name if config else server_time_zone(),
         next_slot=schedule.next_slot(utc_now()),
-        scheduled_sats=sum(p.amount_sats for p in payouts),
-        scheduled_fiat=sum((p.amount_fiat for p in payouts), Decimal("0.00")),
+        scheduled_sats=sats,
+        scheduled_fiat=fiat,
+        scheduled_count=count,
         payouts=payouts,
         slots=await get_delivery_slots(),
     )

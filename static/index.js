@@ -148,6 +148,10 @@ window.PageSatmachineadmin = {
       config: null,
       configLoaded: false,
       clients: [],
+      // Rows per page of the tables paged on the server: no 'All' (0), which
+      // would ask for every row and get the server's most, 1000, under a
+      // label saying all of them are shown.
+      pageSizes: [10, 20, 50, 100],
       // Every client seen (table pages, picker searches), for names by id.
       clientIndex: {},
       // The client pickers' options: what the server found for the search.
@@ -1062,23 +1066,34 @@ window.PageSatmachineadmin = {
       })
       if (rows) this.deposits = rows
     },
-    // The CSV buttons export every row (a page of 1000 at a time), not the
-    // page on screen.
-    async exportAll(path, columns, name, filters) {
+    // The CSV buttons export every row (a page of 1000 at a time, the most
+    // the server gives), not the page on screen. Oldest first: rows that
+    // arrive meanwhile land after the last page, and the server breaks ties
+    // on the id (crud.StableFilters), so no row is skipped.
+    async exportAll(path, columns, name, filters, sortby = 'created_at') {
       const rows = []
+      const seen = new Set()
       try {
         for (let offset = 0; ; offset += 1000) {
           const query = new URLSearchParams({
             limit: 1000,
             offset,
-            sortby: 'created_at'
+            sortby,
+            direction: 'asc'
           })
           for (const [key, value] of Object.entries(filters || {})) {
             if (value) query.set(key, value)
           }
           const { data } = await this.request('GET', `${path}?${query}`)
           const page = Array.isArray(data) ? data : data.data
-          rows.push(...page)
+          // A row recorded meanwhile with an old date (a missed payment found
+          // late) shifts the later pages by one: never list a row twice.
+          for (const row of page) {
+            if (!seen.has(row.id)) {
+              seen.add(row.id)
+              rows.push(row)
+            }
+          }
           if (page.length < 1000) break
         }
       } catch (error) {
@@ -1733,20 +1748,15 @@ window.PageSatmachineadmin = {
       await this.afterSettlementChange(this.dismissDialog.id)
     },
     async exportSettlements() {
-      // Every settlement, not only the page on screen.
-      try {
-        const query = new URLSearchParams({
-          limit: 1000,
-          sortby: 'paid_at',
-          direction: 'desc'
-        })
-        const device = this.settlementsTable.device_id
-        if (device) query.set('device_id', device)
-        const { data } = await this.request('GET', '/settlements?' + query)
-        this.exportTable(this.settlementsTable.columns, data.data, 'settlements')
-      } catch (error) {
-        LNbits.utils.notifyApiError(error)
-      }
+      // Every settlement (a page of 1000 at a time), not only the page on
+      // screen nor only the first 1000.
+      await this.exportAll(
+        '/settlements',
+        this.settlementsTable.columns,
+        'settlements',
+        { device_id: this.settlementsTable.device_id },
+        'paid_at'
+      )
     },
     async dryRun() {
       const f = this.dryRunForm

@@ -412,6 +412,13 @@ def test_the_dashboard_at_real_size(server, browser):
                 for i in range(5_000)
             ],
         )
+        # 1,200 settlements (dismissed): more than the 1000 a request returns.
+        database.executemany(
+            "INSERT INTO settlements (id, payment_hash, wallet_id, amount_sats, "
+            "paid_at, status, created_at, updated_at) "
+            "VALUES (?, ?, 'bulk-wallet', 777, 1, 'dismissed', 1, 1)",
+            [(uuid.uuid4().hex, uuid.uuid4().hex) for _ in range(1_200)],
+        )
     database.close()
 
     ui = Page(browser, server, 1280, 800)
@@ -420,6 +427,17 @@ def test_the_dashboard_at_real_size(server, browser):
         table = ui.test_id("clients-table")
         table.get_by_text("of 5,0").first.wait_for()  # "1-20 of 5,0xx"
         assert "bulk-4999" not in table.inner_text()
+        # The CSV buttons export every row, a page of 1000 at a time.
+        with ui.page.expect_download() as download_info:
+            ui.test_id("export-clients").click()
+        exported = Path(download_info.value.path()).read_text().splitlines()
+        assert sum("bulk-" in line for line in exported) == 5_000
+        ui.tab("settlements")
+        with ui.page.expect_download() as download_info:
+            ui.test_id("export-settlements").click()
+        exported = Path(download_info.value.path()).read_text().splitlines()
+        assert sum("777 sats" in line for line in exported) == 1_200
+        ui.tab("clients")
         _typing_target(ui.test_id("clients-search")).fill("zz-last")
         table.get_by_text("zz-last-client").first.wait_for()
 

@@ -224,6 +224,55 @@ async def test_poll_lists_cash_outs_without_a_settlement(env, lamassu_pg, setup)
     assert [await env.balance(w.id) for w in (source,)] == before
 
 
+async def test_poll_reads_every_cash_out_not_the_first_1000(env, lamassu_pg, setup):
+    """2,500 dispensed on-chain cash-outs since the last poll, all created at
+    the same instant (ties on the sort key): the poll lists every one, once.
+    It used to read the oldest 1000 (lamassu.MAX_ROWS) and move its
+    checkpoint past the rest."""
+    lamassu_pg.psql(
+        "INSERT INTO cash_out_txs (id, device_id, to_address, crypto_atoms, "
+        "crypto_code, fiat, fiat_code, status, dispense, dispense_confirmed, "
+        "created) SELECT gen_random_uuid(), 'atm-bulk', 'bc1qbulk' || g, 1000, "
+        "'BTC', 10, 'GTQ', 'confirmed', true, true, now() - interval '1 hour' "
+        "FROM generate_series(1, 2500) g",
+        "lamassu",
+    )
+    try:
+        response = await env.api("POST", "/manual-poll")
+        assert response.status_code == 200, response.text
+        report = response.json()["lamassu_poll"]
+        bulk = [r["id"] for r in report["unmatched"] if r["device_id"] == "atm-bulk"]
+        assert len(bulk) == len(set(bulk)) == 2_500
+    finally:
+        lamassu_pg.psql(
+            "DELETE FROM cash_out_txs WHERE device_id = 'atm-bulk'", "lamassu"
+        )
+
+
+async def test_cash_units_read_every_machine(env, lamassu_pg, setup):
+    """250 machines on one Lamassu server: the drift reads every one's
+    cassettes (the devices query stopped at 200)."""
+    from satmachineadmin import crud
+    from satmachineadmin.lamassu_source import _client_for
+
+    lamassu_pg.psql(
+        "INSERT INTO devices (device_id, name, cassette1, number_of_cassettes) "
+        "SELECT 'bulk-dev-' || g, 'Bulk', 1, 1 FROM generate_series(1, 250) g",
+        "lamassu",
+    )
+    try:
+        config = await crud.get_config()
+        assert config
+        async with _client_for(config) as client:
+            devices, _ = await client.cash_units()
+        bulk = [d for d in devices if str(d["device_id"]).startswith("bulk-dev-")]
+        assert len(bulk) == 250
+    finally:
+        lamassu_pg.psql(
+            "DELETE FROM devices WHERE device_id LIKE 'bulk-dev-%'", "lamassu"
+        )
+
+
 async def test_connection_steps(env, lamassu_pg, setup):
     response = await env.api("POST", "/test-connection")
     assert response.status_code == 200, response.text

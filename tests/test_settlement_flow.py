@@ -47,8 +47,19 @@ async def _setup(env, balances: list[str], currency: str = "GTQ"):
 
 
 async def _deactivate_all_clients(env):
-    response = await env.api("GET", "/clients", params={"limit": 1000})
-    for client in response.json():
+    """Every active client (a page of 1000 at a time: a test may leave more)."""
+    active = []
+    for offset in range(0, 10**9, 1000):
+        response = await env.api(
+            "GET",
+            "/clients",
+            params={"limit": 1000, "offset": offset, "status": "active"},
+        )
+        page = response.json()
+        active.extend(page)
+        if len(page) < 1000:
+            break
+    for client in active:
         if client["status"] == "active":
             await env.api(
                 "PUT", f"/clients/{client['id']}/status", json={"status": "inactive"}
