@@ -1431,17 +1431,23 @@ async def look_up_waiting(
     return looked_up
 
 
-async def _mark_stale(settlement: Settlement, window: timedelta) -> None:
+async def _mark_stale(listed: Settlement, window: timedelta) -> None:
     hours = int(window.total_seconds() // 3600)
-    expected = settlement.status
-    settlement.status = SettlementStatus.stale.value
-    settlement.set_detail(
-        Message(
-            "settlement.stale",
-            {"hours": hours, "detail": settlement.detail() or expected},
-        )
-    )
     async with money_lock():
+        # Read again under the lock: the row listed before it may have been
+        # looked up, entered by hand or dismissed since, and the whole row is
+        # written back below.
+        settlement = await get_settlement(listed.id)
+        if not settlement or settlement.status not in LOOKUP_STATUSES:
+            return
+        expected = settlement.status
+        settlement.status = SettlementStatus.stale.value
+        settlement.set_detail(
+            Message(
+                "settlement.stale",
+                {"hours": hours, "detail": settlement.detail() or expected},
+            )
+        )
         if await update_settlement(settlement, expected_status=expected):
             logger.warning(
                 f"satmachineadmin: settlement {settlement.id} is stale: "

@@ -202,3 +202,48 @@ async def test_one_lamassu_connection_per_recovery_pass(env, monkeypatch):
             "POST", "/config", json={"source_wallet_id": source.id}
         )
         assert response.status_code == 201, response.text
+
+
+async def test_going_stale_never_writes_back_a_row_changed_since_it_was_listed(env):
+    """The recovery pass lists the waiting settlements, then marks the old ones
+    stale one by one under the money lock. A row another request changed in
+    between (a lookup that counted an attempt; an operator who dismissed it)
+    is read again under the lock: its bookkeeping stays as that request left
+    it, and a row no longer waiting is never made stale."""
+    from satmachineadmin import crud
+    from satmachineadmin.models import utc_now
+    from satmachineadmin.transaction_processor import _mark_stale
+
+    source = await env.wallet("stale reread source")
+    response = await env.api("POST", "/config", json={"source_wallet_id": source.id})
+    assert response.status_code == 201, response.text
+    now = utc_now()
+    old = _settlement(source.id, "waiting_data", now - timedelta(hours=25))
+    other = _settlement(source.id, "waiting_data", now - timedelta(hours=25))
+    for settlement in (old, other):
+        await _insert(settlement)
+    try:
+        listed = await crud.get_settlement(old.id)
+        listed_other = await crud.get_settlement(other.id)
+        assert listed and listed_other
+        # Meanwhile: a lookup counted an attempt on one row, the operator
+        # dismissed the other.
+        changed = await crud.get_settlement(old.id)
+        changed.lookup_attempts = 7
+        changed.last_lookup_at = utc_now()
+        assert await crud.update_settlement(changed, expected_status="waiting_data")
+        moved = await crud.get_settlement(other.id)
+        moved.status = "dismissed"
+        assert await crud.update_settlement(moved, expected_status="waiting_data")
+
+        await _mark_stale(listed, timedelta(hours=24))
+        await _mark_stale(listed_other, timedelta(hours=24))
+
+        now_old = await crud.get_settlement(old.id)
+        assert now_old and now_old.status == "stale"
+        assert now_old.lookup_attempts == 7  # not the listed row's 0
+        assert "24 h" in (now_old.status_detail or "")
+        now_other = await crud.get_settlement(other.id)
+        assert now_other and now_other.status == "dismissed"
+    finally:
+        await _retire([old.id, other.id])
