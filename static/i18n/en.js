@@ -222,6 +222,7 @@ window.i18n.global.mergeLocaleMessage('en', {
       scheduled_title: 'Scheduled fixed-mode deliveries',
       held: "Held in the source wallet: {sats} (reserved from the clients' balances until delivered)",
       scheduled_none: 'Nothing waiting for a delivery slot.',
+      shown_of: 'The first {shown} of {count} waiting deliveries are listed.',
       col_deliver_after: 'Delivered at',
       schedule: 'Delivered {when} ({zone})',
       next_slot: '; next {date}',

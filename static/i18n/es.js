@@ -223,6 +223,7 @@ window.i18n.global.mergeLocaleMessage('es', {
       scheduled_title: 'Entregas programadas del modo fijo',
       held: 'Retenido en la billetera de origen: {sats} (reservado de los saldos de los clientes hasta la entrega)',
       scheduled_none: 'Nada espera un horario de entrega.',
+      shown_of: 'Se muestran las primeras {shown} de {count} entregas en espera.',
       col_deliver_after: 'Se entrega',
       schedule: 'Se entrega {when} ({zone})',
       next_slot: '; próxima: {date}',
