@@ -211,10 +211,13 @@ async def update_config(config: LamassuConfig) -> LamassuConfig:
     return config
 
 
-async def update_config_fields(config_id: str, changes: dict[str, Any]) -> bool:
+async def update_config_fields(
+    config_id: str, changes: dict[str, Any], expect: dict[str, Any] | None = None
+) -> bool:
     """Write only these columns (and updated_at), never the whole row read
-    earlier (see update_client_fields)."""
-    return await compare_and_set("lamassu_config", config_id, {}, changes)
+    earlier (see update_client_fields); with `expect` only if those columns
+    still hold those values."""
+    return await compare_and_set("lamassu_config", config_id, expect or {}, changes)
 
 
 async def delete_config(config_id: str) -> None:

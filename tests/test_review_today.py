@@ -73,3 +73,77 @@ async def test_config_save_keeps_a_password_as_typed(env):
     assert stored and stored.password == password
     response = await env.api("PUT", f"/config/{config.id}", json={"password": ""})
     assert response.status_code == 200, response.text
+
+
+def _after_first_read(monkeypatch, module, name: str, meanwhile):
+    real = getattr(module, name)
+    fired = []
+
+    async def read_then_race(*args, **kwargs):
+        result = await real(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            await meanwhile()
+        return result
+
+    monkeypatch.setattr(module, name, read_then_race)
+    return fired
+
+
+async def test_two_schedule_saves_never_store_daily_without_a_time(env, monkeypatch):
+    """Broke: the schedule is checked on the row as read (merged with the
+    fields sent), and since saves write only their fields, two saves each
+    valid on its own combined into an invalid one: one sets "daily" (the
+    time it read, 08:00, makes it valid), the other clears the time (valid
+    for "on settlement", which it read). Stored: daily with no time, which
+    has no delivery slot at all: fixed-mode payouts waited forever. Now the
+    save whose check read a schedule field changed since answers 409."""
+    from satmachineadmin import crud, views_api
+
+    await _setup(env, [])
+    config = await crud.get_config()
+    assert config
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={"fixed_delivery": "on_settlement", "fixed_delivery_time": "08:00"},
+    )
+    assert response.status_code == 200, response.text
+
+    async def other_operator():
+        response = await env.api(
+            "PUT", f"/config/{config.id}", json={"fixed_delivery_time": None}
+        )
+        assert response.status_code == 200, response.text
+
+    fired = _after_first_read(
+        monkeypatch, views_api, "get_config_by_id", other_operator
+    )
+    response = await env.api(
+        "PUT", f"/config/{config.id}", json={"fixed_delivery": "daily"}
+    )
+    monkeypatch.undo()
+    assert fired
+    assert response.status_code == 409, response.text
+    stored = await crud.get_config_by_id(config.id)
+    assert stored
+    assert stored.fixed_delivery == "on_settlement"
+    assert stored.fixed_delivery_time is None
+    # Made against the current schedule, the same save is refused as invalid
+    # (400), and sent whole it goes through.
+    response = await env.api(
+        "PUT", f"/config/{config.id}", json={"fixed_delivery": "daily"}
+    )
+    assert response.status_code == 400, response.text
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={"fixed_delivery": "daily", "fixed_delivery_time": "09:30"},
+    )
+    assert response.status_code == 200, response.text
+    response = await env.api(
+        "PUT",
+        f"/config/{config.id}",
+        json={"fixed_delivery": "on_settlement", "fixed_delivery_time": None},
+    )
+    assert response.status_code == 200, response.text
