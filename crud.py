@@ -127,6 +127,14 @@ class Tx:
             text(self.conn.rewrite_query(query)), params
         )
 
+    async def execute_exact(self, query: str, values: dict[str, Any]) -> Any:
+        """execute() without LNbits' HTML stripping of string parameters
+        (`<...>`, `&name;`): the text is written, and compared, exactly as
+        given, as db.insert and db.update (which do not strip) stored it."""
+        return await self.conn.conn.execute(
+            text(self.conn.rewrite_query(query)), exact_times(values)
+        )
+
     async def insert(self, table: str, model: Any, ignore_conflict: str = "") -> int:
         query = insert_query(table, model)
         if ignore_conflict:
@@ -150,6 +158,15 @@ async def transaction() -> AsyncIterator[Tx]:
 async def _execute_rowcount(query: str, values: dict) -> int:
     result = await db.execute(query, exact_times(values))
     return result.rowcount
+
+
+async def _execute_exact_rowcount(query: str, values: dict) -> int:
+    """_execute_rowcount without LNbits' HTML stripping (Tx.execute_exact):
+    for a guard comparing a column with the value read from it (a stripped
+    "<A-17>" never equals the stored one) and for fields saved as typed."""
+    async with transaction() as tx:
+        result = await tx.execute_exact(query, values)
+        return result.rowcount
 
 
 # -------------------------------------------------------------------------- config
@@ -194,10 +211,13 @@ async def update_config(config: LamassuConfig) -> LamassuConfig:
     return config
 
 
-async def update_config_fields(config_id: str, changes: dict[str, Any]) -> bool:
+async def update_config_fields(
+    config_id: str, changes: dict[str, Any], expect: dict[str, Any] | None = None
+) -> bool:
     """Write only these columns (and updated_at), never the whole row read
-    earlier (see update_client_fields)."""
-    return await compare_and_set("lamassu_config", config_id, {}, changes)
+    earlier (see update_client_fields); with `expect` only if those columns
+    still hold those values."""
+    return await compare_and_set("lamassu_config", config_id, expect or {}, changes)
 
 
 async def delete_config(config_id: str) -> None:
@@ -820,7 +840,7 @@ async def update_deposit_if_status(
             values["read_notes"] = read.notes
             guard += " AND notes = :read_notes"
     return (
-        await _execute_rowcount(
+        await _execute_exact_rowcount(
             f"UPDATE {S}.dca_deposits SET amount = :amount, currency = :currency, "
             f"status = :status, notes = :notes, confirmed_at = {confirmed} "
             f"WHERE id = :id AND status = :expected{guard}",
@@ -1301,10 +1321,12 @@ async def compare_and_set(
             values[f"e{i}"] = value
             where.append(f"{column} = :e{i}")
     query = f"UPDATE {S}.{table} SET {', '.join(sets)} WHERE {' AND '.join(where)}"
+    # Exact (no HTML stripping): an `expect` read from the row must match it,
+    # and a saved password or name is stored as typed.
     if tx is not None:
-        result = await tx.execute(query, values)
+        result = await tx.execute_exact(query, values)
         return result.rowcount == 1
-    return await _execute_rowcount(query, values) == 1
+    return await _execute_exact_rowcount(query, values) == 1
 
 
 # Texts the code writes, each with its message beside it (m017): written

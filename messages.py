@@ -343,6 +343,10 @@ _API_ERRORS: dict[str, dict[str, str]] = {
         "es": "Un depósito no puede volver a estar pendiente.",
     },
     # Configuration and the fixed-mode schedule (views_api.py, fixed_mode.py).
+    "config.changed_meanwhile": {
+        "en": "The settings changed meanwhile; reload them.",
+        "es": "La configuración cambió mientras tanto; vuelva a cargarla.",
+    },
     "config.none_yet": {
         "en": "No configuration yet.",
         "es": "Todavía no hay configuración.",

@@ -134,6 +134,7 @@ satmachineadmin_api_router = APIRouter(
 )
 
 SECRET_FIELDS = ("password", "ssh_password", "ssh_private_key")
+SCHEDULE_FIELDS = ("fixed_delivery", "fixed_delivery_time", "fixed_delivery_times")
 CONFIG_FIELDS = LamassuConfig.__fields__
 
 
@@ -906,6 +907,15 @@ async def api_update_config(
     if nulls:
         raise _bad_request(text("field.may_not_be_null", fields=", ".join(nulls)))
     await _check_wallets(fields, config)
+    # The schedule is checked whole, with the fields not sent as read: those
+    # must still be so when written, or two saves each valid alone (one sets
+    # "daily" with the time it read, the other clears that time) store a
+    # daily schedule with no time, which has no delivery slot at all.
+    expect = (
+        {k: getattr(config, k) for k in SCHEDULE_FIELDS if k not in fields}
+        if any(k in fields for k in SCHEDULE_FIELDS)
+        else {}
+    )
     merged = config.copy(update=fields)
     _check_schedule(
         merged.fixed_delivery,
@@ -916,10 +926,14 @@ async def api_update_config(
         setattr(config, key, getattr(value, "value", value))
     # Only the fields sent: a wallet another operator saved meanwhile, or the
     # poll's bookkeeping, is not put back to what this request read.
-    await update_config_fields(config.id, {k: getattr(config, k) for k in fields})
+    written = await update_config_fields(
+        config.id, {k: getattr(config, k) for k in fields}, expect
+    )
     config = await get_config_by_id(config_id)
     if not config:
         raise _not_found("config")
+    if not written:
+        raise _conflict(text("config.changed_meanwhile"))
     await add_audit("config", config.id, "updated", op.user_id, _redacted(fields))
     return config.public()
 
