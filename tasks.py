@@ -24,6 +24,7 @@ from .transaction_processor import (
     look_up_waiting,
     process_settlement,
     record_payment,
+    repair_half_paid_invoices,
     resume_payouts,
 )
 
@@ -160,6 +161,11 @@ async def run_recovery(look_up_now: bool = False) -> dict:
     poll Lamassu (when configured) for cash-outs without a settlement."""
     started = time.monotonic()
     found = await scan_source_wallet()
+    # Before anything is paid again: credits LNbits' pending check undid.
+    try:
+        await repair_half_paid_invoices()
+    except Exception as exc:
+        logger.error(f"satmachineadmin: repairing half-paid invoices: {exc}")
     # Money in flight first (interrupted payouts and resolutions), then the
     # lookups and the poll, which share one Lamassu connection for the pass.
     await resume_payouts()

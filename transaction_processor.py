@@ -550,6 +550,60 @@ async def _already_paid(payment_hash: str) -> bool:
     return bool(outgoing and outgoing.success)
 
 
+# How far back repair_half_paid_invoices looks: LNbits' pending check reads
+# the pending payments of the last 15 days.
+HALF_PAID_LOOKBACK = timedelta(days=16)
+
+
+async def repair_half_paid_invoices() -> int:
+    """LNbits pays an internal invoice with two writes: the payer's row
+    (`internal_<hash>`, success) and the invoice marked paid. Its pending-
+    payment check (a permanent task: at start-up, then every
+    `lnbits_funding_source_pending_interval_seconds`) lists the pending
+    payments, asks the funding source about each, and writes back the whole
+    row it listed. An invoice of ours it listed as pending, and that a payout
+    paid before it got there, is written back `failed` (FakeWallet forgets its
+    invoices on a restart; a funding source never knew one made with
+    `internal=True`) while the payer's debit stands: the source wallet paid,
+    the client received nothing. Such an invoice is set paid again (only if
+    still `failed`, only for payments from a source wallet, only with the
+    payer's row of the same amount): that completes LNbits' own payment, whose
+    debit is already there; nothing is minted. Returns how many."""
+    sources = sorted(await source_wallet_ids(await get_config()))
+    if not sources:
+        return 0
+    names = {f"source_{i}": wallet for i, wallet in enumerate(sources)}
+    since = int((utc_now() - HALF_PAID_LOOKBACK).timestamp())
+    rows = await core_db.fetchall(
+        "SELECT invoice.checking_id AS checking_id, invoice.wallet_id AS wallet_id, "
+        "invoice.amount AS amount FROM apipayments AS payer "
+        "JOIN apipayments AS invoice ON invoice.payment_hash = payer.payment_hash "
+        "AND payer.checking_id = 'internal_' || invoice.checking_id "
+        f"WHERE payer.wallet_id IN ({', '.join(':' + n for n in names)}) "
+        "AND payer.status = 'success' AND invoice.status = 'failed' "
+        "AND invoice.amount > 0 AND invoice.amount = -payer.amount "
+        f"AND payer.time > {core_db.timestamp_placeholder('since')}",
+        {**names, "since": since},
+    )
+    repaired = 0
+    for row in rows:
+        async with core_db.connect() as conn:
+            result = await conn.execute(
+                "UPDATE apipayments SET status = 'success' "
+                "WHERE checking_id = :checking_id AND status = 'failed'",
+                {"checking_id": row["checking_id"]},
+            )
+        if result.rowcount == 1:
+            repaired += 1
+            logger.warning(
+                f"satmachineadmin: invoice {row['checking_id']} into wallet "
+                f"{row['wallet_id']} was paid by a source wallet but written back "
+                f"as failed by LNbits' pending check; set paid again "
+                f"({row['amount'] // 1000} sats)"
+            )
+    return repaired
+
+
 async def transfer(
     *,
     source_wallet_id: str,
@@ -1535,5 +1589,6 @@ __all__ = [
     "process_settlement",
     "processing_lock",
     "record_payment",
+    "repair_half_paid_invoices",
     "retry_settlement",
 ]

@@ -177,3 +177,65 @@ async def test_an_invoice_lnbits_refuses_is_a_recorded_failure(env, monkeypatch)
     received = [await env.balance(w.id) for _, w in clients]
     assert sum(received) == 3_000
     assert await env.balance(commission.id) == 150
+
+
+async def test_a_credit_lnbits_pending_check_undid_is_restored_once(env, monkeypatch):
+    """LNbits' pending check (at start-up, then every
+    lnbits_funding_source_pending_interval_seconds) lists pending payments,
+    asks the funding source about each and writes back the whole row it listed.
+    FakeWallet forgets its invoices on a restart (a real funding source never
+    knew those made with internal=True) and answers "failed": an invoice of ours
+    listed as pending and paid by a payout before the check got to it is written
+    back failed while the source wallet's debit stands (seen once in
+    test_crash after a SIGKILL). Reproduced here by doing exactly that write
+    after the first payout is paid. The recovery pass sets the invoice paid
+    again, once: the client receives its payout, the source paid it once, and
+    nothing is minted."""
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from lnbits.core.models import PaymentState
+    from satmachineadmin import transaction_processor
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    source, commission, payer, clients = await _setup(env, ["10"] * 3)
+    await env.fund(payer.id, 10_000)
+    real_pay = transaction_processor._pay_stored_invoice
+    undone: list[str] = []
+
+    async def pay_then_stale_write(source_wallet_id, bolt11, memo, extra):
+        from bolt11 import decode
+
+        payment_hash = decode(bolt11).payment_hash
+        listed = await get_standalone_payment(payment_hash, incoming=True)
+        error = await real_pay(source_wallet_id, bolt11, memo, extra)
+        if not undone and listed and listed.pending and extra.get("payout_id"):
+            listed.status = PaymentState.FAILED  # LNbits' update_pending_payment
+            await update_payment(listed)
+            undone.append(payment_hash)
+        return error
+
+    monkeypatch.setattr(
+        transaction_processor, "_pay_stored_invoice", pay_then_stale_write
+    )
+    payment_hash = await env.pay(
+        payer.id, source.id, 3_150, extra=_extra("stale-write", 3_000, 150)
+    )
+    await env.settle()
+    monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)
+    detail = await _detail(env, payment_hash)
+    assert detail["status"] == "completed", detail["status_detail"]
+    assert len(undone) == 1
+    received = [await env.balance(w.id) for _, w in clients]
+    # The harm: the source paid 3 payouts, 2 clients hold theirs.
+    assert sorted(received) == [0, 1_000, 1_000], received
+    assert await env.balance(source.id) == 0
+
+    for _ in range(2):  # the repair happens once, however many passes
+        await run_recovery()
+    received = [await env.balance(w.id) for _, w in clients]
+    assert received == [1_000, 1_000, 1_000], received
+    assert await env.balance(source.id) == 0
+    assert await env.balance(commission.id) == 150
+    assert await env.balance(payer.id) == 10_000 - 3_150
+    invoice = await get_standalone_payment(undone[0], incoming=True)
+    assert invoice and invoice.success
