@@ -132,3 +132,20 @@ async def snapshot(env) -> dict:
         "reconciliations": clean(await all_rows("/reconciliations")),
         "config": {k: v for k, v in (config or {}).items() if k not in volatile},
     }
+
+
+def after_first_read(monkeypatch, module, name: str, meanwhile):
+    """Wrap `module.name` (an async read): its first call returns what it read,
+    but only after `meanwhile()` has run. Later calls are untouched."""
+    real = getattr(module, name)
+    fired = []
+
+    async def read_then_race(*args, **kwargs):
+        result = await real(*args, **kwargs)
+        if not fired:
+            fired.append(True)
+            await meanwhile()
+        return result
+
+    monkeypatch.setattr(module, name, read_then_race)
+    return fired

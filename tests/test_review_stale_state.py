@@ -15,6 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from api_helpers import after_first_read
 from test_settlement_flow import _deactivate_all_clients, _setup
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -31,23 +32,6 @@ def _extra(txid: str, principal: int, fee: int) -> dict:
         "currency": "GTQ",
         "txid": txid,
     }
-
-
-def _after_first_read(monkeypatch, module, name: str, meanwhile):
-    """Wrap `module.name` (an async read): its first call returns what it read,
-    but only after `meanwhile()` has run. Later calls are untouched."""
-    real = getattr(module, name)
-    fired = []
-
-    async def read_then_race(*args, **kwargs):
-        result = await real(*args, **kwargs)
-        if not fired:
-            fired.append(True)
-            await meanwhile()
-        return result
-
-    monkeypatch.setattr(module, name, read_then_race)
-    return fired
 
 
 async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypatch):
@@ -81,7 +65,7 @@ async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypa
         )
         assert edit.status_code == 200, edit.text
 
-    fired = _after_first_read(monkeypatch, views_api, "get_deposit", correction)
+    fired = after_first_read(monkeypatch, views_api, "get_deposit", correction)
     response = await env.api(
         "PUT", f"/deposits/{deposit_id}/status", json={"status": "confirmed"}
     )
@@ -130,7 +114,7 @@ async def test_deposit_edits_racing_do_not_both_win(env, monkeypatch):
         edit = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "50.15"})
         assert edit.status_code == 200, edit.text
 
-    _after_first_read(monkeypatch, views_api, "get_deposit", first_editor)
+    after_first_read(monkeypatch, views_api, "get_deposit", first_editor)
     response = await env.api("PUT", f"/deposits/{deposit_id}", json={"amount": "80.99"})
     monkeypatch.undo()
     assert response.status_code == 409, response.text
@@ -162,7 +146,7 @@ async def test_client_deactivated_during_an_edit_stays_inactive(env, monkeypatch
         )
         assert response.status_code == 200, response.text
 
-    fired = _after_first_read(monkeypatch, views_api, "get_wallet", deactivate)
+    fired = after_first_read(monkeypatch, views_api, "get_wallet", deactivate)
     response = await env.api(
         "PUT", f"/clients/{client['id']}", json={"wallet_id": new_wallet.id}
     )
@@ -210,7 +194,7 @@ async def test_review_keeps_a_limit_the_client_lowered_meanwhile(env, monkeypatc
             {"id": client_id},
         )
 
-    _after_first_read(monkeypatch, views_api, "get_client", client_lowers_limit)
+    after_first_read(monkeypatch, views_api, "get_client", client_lowers_limit)
     response = await env.api("PUT", f"/clients/{client_id}/reviewed")
     monkeypatch.undo()
     assert response.status_code == 200, response.text
@@ -242,9 +226,7 @@ async def test_config_save_keeps_a_wallet_saved_meanwhile(env, monkeypatch):
         )
         assert response.status_code == 200, response.text
 
-    fired = _after_first_read(
-        monkeypatch, views_api, "get_config_by_id", other_operator
-    )
+    fired = after_first_read(monkeypatch, views_api, "get_config_by_id", other_operator)
     response = await env.api(
         "PUT", f"/config/{config.id}", json={"waiting_window_hours": 48}
     )
@@ -281,7 +263,7 @@ async def test_machine_save_keeps_a_source_wallet_saved_meanwhile(env, monkeypat
         )
         assert response.status_code == 200, response.text
 
-    _after_first_read(monkeypatch, views_api_machines, "get_machine", move_source)
+    after_first_read(monkeypatch, views_api_machines, "get_machine", move_source)
     response = await env.api("PUT", f"/machines/{machine_id}", json={"name": "Lobby"})
     monkeypatch.undo()
     assert response.status_code == 200, response.text

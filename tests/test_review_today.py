@@ -12,6 +12,7 @@ and fields saved through `compare_and_set` lost characters a whole-row
 from __future__ import annotations
 
 import pytest
+from api_helpers import after_first_read
 from test_settlement_flow import _deactivate_all_clients, _setup
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -75,21 +76,6 @@ async def test_config_save_keeps_a_password_as_typed(env):
     assert response.status_code == 200, response.text
 
 
-def _after_first_read(monkeypatch, module, name: str, meanwhile):
-    real = getattr(module, name)
-    fired = []
-
-    async def read_then_race(*args, **kwargs):
-        result = await real(*args, **kwargs)
-        if not fired:
-            fired.append(True)
-            await meanwhile()
-        return result
-
-    monkeypatch.setattr(module, name, read_then_race)
-    return fired
-
-
 async def test_two_schedule_saves_never_store_daily_without_a_time(env, monkeypatch):
     """Broke: the schedule is checked on the row as read (merged with the
     fields sent), and since saves write only their fields, two saves each
@@ -116,9 +102,7 @@ async def test_two_schedule_saves_never_store_daily_without_a_time(env, monkeypa
         )
         assert response.status_code == 200, response.text
 
-    fired = _after_first_read(
-        monkeypatch, views_api, "get_config_by_id", other_operator
-    )
+    fired = after_first_read(monkeypatch, views_api, "get_config_by_id", other_operator)
     response = await env.api(
         "PUT", f"/config/{config.id}", json={"fixed_delivery": "daily"}
     )
