@@ -73,8 +73,10 @@ async def _settled_incoming(wallet_id: str, since: int) -> AsyncIterator[list[Pa
     """Every settled incoming payment of the wallet since `since`, a page at
     a time. LNbits' get_payments returns one page (10 rows unless told
     otherwise, never more than 1000), so it is asked until a page comes back
-    empty. Payments settling meanwhile are newer: they land after the last
-    page, never in one already read."""
+    empty. Pages are by creation time: a payment created before the scan and
+    settling during it can shift a page by one row (that row is seen twice,
+    and skipped as known, never missed); one settling after its page was read
+    is found by the next scan, which overlaps this one by SCAN_OVERLAP."""
     offset = 0
     while True:
         page = await get_payments(
