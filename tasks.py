@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -9,6 +10,7 @@ from datetime import timedelta
 from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
 from lnbits.db import Filters
+from lnbits.task_manager import task_manager
 from loguru import logger
 
 from .alerts import note_lamassu, note_missed_payments, poke, run_check
@@ -188,10 +190,35 @@ async def run_recovery(look_up_now: bool = False) -> dict:
     }
 
 
+# LNbits' pending-payment check (a core task, started after the extensions'
+# tasks) lists every pending invoice at start-up and writes each listed row
+# back later: an invoice of ours listed while pending and paid before that
+# write loses its payment (see transfer()). The first pass pays after the
+# listing; the wait is bounded, as another LNbits may name the task otherwise.
+LNBITS_PENDING_CHECK_TASK = "check_pending_payments"
+STARTUP_WAIT_SECONDS = 15.0
+AFTER_PENDING_CHECK_STARTED_SECONDS = 1.0
+startup_status: dict[str, bool] = {"waited": False}
+
+
+async def wait_for_lnbits_pending_check() -> None:
+    if startup_status["waited"]:
+        return
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while (
+        task_manager.get_task(LNBITS_PENDING_CHECK_TASK) is None
+        and time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(AFTER_PENDING_CHECK_STARTED_SECONDS)
+    startup_status["waited"] = True
+
+
 async def recovery_loop() -> None:
     """Run by the task manager every RECOVERY_INTERVAL_SECONDS (first run at
     start, which resumes anything a crash left half-done)."""
     try:
+        await wait_for_lnbits_pending_check()
         await run_recovery()
     except Exception as exc:
         recovery_status["last_error"] = str(exc)

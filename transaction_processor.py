@@ -36,9 +36,7 @@ from typing import Any
 
 from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.crud.payments import (
-    check_internal,
     is_internal_status_success,
-    update_payment,
 )
 from lnbits.core.db import db as core_db
 from lnbits.core.models import Payment, PaymentState
@@ -528,19 +526,32 @@ class TransferResult:
 
 
 async def abandon_invoice(payment_hash: str | None) -> bool:
-    """Make an invoice this extension stored unpayable (LNbits marks its
-    pending incoming payment failed), so a transfer whose target changed can
-    never pay the old target. Returns True if it was already paid: then it is
-    the transfer that happened, and nothing was abandoned."""
+    """Make an invoice this extension stored unpayable (its pending incoming
+    payment set failed), so an invoice that is not to be paid (an earlier
+    attempt's, an old target's, one nobody stored) never is. Returns True if
+    it was already paid: then it is the transfer that happened, and nothing
+    was abandoned.
+
+    A compare-and-set on `pending`, never a write of a row read earlier: LNbits
+    marks an invoice paid by writing its row, and a row written back from an
+    earlier read would undo that payment while the payer's debit stands."""
     if not payment_hash:
         return False
     if await _already_paid(payment_hash):
         return True
-    pending = await check_internal(payment_hash)
-    if pending:
-        pending.status = PaymentState.FAILED
-        await update_payment(pending)
-    return False
+    async with core_db.connect() as conn:
+        await conn.execute(
+            "UPDATE apipayments SET status = :failed "
+            "WHERE payment_hash = :hash AND status = :pending AND amount > 0",
+            {
+                "failed": PaymentState.FAILED.value,
+                "pending": PaymentState.PENDING.value,
+                "hash": payment_hash,
+            },
+        )
+    # Paid between the first look and the update: the update found nothing
+    # pending, and the payment is the transfer.
+    return await _already_paid(payment_hash)
 
 
 async def _already_paid(payment_hash: str) -> bool:
@@ -629,70 +640,63 @@ async def transfer(
         return TransferResult(False, Message("transfer.target_is_source"))
     extra = {"tag": EXTENSION_TAG, **extra}
     replacing = None
-    if stored_bolt11 and stored_hash:
-        if await _already_paid(stored_hash):
+    if stored_hash:
+        # An invoice an earlier attempt stored and did not pay (a crash, a
+        # failed payment, a target changed since) is never paid later: it is
+        # made unpayable and a new one replaces it, paid at once. LNbits'
+        # pending-payment check (at start-up, then every
+        # `lnbits_funding_source_pending_interval_seconds`) lists the pending
+        # invoices, asks the funding source (which never knew an internal one:
+        # "failed") and writes each listed row back later; an invoice paid
+        # between its listing and that write is written back failed over the
+        # payment while the payer's debit stands. A stored invoice waits for a
+        # retry, so it is the one most likely listed; a fresh one is paid
+        # moments after it exists (repair_half_paid_invoices mends the rest).
+        if await abandon_invoice(stored_hash):
             return TransferResult(True, payment_hash=stored_hash)
-        pending = await check_internal(stored_hash)
-        if pending and pending.wallet_id == target_wallet_id:  # pay this one
-            # ... unless that wallet was deleted meanwhile: LNbits would still
-            # credit it, and the sats would be out of the client's reach.
-            target = await get_wallet(target_wallet_id)
-            if not target or target.deleted:
-                return TransferResult(
-                    False,
-                    Message("transfer.wallet_deleted", {"wallet": target_wallet_id}),
-                    stored_hash,
-                )
-            bolt11, payment_hash = stored_bolt11, stored_hash
-        elif pending:
-            # The target changed since this invoice was stored (a client's new
-            # wallet, another resolution target): the old one must never be
-            # paid, so it is made unpayable and a new invoice replaces it.
-            if await abandon_invoice(stored_hash):
-                return TransferResult(True, payment_hash=stored_hash)
-            replacing = stored_hash
-        else:
-            # Unpaid and no longer payable (expired, or failed by the funding
-            # source's check of pending invoices at start-up, e.g. after a
-            # crash): nobody can pay it any more, so a new invoice replaces it.
-            replacing = stored_hash
-    if replacing or not (stored_bolt11 and stored_hash):
-        try:
-            async with core_db.connect() as conn:
-                invoice = await _create_internal_invoice(
-                    target_wallet_id, sats, memo, extra, conn
-                )
-        except Exception as exc:
-            # Looked up only on failure: one query less on every payout.
-            if not await get_wallet(target_wallet_id):
-                return TransferResult(
-                    False,
-                    Message("transfer.wallet_not_found", {"wallet": target_wallet_id}),
-                )
-            return TransferResult(
-                False, Message("transfer.invoice_failed", {"error": error_of(exc)})
-            )
-        if invoice.wallet_id == source_wallet_id or invoice.wallet_id in (
-            refused_wallets
-        ):
-            # The target is LNbits' share of the source wallet (or of another
-            # refused wallet): the invoice was created on that wallet itself,
-            # so paying it would move nothing (or park the sats there).
-            await abandon_invoice(invoice.payment_hash)
+        replacing = stored_hash
+        # LNbits would still credit a deleted wallet, out of the client's reach.
+        target = await get_wallet(target_wallet_id, deleted=None)
+        if target and target.deleted:
             return TransferResult(
                 False,
-                Message(
-                    "transfer.target_is_share_of_source",
-                    {"wallet": target_wallet_id, "source": invoice.wallet_id},
-                ),
+                Message("transfer.wallet_deleted", {"wallet": target_wallet_id}),
+                stored_hash,
             )
-        crash_point(f"{kind}_invoice_created")
-        if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
-            # Ours is never stored, so it must never be payable either.
-            await abandon_invoice(invoice.payment_hash)
-            return TransferResult(False, Message("transfer.contended"), contended=True)
-        crash_point(f"{kind}_invoice_stored")
-        bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
+    try:
+        async with core_db.connect() as conn:
+            invoice = await _create_internal_invoice(
+                target_wallet_id, sats, memo, extra, conn
+            )
+    except Exception as exc:
+        # Looked up only on failure: one query less on every payout.
+        if not await get_wallet(target_wallet_id):
+            return TransferResult(
+                False,
+                Message("transfer.wallet_not_found", {"wallet": target_wallet_id}),
+            )
+        return TransferResult(
+            False, Message("transfer.invoice_failed", {"error": error_of(exc)})
+        )
+    if invoice.wallet_id == source_wallet_id or invoice.wallet_id in (refused_wallets):
+        # The target is LNbits' share of the source wallet (or of another
+        # refused wallet): the invoice was created on that wallet itself,
+        # so paying it would move nothing (or park the sats there).
+        await abandon_invoice(invoice.payment_hash)
+        return TransferResult(
+            False,
+            Message(
+                "transfer.target_is_share_of_source",
+                {"wallet": target_wallet_id, "source": invoice.wallet_id},
+            ),
+        )
+    crash_point(f"{kind}_invoice_created")
+    if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
+        # Ours is never stored, so it must never be payable either.
+        await abandon_invoice(invoice.payment_hash)
+        return TransferResult(False, Message("transfer.contended"), contended=True)
+    crash_point(f"{kind}_invoice_stored")
+    bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
     if error is not None:
         if await _already_paid(payment_hash):

@@ -82,7 +82,10 @@ async def test_a_row_another_run_filled_is_never_paid_with_our_invoice(
 ):
     """Between creating the chunk's invoices and storing them, another run
     stores its own invoice on one row: ours for that row is made unpayable and
-    not paid; the other run's invoice is what the retry pays, once."""
+    not paid. The retry pays that row once: with a new invoice (a stored one
+    waiting for a retry is never paid: see
+    test_a_stored_invoice_lnbits_listed_is_replaced_not_paid), so neither
+    earlier invoice is ever paid."""
     from lnbits.core.services import create_invoice
     from satmachineadmin import crud, transaction_processor
 
@@ -131,7 +134,10 @@ async def test_a_row_another_run_filled_is_never_paid_with_our_invoice(
     detail = await _detail(env, payment_hash)
     assert detail["status"] == "completed", detail["status_detail"]
     assert all(p["status"] == "confirmed" for p in detail["payouts"])
-    assert await transaction_processor._already_paid(theirs["hash"])
+    retried = next(p for p in detail["payouts"] if p["id"] == theirs["id"])
+    assert retried["payment_hash"] not in (theirs["hash"], theirs["ours"])
+    assert await transaction_processor._already_paid(retried["payment_hash"])
+    assert not await transaction_processor._already_paid(theirs["hash"])
     assert not await transaction_processor._already_paid(theirs["ours"])
     received = [await env.balance(w.id) for _, w in clients]
     assert sum(received) == 3_000
@@ -239,3 +245,65 @@ async def test_a_credit_lnbits_pending_check_undid_is_restored_once(env, monkeyp
     assert await env.balance(payer.id) == 10_000 - 3_150
     invoice = await get_standalone_payment(undone[0], incoming=True)
     assert invoice and invoice.success
+
+
+async def test_a_stored_invoice_lnbits_listed_is_replaced_not_paid(env, monkeypatch):
+    """The harm above needs an invoice of ours that LNbits' pending check
+    listed while pending and that a payout paid afterwards. A stored invoice
+    waiting for a retry (an interrupted attempt, a failed payment; after a
+    restart, every one is on LNbits' start-up list) is exactly that: a retry
+    never pays it, it makes it unpayable and pays a new one. Here the check
+    lists the waiting invoice, the retry runs, then LNbits writes the listed
+    row back: the client holds its payout at once, without the repair."""
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from lnbits.core.models import PaymentState
+    from satmachineadmin import crud, tasks, transaction_processor
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    source, commission, payer, clients = await _setup(env, ["10"] * 3)
+    await env.fund(payer.id, 10_000)
+    real_pay = transaction_processor._pay_stored_invoice
+    refused: list[str] = []
+
+    async def refuse_the_first(source_wallet_id, bolt11, memo, extra):
+        if not refused and extra.get("payout_id"):
+            refused.append(extra["payout_id"])
+            return "funding source unavailable"
+        return await real_pay(source_wallet_id, bolt11, memo, extra)
+
+    monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", refuse_the_first)
+    payment_hash = await env.pay(
+        payer.id, source.id, 3_150, extra=_extra("stored-listed", 3_000, 150)
+    )
+    await env.settle()
+    monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement
+
+    async def payout(payout_id: str):
+        rows = await crud.get_settlement_payouts(settlement.id)
+        return next(p for p in rows if p.id == payout_id)
+
+    waiting = await payout(refused[0])
+    assert waiting and waiting.status == "failed" and waiting.payment_hash
+    listed = await get_standalone_payment(waiting.payment_hash, incoming=True)
+    assert listed and listed.pending  # on LNbits' list
+
+    async def no_repair() -> int:
+        return 0
+
+    monkeypatch.setattr(tasks, "repair_half_paid_invoices", no_repair)
+    await run_recovery()  # the retry
+    listed.status = PaymentState.FAILED  # then LNbits' update_pending_payment
+    await update_payment(listed)
+
+    received = [await env.balance(w.id) for _, w in clients]
+    assert received == [1_000, 1_000, 1_000], received
+    assert await env.balance(source.id) == 0
+    assert await env.balance(commission.id) == 150
+    paid = await payout(refused[0])
+    assert paid and paid.status == "confirmed"
+    assert paid.payment_hash != waiting.payment_hash
+    detail = await _detail(env, payment_hash)
+    assert detail["status"] == "completed", detail["status_detail"]
