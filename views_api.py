@@ -385,6 +385,11 @@ async def api_update_client(
         wallet = await get_wallet(changes["wallet_id"])
         if not wallet or wallet.deleted or wallet.user != client.user_id:
             raise _bad_request(text("client.wallet_not_users"))
+        # One client per wallet, as at registration: the client extension
+        # finds a client by its wallet, and two would share one dashboard.
+        holder = await get_client_by_wallet(wallet.id)
+        if holder and holder.id != client.id:
+            raise _conflict(text("client.wallet_registered"))
         await _refuse_source_wallet(wallet.id)
     # Only the columns this request changes: a status, a limit or a wallet
     # another request (or the client extension) wrote since the read stays.

@@ -220,6 +220,33 @@ async def test_client_with_a_new_wallet_is_paid_there_never_at_the_old(env):
     assert await client_extension_balance(leaver["id"]) == 0
 
 
+async def test_a_client_is_never_moved_onto_a_wallet_another_client_has(env):
+    """One client per wallet, on edit as at registration: the client extension
+    finds a client by its wallet, so two clients on one wallet would share one
+    dashboard. The refusal changes nothing; keeping its own wallet is fine."""
+    account, first_wallet = await env.user_with_wallet("two-clients")
+    second_wallet = await env.wallet("second", account.id)
+    clients = []
+    for wallet in (first_wallet, second_wallet):
+        response = await env.api("POST", "/clients", json={"wallet_id": wallet.id})
+        assert response.status_code == 201, response.text
+        clients.append(response.json())
+
+    response = await env.api(
+        "PUT", f"/clients/{clients[1]['id']}", json={"wallet_id": first_wallet.id}
+    )
+    assert response.status_code == 409, response.text
+    kept = (await env.api("GET", f"/clients/{clients[1]['id']}")).json()
+    assert kept["wallet_id"] == second_wallet.id
+    response = await env.api(
+        "PUT",
+        f"/clients/{clients[1]['id']}",
+        json={"wallet_id": second_wallet.id, "username": "renamed"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["username"] == "renamed"
+
+
 async def test_a_payout_in_one_currency_never_reduces_another(env):
     await _deactivate_all_clients(env)
     gtq, usd = fresh_currency(), fresh_currency()
