@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from lnbits.helpers import urlsafe_short_hash
@@ -60,7 +60,14 @@ from .crud import (
     insert_alert_if_absent,
 )
 from .messages import Message
-from .models import Alert, AlertSettings, LamassuConfig, Settlement, utc_now
+from .models import (
+    Alert,
+    AlertSettings,
+    LamassuConfig,
+    Settlement,
+    moment_utc,
+    utc_now,
+)
 
 # kind -> its title in English (messages.py: alert.title.<kind>). The order is
 # the order of a digest.
@@ -200,21 +207,8 @@ def alert_message(alert: Alert, lang: str) -> str:
     return message.render(lang) if message else alert.message
 
 
-def _as_utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-    try:
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 def _age(now: datetime, then: Any) -> timedelta:
-    moment = _as_utc(then)
+    moment = moment_utc(then)
     return now - moment if moment else timedelta(0)
 
 
@@ -506,7 +500,7 @@ def _lamassu_condition(
     # poll another process saw succeed (shared in the database): else, right
     # after that process cleared the alert, this one would open and send it
     # again from its older view.
-    last_ok = _as_utc(config.last_successful_poll)
+    last_ok = moment_utc(config.last_successful_poll)
     if last_ok is not None and last_ok > since:
         since = last_ok
     age = now - since
@@ -823,7 +817,7 @@ async def _send_cleared(
         return
     if not await claim_alert_send(alert.id, "cleared_sent_at", now):
         return
-    down = _hours(now - (_as_utc(alert.opened_at) or now))
+    down = _hours(now - (moment_utc(alert.opened_at) or now))
     try:
         await _send_admin(Message("alert.back_up", {"duration": down}).render(lang))
     except Exception as exc:

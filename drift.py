@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -39,7 +39,7 @@ from loguru import logger
 from .allocation import to_fiat
 from .crud import S, db
 from .messages import Message, MessageError
-from .models import LamassuConfig, utc_now
+from .models import LamassuConfig, moment_utc, utc_now
 
 MAX_CASSETTES = 16
 MAX_DENOMINATION = Decimal("1000000")
@@ -213,17 +213,6 @@ async def refresh_lamassu_cash(
 # ------------------------------------------------------------------- bitSpire
 
 
-def _as_utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    try:
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 async def _bitspire_reports(seen: set[str]) -> AsyncIterator[Any]:
     """bitSpire settlements that tell cassettes, newest first, BITSPIRE_SCAN
     per query, until every machine that ever told them is in `seen` (a quiet
@@ -285,7 +274,7 @@ async def bitspire_machines() -> list[dict[str, Any]]:
                 None,
                 currency,
                 cassettes,
-                _as_utc(row["paid_at"]),
+                moment_utc(row["paid_at"]),
                 error,
             )
         )
@@ -335,7 +324,7 @@ async def orphan_weeks(
     weeks: dict[tuple[str, str], Decimal] = {}
     last7: dict[str, Decimal] = {}
     for row in rows:
-        created = _as_utc(row["created_at"])
+        created = moment_utc(row["created_at"])
         if created is None:
             continue
         fiat = to_fiat(row["orphan_fiat"])

@@ -30,6 +30,26 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A moment in UTC. SQLite hands back naive datetimes (written in UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def moment_utc(value: Any) -> datetime | None:
+    """as_utc for a value read from a row (ours, LNbits' or Lamassu's): a
+    datetime, epoch seconds, or None when it is neither."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    try:
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def stored_text(
     value: Message | str | None, limit: int = 500
 ) -> tuple[str | None, str | None]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -121,6 +121,7 @@ from .models import (
     Settlement,
     SettlementStatus,
     TestTransactionData,
+    as_utc,
     stored_message,
     stored_text,
     utc_now,
@@ -180,14 +181,6 @@ def is_settlement_candidate(payment: Payment, source_wallet_id: str | None) -> b
     return True
 
 
-def _as_utc(moment: datetime | None) -> datetime:
-    if moment is None:
-        return utc_now()
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
 async def record_payment(payment: Payment) -> Settlement | None:
     """Record an incoming payment as a settlement, once. Returns the new
     settlement, or None when it is not one or was recorded before."""
@@ -207,7 +200,7 @@ async def record_payment(payment: Payment) -> Settlement | None:
         amount_sats=payment.amount // 1000,
         bolt11=payment.bolt11,
         memo=(payment.memo or "")[:500],
-        paid_at=_as_utc(payment.time),
+        paid_at=as_utc(payment.time),
         cash_out_data=json.dumps({"payment_extra": payment.extra or {}}, default=str),
         created_at=now,
         updated_at=now,
@@ -1121,7 +1114,7 @@ async def _finish(settlement_id: str) -> Settlement:
     elif scheduled:
         # Nothing for the processor to do: the delivery slot pays the rest.
         settlement.status = SettlementStatus.scheduled.value
-        due = min(_as_utc(p.deliver_after) for p in scheduled if p.deliver_after)
+        due = min(as_utc(p.deliver_after) for p in scheduled if p.deliver_after)
         settlement.set_detail(
             Message(
                 "settlement.scheduled",
@@ -1463,7 +1456,7 @@ def is_lookup_due(settlement: Settlement, now: datetime) -> bool:
         return True
     if not settlement.last_lookup_at:
         return True
-    last = _as_utc(settlement.last_lookup_at)
+    last = as_utc(settlement.last_lookup_at)
     return now >= last + lookup_delay(settlement.lookup_attempts)
 
 
@@ -1479,7 +1472,7 @@ async def look_up_waiting(
     now = utc_now()
     async for settlement in _open_settlements(LOOKUP_STATUSES):
         try:
-            if now - _as_utc(settlement.paid_at) > window:
+            if now - as_utc(settlement.paid_at) > window:
                 await _mark_stale(settlement, window)
             elif ignore_back_off or is_lookup_due(settlement, now):
                 await process_settlement(settlement.id)
@@ -1530,9 +1523,9 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
     now = now or utc_now()
     paid = 0
     async with money_lock():
-        dues = {slot.id: _as_utc(slot.due_at) for slot in await get_unfinished_slots()}
+        dues = {slot.id: as_utc(slot.due_at) for slot in await get_unfinished_slots()}
         for due in await get_due_delivery_times(now):
-            dues.setdefault(slot_key(due), _as_utc(due))
+            dues.setdefault(slot_key(due), as_utc(due))
         for key, due in sorted(dues.items(), key=lambda item: item[1]):
             await claim_delivery_slot(key, due)
             crash_point("fixed_slot_claimed")

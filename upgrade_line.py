@@ -22,7 +22,7 @@ Two rules, both about money the old extension already handled:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from loguru import logger
 from pydantic import BaseModel
@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from .crud import add_audit, db, get_settlement, get_settlements, update_settlement
 from .locks import money_lock
 from .messages import Message
-from .models import Settlement, SettlementStatus, utc_now
+from .models import Settlement, SettlementStatus, moment_utc, utc_now
 
 S = "satoshimachine"
 LINE_ID = "line"
@@ -65,15 +65,10 @@ async def get_first_run_at() -> datetime:
             f"SELECT first_run_at FROM {S}.upgrade_line WHERE id = :id",
             {"id": LINE_ID},
         )
-    return _as_utc(row["first_run_at"])
-
-
-def _as_utc(value) -> datetime:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-    return datetime.fromtimestamp(float(value), timezone.utc)
+    line = moment_utc(row["first_run_at"])  # SQLite may hand back epoch seconds
+    if line is None:
+        raise ValueError(f"upgrade line unreadable: {row['first_run_at']!r}")
+    return line
 
 
 async def mark_if_before_line(settlement: Settlement) -> None:
