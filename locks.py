@@ -25,9 +25,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from loguru import logger
 from sqlalchemy import text
 
 from .crud import db
+from .messages import Message
 
 processing_lock = asyncio.Lock()
 
@@ -66,3 +68,48 @@ async def money_lock() -> AsyncIterator[None]:
                     # the pool: closing it is what releases the lock then.
                     await conn.invalidate()
                     raise
+
+
+# What check_lock_session found (this process), served by GET /summary.
+lock_status: dict[str, Message | None] = {"problem": None}
+
+
+async def check_lock_session() -> Message | None:
+    """Whether the cross-process lock can be trusted here. The advisory lock
+    lives as long as its database session: behind a pooler in transaction mode
+    (PgBouncer `pool_mode = transaction`) one client connection is served by
+    different sessions, and with `idle_session_timeout` PostgreSQL ends the
+    idle session holding it; either way it is lost without an error, and only
+    the row guards would still keep two processes apart. Best effort: a
+    pooler that happens to give back the same session is not seen."""
+    if not _is_postgres():
+        return None
+    async with db.engine.connect() as conn:
+        sessions = set()
+        for _ in range(3):
+            result = await conn.execute(text("SELECT pg_backend_pid()"))
+            sessions.add(result.scalar())
+            await conn.commit()
+        result = await conn.execute(
+            text("SELECT current_setting('idle_session_timeout', true)")
+        )
+        idle_timeout = result.scalar()
+        await conn.commit()
+    if len(sessions) > 1:
+        return Message("lock.session_changes")
+    if idle_timeout not in (None, "", "0"):
+        return Message("lock.idle_session_timeout", {"timeout": idle_timeout})
+    return None
+
+
+async def refresh_lock_status() -> None:
+    """check_lock_session for the recovery loop: logged when it changes,
+    shown on the dashboard (GET /summary `lock_problem`). Never raises."""
+    try:
+        problem = await check_lock_session()
+    except Exception as exc:
+        logger.warning(f"satmachineadmin: checking the money lock's session: {exc}")
+        return
+    if problem and problem != lock_status["problem"]:
+        logger.error(f"satmachineadmin: {problem.render('en')}")
+    lock_status["problem"] = problem

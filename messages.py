@@ -990,6 +990,23 @@ _SETTLEMENTS: dict[str, dict[str, str]] = {
         "en": "the target is the source wallet itself",
         "es": "el destino es la misma billetera de origen",
     },
+    "lock.session_changes": {
+        "en": "PostgreSQL is reached through a pooler in transaction mode: the "
+        "lock that keeps two LNbits processes from paying at once does not hold "
+        "(use session mode, or one LNbits process)",
+        "es": "Se accede a PostgreSQL a través de un pooler en modo transacción: "
+        "el bloqueo que impide que dos procesos de LNbits paguen a la vez no se "
+        "mantiene (use el modo sesión, o un solo proceso de LNbits)",
+    },
+    "lock.idle_session_timeout": {
+        "en": "PostgreSQL ends idle sessions after {timeout} (idle_session_timeout):"
+        " the lock that keeps two LNbits processes from paying at once can be lost"
+        " (set it to 0 for LNbits' database user, or run one LNbits process)",
+        "es": "PostgreSQL cierra las sesiones inactivas después de {timeout} "
+        "(idle_session_timeout): el bloqueo que impide que dos procesos de LNbits "
+        "paguen a la vez puede perderse (póngalo en 0 para el usuario de base de "
+        "datos de LNbits, o use un solo proceso de LNbits)",
+    },
     "transfer.wallet_deleted": {
         "en": "wallet {wallet} was deleted",
         "es": "la billetera {wallet} fue eliminada",

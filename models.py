@@ -1136,6 +1136,8 @@ class Summary(BaseModel):
     settlements_by_status: dict[str, int] = {}
     listener: dict[str, Any] = {}
     recovery: dict[str, Any] = {}
+    # Why the cross-process money lock cannot be trusted here (locks.py).
+    lock_problem: str | None = None
     last_poll_time: datetime | None = None
     last_successful_poll: datetime | None = None
 

@@ -18,6 +18,7 @@ from .crud import get_config, get_known_payment_hashes, set_config_timestamps
 from .drift import refresh_lamassu_cash
 from .faults import crash_point
 from .lamassu_source import lamassu_session, poll_lamassu
+from .locks import refresh_lock_status
 from .machines import source_wallet_ids
 from .models import moment_utc, utc_now
 from .orphan_resolution import resume_resolutions
@@ -233,6 +234,7 @@ async def recovery_loop() -> None:
     start, which resumes anything a crash left half-done)."""
     try:
         await wait_for_lnbits_pending_check()
+        await refresh_lock_status()  # never raises
         await run_recovery()
     except Exception as exc:
         recovery_status["last_error"] = str(exc)

@@ -1128,8 +1128,10 @@ async def api_distributed_per_day(
 @satmachineadmin_api_router.get("/summary", response_model=Summary)
 async def api_summary(_: ReadAccess) -> dict:
     from .crud import count_settlements_by_status
+    from .locks import lock_status
     from .tasks import listener_status, recovery_status
 
+    lock_problem = lock_status["problem"]
     config = await get_config()
     totals = await get_totals()
     source_balance = None
@@ -1149,6 +1151,7 @@ async def api_summary(_: ReadAccess) -> dict:
         "settlements_by_status": await count_settlements_by_status(),
         "listener": listener_status,
         "recovery": recovery_status,
+        "lock_problem": lock_problem.render() if lock_problem else None,
         "last_poll_time": config.last_poll_time if config else None,
         "last_successful_poll": config.last_successful_poll if config else None,
     }
