@@ -92,6 +92,8 @@ async def test_the_scheduled_loop_passes_at_start_and_every_interval(env, monkey
     )
     monkeypatch.setitem(tasks.listener_status, "started_at", None)
     monkeypatch.setitem(tasks.recovery_status, "last_error", None)
+    # The start-up wait for LNbits' pending check: its own test below.
+    monkeypatch.setitem(tasks.startup_status, "waited", True)
     monkeypatch.setattr(satmachineadmin, "scheduled_tasks", [])
     started = loop.time()
     satmachineadmin.satmachineadmin_start()
@@ -110,3 +112,33 @@ async def test_the_scheduled_loop_passes_at_start_and_every_interval(env, monkey
         if loop_task is not None:
             task_manager.cancel_task(loop_task)
     assert task_manager.get_task(LOOP_TASK) is None
+
+
+async def test_the_first_pass_waits_for_lnbits_start_up_pending_check(env, monkeypatch):
+    """LNbits' pending check lists every pending invoice at start-up and writes
+    each listed row back later (an invoice paid in between would lose its
+    credit): the first pass pays only once that check is running, plus a
+    moment for its listing; once per process. Bounded: an LNbits whose task
+    has another name delays the first pass by STARTUP_WAIT_SECONDS at most."""
+    from lnbits.task_manager import task_manager
+    from satmachineadmin import tasks
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(tasks, "AFTER_PENDING_CHECK_STARTED_SECONDS", 0.3)
+    monkeypatch.setattr(tasks, "STARTUP_WAIT_SECONDS", 5)
+    # The test app's LNbits runs its check like production.
+    assert task_manager.get_task(tasks.LNBITS_PENDING_CHECK_TASK)
+    monkeypatch.setitem(tasks.startup_status, "waited", False)
+    started = loop.time()
+    await tasks.wait_for_lnbits_pending_check()
+    assert 0.3 <= loop.time() - started < 5  # found: not the bound
+    started = loop.time()
+    await tasks.wait_for_lnbits_pending_check()  # once per process
+    assert loop.time() - started < 0.3
+
+    monkeypatch.setattr(tasks, "LNBITS_PENDING_CHECK_TASK", "renamed_by_lnbits")
+    monkeypatch.setattr(tasks, "STARTUP_WAIT_SECONDS", 0.5)
+    monkeypatch.setitem(tasks.startup_status, "waited", False)
+    started = loop.time()
+    await tasks.wait_for_lnbits_pending_check()
+    assert 0.8 <= loop.time() - started < 30
