@@ -27,6 +27,29 @@ def fresh_currency() -> str:
     return next(_codes)
 
 
+def bitspire_extra(
+    principal: int,
+    fee: int,
+    *,
+    txid: str | None = None,
+    currency: str = "GTQ",
+    rate: str = "1000000",  # 100 sats per GTQ
+    **more,
+) -> dict:
+    """What a bitSpire ATM puts in a settlement payment's `extra`."""
+    extra = {
+        "source": "bitspire",
+        "principal_sats": principal,
+        "fee_sats": fee,
+        "exchange_rate": rate,
+        "currency": currency,
+        **more,
+    }
+    if txid is not None:
+        extra["txid"] = txid
+    return extra
+
+
 async def register_client(env, name: str | None = None, **fields) -> dict:
     """An ordinary LNbits user with a wallet, registered as a DCA client."""
     name = name or f"api-client-{next(_names)}"

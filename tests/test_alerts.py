@@ -10,7 +10,13 @@ from datetime import timedelta
 
 import pytest
 import pytest_asyncio
-from api_helpers import add_deposit, fresh_currency, make_orphan, register_client
+from api_helpers import (
+    add_deposit,
+    bitspire_extra,
+    fresh_currency,
+    make_orphan,
+    register_client,
+)
 from smtp_mailbox import OPERATOR, SMTP_PASSWORD, silent_alerts, smtp_server
 from test_lamassu import DB_PASSWORD, lamassu_pg  # noqa: F401 (fixture)
 from test_settlement_flow import _deactivate_all_clients
@@ -51,16 +57,14 @@ async def _alert_settings(env, silent: bool = True, **changes) -> dict:
 
 
 def _bitspire(principal: int, fee: int, currency: str, **more) -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": "1000000",
-        "currency": currency,
-        "txid": f"tx-{principal}-{currency}",
-        "machine_npub": "npub1alerts",
+    return bitspire_extra(
+        principal,
+        fee,
+        currency=currency,
+        txid=more.pop("txid", f"tx-{principal}-{currency}"),
+        machine_npub=more.pop("machine_npub", "npub1alerts"),
         **more,
-    }
+    )
 
 
 async def _source(env, commission: bool = False):

@@ -9,18 +9,8 @@ twice. (The SIGKILL points are in tests/test_crash.py.)
 
 from __future__ import annotations
 
+from api_helpers import bitspire_extra
 from test_settlement_flow import _deactivate_all_clients, _setup
-
-
-def _extra(txid: str, principal: int, fee: int) -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": "1000000",  # 100 sats per GTQ
-        "currency": "GTQ",
-        "txid": txid,
-    }
 
 
 async def _detail(env, payment_hash: str) -> dict:
@@ -51,7 +41,10 @@ async def test_every_invoice_is_stored_before_the_first_payment(env, monkeypatch
 
     monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", pay_and_look)
     payment_hash = await env.pay(
-        payer.id, source.id, 5_250, extra=_extra("batched-order", 5_000, 250)
+        payer.id,
+        source.id,
+        5_250,
+        extra=bitspire_extra(5_000, 250, txid="batched-order"),
     )
     await env.settle()
 
@@ -116,7 +109,10 @@ async def test_a_row_another_run_filled_is_never_paid_with_our_invoice(
 
     monkeypatch.setattr(transaction_processor, "set_payout_invoices", another_run_first)
     payment_hash = await env.pay(
-        payer.id, source.id, 3_150, extra=_extra("batched-contended", 3_000, 150)
+        payer.id,
+        source.id,
+        3_150,
+        extra=bitspire_extra(3_000, 150, txid="batched-contended"),
     )
     await env.settle()
     monkeypatch.setattr(transaction_processor, "set_payout_invoices", real_store)
@@ -162,7 +158,10 @@ async def test_an_invoice_lnbits_refuses_is_a_recorded_failure(env, monkeypatch)
 
     monkeypatch.setattr(transaction_processor, "_create_internal_invoice", refuse_one)
     payment_hash = await env.pay(
-        payer.id, source.id, 3_150, extra=_extra("batched-refused", 3_000, 150)
+        payer.id,
+        source.id,
+        3_150,
+        extra=bitspire_extra(3_000, 150, txid="batched-refused"),
     )
     await env.settle()
     monkeypatch.setattr(transaction_processor, "_create_internal_invoice", real_create)
@@ -224,7 +223,7 @@ async def test_a_credit_lnbits_pending_check_undid_is_restored_once(env, monkeyp
         transaction_processor, "_pay_stored_invoice", pay_then_stale_write
     )
     payment_hash = await env.pay(
-        payer.id, source.id, 3_150, extra=_extra("stale-write", 3_000, 150)
+        payer.id, source.id, 3_150, extra=bitspire_extra(3_000, 150, txid="stale-write")
     )
     await env.settle()
     monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)
@@ -274,7 +273,10 @@ async def test_a_stored_invoice_lnbits_listed_is_replaced_not_paid(env, monkeypa
 
     monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", refuse_the_first)
     payment_hash = await env.pay(
-        payer.id, source.id, 3_150, extra=_extra("stored-listed", 3_000, 150)
+        payer.id,
+        source.id,
+        3_150,
+        extra=bitspire_extra(3_000, 150, txid="stored-listed"),
     )
     await env.settle()
     monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)

@@ -10,18 +10,8 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from api_helpers import bitspire_extra
 from test_settlement_flow import _deactivate_all_clients, _setup
-
-
-def _extra(txid: str, principal: int, fee: int) -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": "1000000",  # 100 sats per GTQ
-        "currency": "GTQ",
-        "txid": txid,
-    }
 
 
 async def _client_state(env, client_id: str) -> dict:
@@ -49,7 +39,7 @@ async def test_same_payment_notified_many_times_pays_once(env):
     source, commission, payer, clients = await _setup(env, ["30", "20", "10"])
     await env.fund(payer.id, 10_000)
     payment_hash = await env.pay(
-        payer.id, source.id, 5_500, extra=_extra("dup-many", 5_000, 500)
+        payer.id, source.id, 5_500, extra=bitspire_extra(5_000, 500, txid="dup-many")
     )
     payment = await get_standalone_payment(payment_hash, incoming=True)
     assert payment
@@ -97,7 +87,10 @@ async def test_many_settlements_at_once_never_overpay(env):
     hashes = await asyncio.gather(
         *(
             env.pay(
-                payer.id, source.id, 10_500, extra=_extra(f"burst-{i}", 10_000, 500)
+                payer.id,
+                source.id,
+                10_500,
+                extra=bitspire_extra(10_000, 500, txid=f"burst-{i}"),
             )
             for i, payer in enumerate(payers)
         )
@@ -149,7 +142,12 @@ async def test_deposit_confirmed_during_a_split(env):
             assert response.status_code == 200, response.text
 
         await asyncio.gather(
-            env.pay(payer.id, source.id, sats, extra=_extra(f"mid-{round_}", sats, 0)),
+            env.pay(
+                payer.id,
+                source.id,
+                sats,
+                extra=bitspire_extra(sats, 0, txid=f"mid-{round_}"),
+            ),
             confirm_later(0.01 * round_),
         )
         confirmed += Decimal("25")

@@ -11,24 +11,15 @@ import io
 from decimal import Decimal
 
 import pytest
-from api_helpers import add_deposit, fresh_currency, register_client
+from api_helpers import add_deposit, bitspire_extra, fresh_currency, register_client
 from test_settlement_flow import _deactivate_all_clients
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def _extra(cur: str, principal: int, fee: int, txid: str, npub: str | None) -> dict:
-    extra = {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": "1000000",
-        "currency": cur,
-        "txid": txid,
-    }
-    if npub:
-        extra["machine_npub"] = npub
-    return extra
+    more = {"machine_npub": npub} if npub else {}
+    return bitspire_extra(principal, fee, txid=txid, currency=cur, **more)
 
 
 async def _settlement(env, payment_hash: str) -> dict:
@@ -390,12 +381,15 @@ async def test_recipients_are_validated_and_nothing_changes_on_error(env):
 async def test_upgrade_turns_the_single_commission_into_a_part(env):
     """A settlement the single-wallet processor planned (commission pending,
     its invoice stored) before the upgrade: m016 makes it a 100 % part that
-    keeps that invoice, and the retry pays it once."""
+    keeps that invoice, and the retry pays the part once (with a new invoice:
+    a stored one waiting for a retry is made unpayable, never paid; see
+    test_a_stored_invoice_lnbits_listed_is_replaced_not_paid)."""
     from lnbits.core.services import create_invoice
     from lnbits.helpers import urlsafe_short_hash
     from satmachineadmin.crud import db
     from satmachineadmin.migrations import m016_machines_and_commission_recipients
     from satmachineadmin.models import Settlement, utc_now
+    from satmachineadmin.transaction_processor import _already_paid
 
     source = await env.wallet("old source")
     commission = await env.wallet("old commission")
@@ -453,7 +447,9 @@ async def test_upgrade_turns_the_single_commission_into_a_part(env):
     assert response.json()["status"] == "completed"
     assert await env.balance(commission.id) == 700
     detail = (await env.api("GET", f"/settlements/{settlement.id}")).json()
-    assert detail["commission_payouts"][0]["payment_hash"] == invoice.payment_hash
+    paid_with = detail["commission_payouts"][0]["payment_hash"]
+    assert paid_with != invoice.payment_hash and await _already_paid(paid_with)
+    assert not await _already_paid(invoice.payment_hash)
     assert detail["commission_status"] == "confirmed"
 
 

@@ -18,7 +18,7 @@ import os
 from decimal import Decimal
 
 import pytest
-from api_helpers import fresh_currency
+from api_helpers import bitspire_extra, fresh_currency
 from test_balances import (
     _client_with_deleted_wallet,
     _conserved,
@@ -48,14 +48,7 @@ async def _by_hash(env, payment_hash: str) -> dict:
 
 
 def _extra(cur: str, principal: int, fee: int, rate: str = "1000000", **kw) -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": rate,
-        "currency": cur,
-        **kw,
-    }
+    return bitspire_extra(principal, fee, currency=cur, rate=rate, **kw)
 
 
 def _conserved_live(settlement: dict) -> None:

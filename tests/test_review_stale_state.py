@@ -15,23 +15,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from api_helpers import after_first_read
+from api_helpers import after_first_read, bitspire_extra
 from test_settlement_flow import _deactivate_all_clients, _setup
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 S = "satoshimachine"
-
-
-def _extra(txid: str, principal: int, fee: int) -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": "1000000",  # 100 sats per GTQ
-        "currency": "GTQ",
-        "txid": txid,
-    }
 
 
 async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypatch):
@@ -85,7 +74,12 @@ async def test_deposit_edit_during_confirmation_is_not_overwritten(env, monkeypa
     # 100 GTQ of principal arrives: the client's 50 GTQ are paid, the rest is
     # an orphan (before the fix the client got all 10,000 sats).
     await env.fund(payer.id, 20_000)
-    await env.pay(payer.id, source.id, 11_000, extra=_extra("stale-dep", 10_000, 1_000))
+    await env.pay(
+        payer.id,
+        source.id,
+        11_000,
+        extra=bitspire_extra(10_000, 1_000, txid="stale-dep"),
+    )
     await env.settle()
     assert await env.balance(wallet.id) == 5_000
 
@@ -159,7 +153,9 @@ async def test_client_deactivated_during_an_edit_stays_inactive(env, monkeypatch
     assert stored.wallet_id == new_wallet.id
 
     await env.fund(payer.id, 10_000)
-    await env.pay(payer.id, source.id, 5_500, extra=_extra("stale-deact", 5_000, 500))
+    await env.pay(
+        payer.id, source.id, 5_500, extra=bitspire_extra(5_000, 500, txid="stale-deact")
+    )
     await env.settle()
     assert await env.balance(new_wallet.id) == 0
     assert await env.balance(wallet.id) == 0

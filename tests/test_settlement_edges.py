@@ -7,20 +7,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from api_helpers import bitspire_extra
 from test_settlement_flow import _deactivate_all_clients, _setup
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def _extra(txid: str, principal: int, fee: int, rate: str = "950000") -> dict:
-    return {
-        "source": "bitspire",
-        "principal_sats": principal,
-        "fee_sats": fee,
-        "exchange_rate": rate,
-        "currency": "GTQ",
-        "txid": txid,
-    }
+    return bitspire_extra(principal, fee, txid=txid, rate=rate)
 
 
 async def _settlement(env, payment_hash: str) -> dict:
