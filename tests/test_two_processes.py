@@ -336,7 +336,11 @@ def _race(world: World, pay_through: list[LiveLNbits]) -> Race:
 
 
 def _check_everyone_paid_once(
-    world: World, race: Race, server: LiveLNbits, before: list[int]
+    world: World,
+    race: Race,
+    server: LiveLNbits,
+    before: list[int],
+    one_died: bool = False,
 ) -> None:
     assert not race.unexpected, race.unexpected
     settlements = []
@@ -407,8 +411,11 @@ def _check_everyone_paid_once(
     assert sum(fiat.values()) == sum(DEPOSITS), fiat
 
     # No double work. With the lock held across processes, nobody ever meets
-    # another run's invoice: every payout and commission is one invoice, paid
-    # at the first attempt; none is abandoned (failed) or left unpaid.
+    # another run's invoice: every payout and commission is paid by one
+    # invoice, at the first attempt; none is left payable. None is abandoned
+    # either, unless a process died with invoices stored and not yet paid:
+    # the survivor never pays those (a stored invoice waiting for a retry is
+    # made unpayable and replaced), so they are failed.
     ids = ", ".join(f"'{s['id']}'" for s in settlements)
     extension = _sql(
         "SELECT wallet_id, status, count(*) FROM apipayments "
@@ -417,8 +424,11 @@ def _check_everyone_paid_once(
         f"IN ({ids}) GROUP BY wallet_id, status"
     )
     not_paid = [row for row in extension if row[1] != "success"]
-    assert not not_paid, f"abandoned or unpaid extension invoices: {not_paid}"
-    invoices = {row[0]: int(row[2]) for row in extension}
+    if one_died:
+        assert all(row[1] == "failed" for row in not_paid), not_paid
+    else:
+        assert not not_paid, f"abandoned or unpaid extension invoices: {not_paid}"
+    invoices = {row[0]: int(row[2]) for row in extension if row[1] == "success"}
     for _, wallet, _ in world.clients:
         assert invoices.get(wallet["id"], 0) == payout_count[wallet["id"]]
     assert invoices[w["commission"]["id"]] == SETTLEMENTS
@@ -450,4 +460,4 @@ def test_one_process_killed_mid_race_the_other_finishes(pair, crash_at):
     # then A simply lives on; the money must add up either way.
     world.a.wait_exit(30)
     assert _alive(world.b)
-    _check_everyone_paid_once(world, race, world.b, before)
+    _check_everyone_paid_once(world, race, world.b, before, one_died=True)
