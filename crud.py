@@ -43,6 +43,7 @@ from .models import (
     TransactionView,
     audit_details_text,
     client_attention,
+    daily_limit_of,
     stored_text,
     utc_now,
 )
@@ -605,15 +606,46 @@ async def get_flow_balances(
         cap = None
         if row["dca_mode"] == "fixed":
             assert fixed is not None
-            if row["daily_limit"] is None or to_fiat(row["daily_limit"]) <= 0:
-                continue  # no limit: needs the operator (client_attention)
+            limit = daily_limit_of(row["daily_limit"])
+            if limit is None or limit <= 0:
+                continue  # no usable limit: needs the operator (client_attention)
             cap = remaining_allowance(
-                to_fiat(row["daily_limit"]),
+                limit,
                 fixed.maximum,
                 to_fiat(row["used_today"]),
             )
         balances.append(ClientBalance(row["client_id"], remaining, cap))
     return balances
+
+
+async def get_paid_balances(
+    client_ids: Collection[str], currency: str
+) -> dict[str, Decimal]:
+    """Per client, its balance in `currency` as the client extension shows it:
+    confirmed deposits less confirmed payouts (a payout of unknown currency
+    counts against every currency, as in get_flow_balances). Reserved payouts
+    are not subtracted: this is what a payout about to be paid must fit in.
+    IDS_PER_QUERY ids per query, each bound once."""
+    ids = sorted(set(client_ids))
+    found: dict[str, Decimal] = {client_id: Decimal("0.00") for client_id in ids}
+    sums = (
+        f"SELECT client_id, SUM(amount) AS total FROM {S}.dca_deposits "
+        "WHERE status = 'confirmed' AND currency = :currency "
+        "AND client_id IN ({marks}) GROUP BY client_id",
+        f"SELECT client_id, -SUM(amount_fiat) AS total FROM {S}.dca_payments "
+        "WHERE status = 'confirmed' "
+        "AND (currency IS NULL OR UPPER(currency) = :currency) "
+        "AND client_id IN ({marks}) GROUP BY client_id",
+    )
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        values: dict[str, Any] = {f"c{i}": cid for i, cid in enumerate(chunk)}
+        marks = ", ".join(f":{key}" for key in values)
+        values["currency"] = currency
+        for query in sums:
+            for row in await db.fetchall(query.format(marks=marks), values):
+                found[row["client_id"]] += to_fiat(row["total"] or 0)
+    return found
 
 
 async def get_fixed_used_today(

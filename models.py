@@ -53,6 +53,22 @@ def _fiat_or_none(value: Any) -> Decimal | None:
     return None if value is None else to_fiat(value)
 
 
+def daily_limit_of(value: Any) -> Decimal | None:
+    """A fixed client's daily limit as stored, in cents; None when it is no
+    finite amount. The client extension writes the row unvalidated: SQLite
+    keeps any text in the column ('abc', 'NaN', '1e400', ' '), PostgreSQL's
+    NUMERIC keeps NaN. Such a limit is no limit (the client needs the
+    operator: client_attention), never an error that stops reading every
+    client (the clients list, each split, each delivery slot)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = to_fiat(value.strip() if isinstance(value, str) else value)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return amount if amount.is_finite() else None
+
+
 class FiatAmount(Decimal):
     """A fiat amount: positive, at most two decimals, bounded."""
 
@@ -185,8 +201,8 @@ class DcaClient(BaseModel):
     # settings) when a balance reaches 0.00. Off unless set.
     notify_balance_empty: bool | None = False
 
-    _fiat = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
-        _fiat_or_none
+    _limit = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
+        daily_limit_of
     )
 
 
@@ -198,7 +214,8 @@ def client_attention(client: DcaClient) -> str | None:
         return f"unknown mode {client.dca_mode!r}: never paid; set flow or fixed"
     if client.status not in {s.value for s in ClientStatus}:
         return f"unknown status {client.status!r}: never paid; set active"
-    if client.dca_mode == DcaMode.fixed.value and not client.fixed_mode_daily_limit:
+    limit = client.fixed_mode_daily_limit
+    if client.dca_mode == DcaMode.fixed.value and (not limit or limit <= 0):
         return "fixed mode without a daily limit: never paid; set a limit"
     return None
 
