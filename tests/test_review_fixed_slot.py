@@ -288,6 +288,58 @@ async def test_five_thousand_payouts_in_one_slot_all_reach_it(env, monkeypatch):
         for table in ("dca_payments", "dca_deposits"):
             await db.execute(f"DELETE FROM {S}.{table} WHERE client_id IN ({bulk})")
         await db.execute(f"DELETE FROM {S}.dca_clients WHERE user_id LIKE 'bulk%'")
+        # The slot's count as if they had never been (later tests read it).
+        await db.execute(
+            f"UPDATE {S}.fixed_delivery_slots SET payouts = (SELECT COUNT(*) "
+            f"FROM {S}.dca_payments p WHERE p.delivery_slot = "
+            f"{S}.fixed_delivery_slots.id)"
+        )
     # B's own payout, released to the slot, is paid by the next pass, once.
     await run_recovery()
     assert await env.balance(wb.id) == row["amount_sats"]
+
+
+async def test_a_client_row_changed_after_the_split_at_the_slot(env):
+    """Between the split and the slot the client extension rewrites B's row:
+    deactivated, mode 'FLOW', limit 0. B's payout was bought with B's cash at
+    that settlement's rate: the slot pays it, once (the limit caps what a
+    split allocates, not a reserved payout). C's row is pointed at the source
+    wallet: refused at the slot (failed, visible, nothing moves), paid once C
+    has a wallet of its own again and the payout is retried."""
+    from satmachineadmin.tasks import run_recovery
+    from satmachineadmin.transaction_processor import deliver_scheduled
+    from test_fixed_mode import _settle
+
+    source, payer, [(_a, _wa), (b, wb), (c, wc)] = await _world(
+        env,
+        [("100", None), ("100", "100"), ("100", "100")],
+        fixed_delivery="daily",
+        fixed_delivery_time="18:00",
+    )
+    detail = await _settle(env, payer, source, 150, "changed-row")
+    due = _due_of(detail, b["id"])
+    await _as_other_software(
+        f"UPDATE {S}.dca_clients SET status = 'inactive', dca_mode = 'FLOW', "
+        "fixed_mode_daily_limit = 0 WHERE id = :b",
+        {"b": b["id"]},
+    )
+    await _as_other_software(
+        f"UPDATE {S}.dca_clients SET wallet_id = :w WHERE id = :c",
+        {"w": source.id, "c": c["id"]},
+    )
+    await deliver_scheduled(due + timedelta(seconds=5))
+    await run_recovery()
+    assert (await env.balance(wb.id), await env.balance(wc.id)) == (5_000, 0)
+    held = (await env.api("GET", f"/settlements/{detail['id']}")).json()
+    [row] = [p for p in held["payouts"] if p["client_id"] == c["id"]]
+    assert row["status"] == "failed" and "source wallet" in row["error"]
+    await _as_other_software(
+        f"UPDATE {S}.dca_clients SET wallet_id = :w WHERE id = :c",
+        {"w": wc.id, "c": c["id"]},
+    )
+    await run_recovery()
+    await run_recovery()
+    assert (await env.balance(wb.id), await env.balance(wc.id)) == (5_000, 5_000)
+    final = (await env.api("GET", f"/settlements/{detail['id']}")).json()
+    assert final["status"] == "completed", final["status_detail"]
+    await _figures_add_up(env, detail["id"])
