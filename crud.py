@@ -43,7 +43,7 @@ from .models import (
     TransactionView,
     audit_details_text,
     client_attention,
-    daily_limit_of,
+    finite_fiat,
     stored_text,
     utc_now,
 )
@@ -600,13 +600,16 @@ async def get_flow_balances(
         rows = await conn.fetchall(query, values)
     balances = []
     for row in rows:
-        remaining = to_fiat(row["deposits"]) - to_fiat(row["spent"])
+        deposits, spent = finite_fiat(row["deposits"]), finite_fiat(row["spent"])
+        if deposits is None or spent is None:
+            continue  # a row no number (other software wrote it): no balance
+        remaining = deposits - spent
         if remaining <= 0:
             continue
         cap = None
         if row["dca_mode"] == "fixed":
             assert fixed is not None
-            limit = daily_limit_of(row["daily_limit"])
+            limit = finite_fiat(row["daily_limit"])
             if limit is None or limit <= 0:
                 continue  # no usable limit: needs the operator (client_attention)
             cap = remaining_allowance(
@@ -644,8 +647,16 @@ async def get_paid_balances(
         values["currency"] = currency
         for query in sums:
             for row in await db.fetchall(query.format(marks=marks), values):
-                found[row["client_id"]] += to_fiat(row["total"] or 0)
-    return found
+                total = finite_fiat(row["total"] or 0)
+                # No finite number (other software wrote the row): no balance
+                # that could cover anything, whatever else there is.
+                found[row["client_id"]] += (
+                    total if total is not None else Decimal("-Infinity")
+                )
+    return {
+        client_id: balance if balance.is_finite() else Decimal("0.00")
+        for client_id, balance in found.items()
+    }
 
 
 async def get_fixed_used_today(

@@ -53,13 +53,15 @@ def _fiat_or_none(value: Any) -> Decimal | None:
     return None if value is None else to_fiat(value)
 
 
-def daily_limit_of(value: Any) -> Decimal | None:
-    """A fixed client's daily limit as stored, in cents; None when it is no
-    finite amount. The client extension writes the row unvalidated: SQLite
-    keeps any text in the column ('abc', 'NaN', '1e400', ' '), PostgreSQL's
-    NUMERIC keeps NaN. Such a limit is no limit (the client needs the
-    operator: client_attention), never an error that stops reading every
-    client (the clients list, each split, each delivery slot)."""
+def finite_fiat(value: Any) -> Decimal | None:
+    """An amount as stored by whoever wrote the row, in cents; None when it
+    is no finite amount. The client extension and other software write the
+    shared tables unvalidated: SQLite keeps any text in a numeric column
+    ('abc', 'NaN', ' ') and turns '1e400' into infinity, PostgreSQL's NUMERIC
+    keeps NaN. Such a value is read as no amount (a daily limit: none, the
+    client needs the operator, client_attention; a balance: nothing), never
+    an error that stops reading every client (the clients list, each split,
+    each delivery slot)."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -202,7 +204,7 @@ class DcaClient(BaseModel):
     notify_balance_empty: bool | None = False
 
     _limit = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
-        daily_limit_of
+        finite_fiat
     )
 
 

@@ -343,3 +343,53 @@ async def test_a_client_row_changed_after_the_split_at_the_slot(env):
     final = (await env.api("GET", f"/settlements/{detail['id']}")).json()
     assert final["status"] == "completed", final["status_detail"]
     await _figures_add_up(env, detail["id"])
+
+
+async def test_a_deposit_amount_that_is_no_number_stops_nobody_else(env):
+    """Other software writes a confirmed deposit whose amount is no finite
+    number (PostgreSQL's NUMERIC keeps NaN; SQLite turns the text 1e400 into
+    infinity) for client X. Before this fix the balance of X was NaN or
+    infinity: comparing it raised (InvalidOperation), so every split in that
+    currency and every delivery slot failed for everyone. Now X's balance
+    counts as nothing: X takes no part in new splits and a payout reserved for
+    X is held, while everybody else is split and paid as before."""
+    import os
+
+    from lnbits.helpers import urlsafe_short_hash
+    from satmachineadmin.crud import db
+    from satmachineadmin.transaction_processor import deliver_scheduled
+    from test_fixed_mode import _settle
+
+    postgres = os.environ.get("SATMACHINE_TEST_DB") == "postgres"
+    source, payer, [(a, _wa), (b, wb), (x, wx)] = await _world(
+        env,
+        [("100", None), ("100", "100"), ("100", "100")],
+        fixed_delivery="daily",
+        fixed_delivery_time="18:00",
+    )
+    detail = await _settle(env, payer, source, 150, "bad-deposit")
+    due = _due_of(detail, b["id"])
+    await db.execute(
+        f"INSERT INTO {S}.dca_deposits (id, client_id, amount, currency, status, "
+        f"created_at, confirmed_at) VALUES (:id, :client, :amount, 'GTQ', "
+        f"'confirmed', {db.timestamp_now}, {db.timestamp_now})",
+        {
+            "id": urlsafe_short_hash(),
+            "client": x["id"],
+            "amount": "NaN" if postgres else "1e400",
+        },
+    )
+    try:
+        await deliver_scheduled(due + timedelta(seconds=5))
+        assert await env.balance(wb.id) == 5_000  # B's slot delivered
+        assert await env.balance(wx.id) == 0  # X's held: no usable balance
+        held = (await env.api("GET", f"/settlements/{detail['id']}")).json()
+        [row] = [p for p in held["payouts"] if p["client_id"] == x["id"]]
+        assert row["status"] == "failed", row
+        second = await _settle(env, payer, source, 10, "bad-deposit-2")
+        assert x["id"] not in _by_client(second)
+        assert a["id"] in _by_client(second), second["status_detail"]
+    finally:  # later tests' clients list reads every deposit
+        await db.execute(
+            f"DELETE FROM {S}.dca_deposits WHERE client_id = :x", {"x": x["id"]}
+        )
