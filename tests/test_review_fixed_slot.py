@@ -393,3 +393,46 @@ async def test_a_deposit_amount_that_is_no_number_stops_nobody_else(env):
         await db.execute(
             f"DELETE FROM {S}.dca_deposits WHERE client_id = :x", {"x": x["id"]}
         )
+
+
+async def test_a_lowered_deposit_pays_what_it_covers_in_order(env):
+    """Two settlements reserve 50.00 and then 30.00 for B (fixed) at one
+    slot; other software then lowers B's confirmed 100.00 deposit to 60.00.
+    The slot pays the first (60.00 covers 50.00) and holds the second (10.00
+    left does not cover 30.00): B is never paid beyond its balance (the client
+    extension shows 10.00 left, not -20.00). Before this fix both were paid."""
+    from satmachineadmin.crud import db
+    from satmachineadmin.transaction_processor import deliver_scheduled
+    from test_fixed_mode import _settle
+
+    source, payer, [(_a, _wa), (b, wb)] = await _world(
+        env,
+        [("100", None), ("100", "100")],
+        fixed_delivery="daily",
+        fixed_delivery_time="18:00",
+    )
+    first = await _settle(env, payer, source, 100, "lowered-1")
+    second = await _settle(env, payer, source, 60, "lowered-2")
+    assert _by_client(first)[b["id"]][:2] == (5_000, Decimal("50.00"))
+    assert _by_client(second)[b["id"]][:2] == (3_000, Decimal("30.00"))
+    await _as_other_software(
+        f"UPDATE {S}.dca_deposits SET amount = 60 WHERE client_id = :b",
+        {"b": b["id"]},
+    )
+    await deliver_scheduled(_due_of(second, b["id"]) + timedelta(seconds=5))
+    assert await env.balance(wb.id) == 5_000
+    rows = await db.fetchall(
+        f"SELECT settlement_id, status FROM {S}.dca_payments WHERE client_id = :b",
+        {"b": b["id"]},
+    )
+    assert {(r["settlement_id"], r["status"]) for r in rows} == {
+        (first["id"], "confirmed"),
+        (second["id"], "failed"),
+    }
+    summary = (await env.api("GET", f"/clients/{b['id']}")).json()
+    [gtq] = [f for f in summary["balances"] if f["currency"] == "GTQ"]
+    assert Decimal(str(gtq["confirmed_deposits"])) - Decimal(
+        str(gtq["distributed_fiat"])
+    ) == Decimal("10.00")
+    for detail in (first, second):
+        await _figures_add_up(env, detail["id"])
