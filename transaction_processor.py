@@ -783,7 +783,8 @@ async def _hold_uncovered(
     left: dict[tuple[str, str], Decimal] = {}
     by_currency: dict[str, set[str]] = {}
     for settlement, payout in payouts:
-        currency = (payout.currency or settlement.fiat_code or "").upper()
+        # As the split read it (get_flow_balances): the settlement's code.
+        currency = settlement.fiat_code or payout.currency or ""
         by_currency.setdefault(currency, set()).add(payout.client_id)
     for currency, client_ids in by_currency.items():
         for client_id, balance in (
@@ -792,7 +793,7 @@ async def _hold_uncovered(
             left[(client_id, currency)] = balance
     held: set[str] = set()
     for settlement, payout in payouts:
-        currency = (payout.currency or settlement.fiat_code or "").upper()
+        currency = settlement.fiat_code or payout.currency or ""
         key = (payout.client_id, currency)
         balance = left.get(key, Decimal("0.00"))
         if payout.amount_fiat <= balance:
