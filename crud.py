@@ -43,6 +43,7 @@ from .models import (
     TransactionView,
     audit_details_text,
     client_attention,
+    finite_fiat,
     stored_text,
     utc_now,
 )
@@ -599,21 +600,63 @@ async def get_flow_balances(
         rows = await conn.fetchall(query, values)
     balances = []
     for row in rows:
-        remaining = to_fiat(row["deposits"]) - to_fiat(row["spent"])
+        deposits, spent = finite_fiat(row["deposits"]), finite_fiat(row["spent"])
+        if deposits is None or spent is None:
+            continue  # a row no number (other software wrote it): no balance
+        remaining = deposits - spent
         if remaining <= 0:
             continue
         cap = None
         if row["dca_mode"] == "fixed":
             assert fixed is not None
-            if row["daily_limit"] is None or to_fiat(row["daily_limit"]) <= 0:
-                continue  # no limit: needs the operator (client_attention)
+            limit = finite_fiat(row["daily_limit"])
+            if limit is None or limit <= 0:
+                continue  # no usable limit: needs the operator (client_attention)
             cap = remaining_allowance(
-                to_fiat(row["daily_limit"]),
+                limit,
                 fixed.maximum,
                 to_fiat(row["used_today"]),
             )
         balances.append(ClientBalance(row["client_id"], remaining, cap))
     return balances
+
+
+async def get_paid_balances(
+    client_ids: Collection[str], currency: str
+) -> dict[str, Decimal]:
+    """Per client, its balance in `currency` as the client extension shows it:
+    confirmed deposits less confirmed payouts (a payout of unknown currency
+    counts against every currency, as in get_flow_balances). Reserved payouts
+    are not subtracted: this is what a payout about to be paid must fit in.
+    IDS_PER_QUERY ids per query, each bound once."""
+    ids = sorted(set(client_ids))
+    found: dict[str, Decimal] = {client_id: Decimal("0.00") for client_id in ids}
+    sums = (
+        f"SELECT client_id, SUM(amount) AS total FROM {S}.dca_deposits "
+        "WHERE status = 'confirmed' AND currency = :currency "
+        "AND client_id IN ({marks}) GROUP BY client_id",
+        f"SELECT client_id, -SUM(amount_fiat) AS total FROM {S}.dca_payments "
+        "WHERE status = 'confirmed' "
+        "AND (currency IS NULL OR UPPER(currency) = :currency) "
+        "AND client_id IN ({marks}) GROUP BY client_id",
+    )
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        values: dict[str, Any] = {f"c{i}": cid for i, cid in enumerate(chunk)}
+        marks = ", ".join(f":{key}" for key in values)
+        values["currency"] = currency
+        for query in sums:
+            for row in await db.fetchall(query.format(marks=marks), values):
+                total = finite_fiat(row["total"] or 0)
+                # No finite number (other software wrote the row): no balance
+                # that could cover anything, whatever else there is.
+                found[row["client_id"]] += (
+                    total if total is not None else Decimal("-Infinity")
+                )
+    return {
+        client_id: balance if balance.is_finite() else Decimal("0.00")
+        for client_id, balance in found.items()
+    }
 
 
 async def get_fixed_used_today(

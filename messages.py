@@ -1023,6 +1023,17 @@ _SETTLEMENTS: dict[str, dict[str, str]] = {
         "en": "another run holds this payout; retry",
         "es": "otra ejecución tiene este pago; reintente",
     },
+    "payout.balance_does_not_cover": {
+        "en": "held: the client's balance ({balance} {currency}: confirmed "
+        "deposits less confirmed payouts) no longer covers this payout of "
+        "{fiat} {currency} (a deposit was cancelled or changed after the "
+        "split); it is paid by a retry once the balance covers it, or cancel "
+        "it into the orphan",
+        "es": "retenido: el saldo del cliente ({balance} {currency}: depósitos "
+        "confirmados menos pagos confirmados) ya no cubre este pago de {fiat} "
+        "{currency} (un depósito se canceló o cambió después del reparto); se "
+        "paga al reintentar cuando el saldo lo cubra, o cancélelo al huérfano",
+    },
     "payout.client_not_found": {
         "en": "client not found",
         "es": "cliente no encontrado",

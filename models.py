@@ -73,6 +73,24 @@ def _fiat_or_none(value: Any) -> Decimal | None:
     return None if value is None else to_fiat(value)
 
 
+def finite_fiat(value: Any) -> Decimal | None:
+    """An amount as stored by whoever wrote the row, in cents; None when it
+    is no finite amount. The client extension and other software write the
+    shared tables unvalidated: SQLite keeps any text in a numeric column
+    ('abc', 'NaN', ' ') and turns '1e400' into infinity, PostgreSQL's NUMERIC
+    keeps NaN. Such a value is read as no amount (a daily limit: none, the
+    client needs the operator, client_attention; a balance: nothing), never
+    an error that stops reading every client (the clients list, each split,
+    each delivery slot)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = to_fiat(value.strip() if isinstance(value, str) else value)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return amount if amount.is_finite() else None
+
+
 class FiatAmount(Decimal):
     """A fiat amount: positive, at most two decimals, bounded."""
 
@@ -205,8 +223,8 @@ class DcaClient(BaseModel):
     # settings) when a balance reaches 0.00. Off unless set.
     notify_balance_empty: bool | None = False
 
-    _fiat = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
-        _fiat_or_none
+    _limit = validator("fixed_mode_daily_limit", pre=True, allow_reuse=True)(
+        finite_fiat
     )
 
 
@@ -218,7 +236,8 @@ def client_attention(client: DcaClient) -> str | None:
         return f"unknown mode {client.dca_mode!r}: never paid; set flow or fixed"
     if client.status not in {s.value for s in ClientStatus}:
         return f"unknown status {client.status!r}: never paid; set active"
-    if client.dca_mode == DcaMode.fixed.value and not client.fixed_mode_daily_limit:
+    limit = client.fixed_mode_daily_limit
+    if client.dca_mode == DcaMode.fixed.value and (not limit or limit <= 0):
         return "fixed mode without a daily limit: never paid; set a limit"
     return None
 

@@ -75,6 +75,7 @@ from .crud import (
     get_config,
     get_due_delivery_times,
     get_flow_balances,
+    get_paid_balances,
     get_payment,
     get_reconciliation_by_settlement,
     get_settlement,
@@ -757,16 +758,83 @@ def _is_source_target(
     return client.wallet_id == settlement.wallet_id or client.wallet_id in sources
 
 
+async def _hold_uncovered(
+    payouts: list[tuple[Settlement, DcaPayment]],
+) -> set[str]:
+    """The payouts (about to be paid, in this order, under the money lock)
+    that the client's balance no longer covers: confirmed deposits less
+    confirmed payouts, what the client extension shows. Other software may
+    have cancelled or lowered a confirmed deposit since the split reserved the
+    payout (a scheduled fixed payout waits hours for its slot). Such a payout
+    is held, never paid beyond the balance: failed, with the reason, its fiat
+    still reserved and its sats in the source wallet, until a retry finds the
+    balance covers it again or the operator cancels it into the orphan. An
+    invoice stored for it that was paid after all is the payout (confirmed).
+    Returns the ids held."""
+    if not payouts:
+        return set()
+    left: dict[tuple[str, str], Decimal] = {}
+    by_currency: dict[str, set[str]] = {}
+    for settlement, payout in payouts:
+        # As the split read it (get_flow_balances): the settlement's code.
+        currency = settlement.fiat_code or payout.currency or ""
+        by_currency.setdefault(currency, set()).add(payout.client_id)
+    for currency, client_ids in by_currency.items():
+        for client_id, balance in (
+            await get_paid_balances(client_ids, currency)
+        ).items():
+            left[(client_id, currency)] = balance
+    held: set[str] = set()
+    for settlement, payout in payouts:
+        currency = settlement.fiat_code or payout.currency or ""
+        key = (payout.client_id, currency)
+        balance = left.get(key, Decimal("0.00"))
+        if payout.amount_fiat <= balance:
+            left[key] = balance - payout.amount_fiat
+            continue
+        if await abandon_invoice(payout.payment_hash):
+            # Paid after all (a crash after paying): that is the payout.
+            await set_payout_status(
+                payout.id, PayoutStatus.confirmed, count_attempt=True
+            )
+            crash_point("payout_confirmed")
+            left[key] = balance - payout.amount_fiat
+            continue
+        error = Message(
+            "payout.balance_does_not_cover",
+            {
+                "fiat": f"{payout.amount_fiat:.2f}",
+                "balance": f"{balance:.2f}",
+                "currency": currency,
+            },
+        )
+        logger.warning(f"satmachineadmin: payout {payout.id}: {error.render('en')}")
+        # Each pass counts an attempt: the payout_failed alert tells the
+        # operator after the configured number of them.
+        await set_payout_status(
+            payout.id, PayoutStatus.failed, error, count_attempt=True
+        )
+        held.add(payout.id)
+    return held
+
+
 async def _pay_all(settlement: Settlement) -> Settlement:
     payouts = await get_settlement_payouts(settlement.id)
     clients = {client.id: client for client in await get_clients()}  # one query
     sources = await source_wallet_ids(await get_config())
     fresh: list[tuple[DcaPayment, DcaClient]] = []
-    for payout in payouts:
-        if payout.status not in (PayoutStatus.pending.value, PayoutStatus.failed.value):
+    payable = [
+        payout
+        for payout in payouts
+        if payout.status in (PayoutStatus.pending.value, PayoutStatus.failed.value)
+        # A scheduled payout: its delivery slot pays it (deliver_scheduled),
+        # never before.
+        and not payout.scheduled
+    ]
+    held = await _hold_uncovered([(settlement, payout) for payout in payable])
+    for payout in payable:
+        if payout.id in held:
             continue
-        if payout.scheduled:
-            continue  # its delivery slot pays it (deliver_scheduled), never before
         client = clients.get(payout.client_id)
         if (
             client
@@ -1535,6 +1603,7 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
             settlements: dict[str, Settlement | None] = {}
             clients = {client.id: client for client in await get_clients()}
             sources = await source_wallet_ids(await get_config())
+            due_now: list[tuple[Settlement, DcaPayment]] = []
             for payout in payouts:
                 if not payout.settlement_id:
                     continue
@@ -1544,9 +1613,14 @@ async def deliver_scheduled(now: datetime | None = None) -> int:
                     )
                 settlement = settlements[payout.settlement_id]
                 if settlement and payout.status == PayoutStatus.pending.value:
-                    client = clients.get(payout.client_id)
-                    if await _pay_payout(settlement, payout, client, sources):
-                        paid += 1
+                    due_now.append((settlement, payout))
+            held = await _hold_uncovered(due_now)
+            for settlement, payout in due_now:
+                if payout.id in held:
+                    continue
+                client = clients.get(payout.client_id)
+                if await _pay_payout(settlement, payout, client, sources):
+                    paid += 1
             await finish_delivery_slot(key, len(payouts))
             crash_point("fixed_slot_done")
             # Failed deliveries leave their settlement payout_failed: retried
