@@ -317,13 +317,15 @@ async def update_client_fields(
 def _client_figures_sql(id_params: str | None = None) -> str:
     """Clients with their deposit and payout sums in their main currency (the
     one their pending or confirmed deposits are in; the highest code when there
-    are several: every currency's figures are in `get_currency_figures`).
+    are several: every currency's figures are in `get_currency_figures`; when
+    every deposit is cancelled, the currency of their payouts, so what was
+    paid and what a held payout reserves still show).
     With `id_params` (a list of placeholders) only those clients' rows are
     read and summed."""
     only = f"WHERE client_id IN ({id_params})" if id_params else ""
     return f"""
     SELECT c.*,
-        cur.currency AS currency,
+        COALESCE(cur.currency, paid_in.currency) AS currency,
         COALESCE(d.confirmed, 0) AS confirmed_deposits,
         COALESCE(d.pending, 0) AS pending_deposits,
         COALESCE(p.paid_fiat, 0) AS distributed_fiat,
@@ -337,10 +339,17 @@ def _client_figures_sql(id_params: str | None = None) -> str:
             MAX(CASE WHEN status <> 'cancelled' THEN currency END) AS currency
         FROM {S}.dca_deposits {only} GROUP BY client_id
     ) cur ON cur.client_id = c.id
+    LEFT JOIN (
+        SELECT client_id,
+            MAX(CASE WHEN status <> 'cancelled' THEN currency END) AS currency
+        FROM {S}.dca_payments {only} GROUP BY client_id
+    ) paid_in ON paid_in.client_id = c.id
     LEFT JOIN ({_deposit_sums_sql(only)}) d
-        ON d.client_id = c.id AND d.currency = cur.currency
+        ON d.client_id = c.id
+        AND d.currency = COALESCE(cur.currency, paid_in.currency)
     LEFT JOIN ({_payout_sums_sql(only)}) p
-        ON p.client_id = c.id AND p.currency = cur.currency
+        ON p.client_id = c.id
+        AND p.currency = COALESCE(cur.currency, paid_in.currency)
     {f"WHERE c.id IN ({id_params})" if id_params else ""}
 """
 

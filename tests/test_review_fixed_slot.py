@@ -96,6 +96,11 @@ async def test_a_scheduled_payout_whose_deposit_was_cancelled_is_held(env):
         [gtq] = [f for f in summary["balances"] if f["currency"] == "GTQ"]
         assert Decimal(str(gtq["distributed_fiat"])) == 0
         assert Decimal(str(gtq["reserved_fiat"])) == 50  # still reserved
+        # The headline figures too (every deposit cancelled: the currency of
+        # the payouts), and the balance the client extension asks for.
+        assert summary["currency"] == "GTQ"
+        assert Decimal(str(summary["reserved_fiat"])) == 50
+        assert Decimal(str(summary["remaining_balance"])) == -50
     await _figures_add_up(env, detail["id"])
 
     # C's deposit was cancelled by mistake: confirmed again, C is paid once.
