@@ -34,8 +34,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from bolt11 import decode as decode_bolt11
 from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.crud.payments import (
+    check_internal,
     is_internal_status_success,
 )
 from lnbits.core.db import db as core_db
@@ -88,6 +90,7 @@ from .crud import (
     set_payout_invoices,
     set_payout_status,
     set_payout_statuses,
+    settlement_wallet_ids,
     transaction,
     update_settlement,
 )
@@ -525,33 +528,67 @@ class TransferResult:
     contended: bool = False
 
 
-async def abandon_invoice(payment_hash: str | None) -> bool:
+async def abandon_invoice(
+    payment_hash: str | None,
+    source_wallet_id: str | None = None,
+    sats: int | None = None,
+) -> bool:
     """Make an invoice this extension stored unpayable (its pending incoming
     payment set failed), so an invoice that is not to be paid (an earlier
     attempt's, an old target's, one nobody stored) never is. Returns True if
     it was already paid: then it is the transfer that happened, and nothing
-    was abandoned.
+    was abandoned. With `source_wallet_id` and `sats` (every caller that knows
+    them), "paid" means paid by that wallet, that amount (`_paid_from`): a hash
+    other software wrote on our row, of a payment the source never made, is
+    not the transfer.
+
+    Only an invoice this extension made (its tag) is touched: a hash on our
+    row naming another wallet's or extension's pending invoice leaves it
+    payable by whoever it is for.
 
     A compare-and-set on `pending`, never a write of a row read earlier: LNbits
     marks an invoice paid by writing its row, and a row written back from an
     earlier read would undo that payment while the payer's debit stands."""
     if not payment_hash:
         return False
-    if await _already_paid(payment_hash):
+
+    async def paid() -> bool:
+        if source_wallet_id is not None and sats is not None:
+            return await _paid_from(payment_hash, source_wallet_id, sats)
+        return await _already_paid(payment_hash)
+
+    if await paid():
         return True
-    async with core_db.connect() as conn:
-        await conn.execute(
-            "UPDATE apipayments SET status = :failed "
-            "WHERE payment_hash = :hash AND status = :pending AND amount > 0",
-            {
-                "failed": PaymentState.FAILED.value,
-                "pending": PaymentState.PENDING.value,
-                "hash": payment_hash,
-            },
-        )
+    pending = await check_internal(payment_hash)
+    if pending and _is_ours(pending):
+        async with core_db.connect() as conn:
+            await conn.execute(
+                "UPDATE apipayments SET status = :failed "
+                "WHERE checking_id = :checking_id AND status = :pending "
+                "AND amount > 0",
+                {
+                    "failed": PaymentState.FAILED.value,
+                    "pending": PaymentState.PENDING.value,
+                    "checking_id": pending.checking_id,
+                },
+            )
     # Paid between the first look and the update: the update found nothing
     # pending, and the payment is the transfer.
-    return await _already_paid(payment_hash)
+    return await paid()
+
+
+def _is_ours(invoice: Payment) -> bool:
+    """An invoice this extension made (every one carries its tag)."""
+    return invoice.tag == EXTENSION_TAG or invoice.extra.get("tag") == EXTENSION_TAG
+
+
+def _invoice_hash(bolt11: str | None) -> str | None:
+    if not bolt11:
+        return None
+    try:
+        return decode_bolt11(bolt11).payment_hash
+    except Exception:
+        return None
 
 
 async def _already_paid(payment_hash: str) -> bool:
@@ -559,6 +596,27 @@ async def _already_paid(payment_hash: str) -> bool:
         return True
     outgoing = await get_standalone_payment(f"internal_{payment_hash}")
     return bool(outgoing and outgoing.success)
+
+
+async def _paid_from(payment_hash: str, source_wallet_id: str, sats: int) -> bool:
+    """The source wallet paid this invoice, `sats`: LNbits' payer row
+    (`internal_<hash>`, success) from that wallet, of that amount. Whatever
+    the invoice's own row says afterwards (a credit LNbits' pending check
+    undid is repaired by repair_half_paid_invoices): the payment happened,
+    if the invoice is one this extension made. Any other paid payment under
+    that hash (another wallet's, the settlement's own, the source wallet's
+    payment of someone else's invoice) is not ours."""
+    outgoing = await get_standalone_payment(f"internal_{payment_hash}")
+    if not (
+        outgoing
+        and outgoing.success
+        and outgoing.checking_id == f"internal_{payment_hash}"
+        and outgoing.wallet_id == source_wallet_id
+        and outgoing.amount == -sats * 1000
+    ):
+        return False
+    invoice = await get_standalone_payment(payment_hash, incoming=True)
+    return bool(invoice and invoice.checking_id == payment_hash and _is_ours(invoice))
 
 
 # How far back repair_half_paid_invoices looks: LNbits' pending check reads
@@ -577,10 +635,14 @@ async def repair_half_paid_invoices() -> int:
     invoices on a restart; a funding source never knew one made with
     `internal=True`) while the payer's debit stands: the source wallet paid,
     the client received nothing. Such an invoice is set paid again (only if
-    still `failed`, only for payments from a source wallet, only with the
+    still `failed`, only for payments from a source wallet or a wallet a
+    settlement arrived in (the configuration may have moved on since), only
+    with the
     payer's row of the same amount): that completes LNbits' own payment, whose
     debit is already there; nothing is minted. Returns how many."""
-    sources = sorted(await source_wallet_ids(await get_config()))
+    sources = sorted(
+        await source_wallet_ids(await get_config()) | await settlement_wallet_ids()
+    )
     if not sources:
         return 0
     names = {f"source_{i}": wallet for i, wallet in enumerate(sources)}
@@ -639,7 +701,11 @@ async def transfer(
         # with no sat moving, and the payout would debit a balance for nothing.
         return TransferResult(False, Message("transfer.target_is_source"))
     extra = {"tag": EXTENSION_TAG, **extra}
-    replacing = None
+    # What the row holds (None: no invoice hash, NULL or empty); remember()
+    # stores over exactly that. A bolt11 without its hash (other software's
+    # row) is the invoice of the hash it carries.
+    replacing = stored_hash or None
+    stored_hash = stored_hash or _invoice_hash(stored_bolt11)
     if stored_hash:
         # An invoice an earlier attempt stored and did not pay (a crash, a
         # failed payment, a target changed since) is never paid later: it is
@@ -652,9 +718,8 @@ async def transfer(
         # payment while the payer's debit stands. A stored invoice waits for a
         # retry, so it is the one most likely listed; a fresh one is paid
         # moments after it exists (repair_half_paid_invoices mends the rest).
-        if await abandon_invoice(stored_hash):
+        if await abandon_invoice(stored_hash, source_wallet_id, sats):
             return TransferResult(True, payment_hash=stored_hash)
-        replacing = stored_hash
         # LNbits would still credit a deleted wallet, out of the client's reach.
         target = await get_wallet(target_wallet_id, deleted=None)
         if target and target.deleted:
@@ -682,7 +747,7 @@ async def transfer(
         # The target is LNbits' share of the source wallet (or of another
         # refused wallet): the invoice was created on that wallet itself,
         # so paying it would move nothing (or park the sats there).
-        await abandon_invoice(invoice.payment_hash)
+        await abandon_invoice(invoice.payment_hash, source_wallet_id, sats)
         return TransferResult(
             False,
             Message(
@@ -693,13 +758,13 @@ async def transfer(
     crash_point(f"{kind}_invoice_created")
     if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
         # Ours is never stored, so it must never be payable either.
-        await abandon_invoice(invoice.payment_hash)
+        await abandon_invoice(invoice.payment_hash, source_wallet_id, sats)
         return TransferResult(False, Message("transfer.contended"), contended=True)
     crash_point(f"{kind}_invoice_stored")
     bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
     if error is not None:
-        if await _already_paid(payment_hash):
+        if await _paid_from(payment_hash, source_wallet_id, sats):
             return TransferResult(True, payment_hash=payment_hash)
         return TransferResult(False, error, payment_hash)
     crash_point(f"{kind}_paid")
@@ -866,7 +931,9 @@ async def _pay_fresh_payouts(
     for payout, client, invoice, memo, extra in created:
         if payout.id not in stored_ids:
             # Ours is never stored, so it must never be payable either.
-            await abandon_invoice(invoice.payment_hash)
+            await abandon_invoice(
+                invoice.payment_hash, settlement.wallet_id, payout.amount_sats
+            )
             continue
         crash_point("payout_invoice_stored")
         to_pay.append((payout, client, invoice, memo, extra))
@@ -875,7 +942,9 @@ async def _pay_fresh_payouts(
         error = await _pay_stored_invoice(
             settlement.wallet_id, invoice.bolt11, memo, extra
         )
-        if error is not None and await _already_paid(invoice.payment_hash):
+        if error is not None and await _paid_from(
+            invoice.payment_hash, settlement.wallet_id, payout.amount_sats
+        ):
             error = None
         if error is None:
             crash_point("payout_paid")
@@ -912,7 +981,7 @@ async def _pay_payout(
     if sources is None:
         sources = await source_wallet_ids(await get_config())
     if _is_source_target(client, settlement, sources):
-        return await _refuse_source_target(payout, client)
+        return await _refuse_source_target(settlement, payout, client)
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         return await set_payout_invoice(payout.id, bolt11, payment_hash, replacing)
@@ -955,7 +1024,9 @@ async def _pay_payout(
     return False
 
 
-async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
+async def _refuse_source_target(
+    settlement: Settlement, payout: DcaPayment, client: DcaClient
+) -> bool:
     """A client row naming a source wallet (this settlement's or another
     machine's; other software wrote it, or it changed after the split) is
     never paid: the sats would only move between the operator's wallets while
@@ -963,7 +1034,9 @@ async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
     until the client has a wallet of its own (then retry) or the operator
     cancels it into the orphan. An invoice stored for an earlier wallet is
     made unpayable first, unless it was paid: then that is the payout."""
-    if await abandon_invoice(payout.payment_hash):
+    if await abandon_invoice(
+        payout.payment_hash, settlement.wallet_id, payout.amount_sats
+    ):
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
         crash_point("payout_confirmed")
         return True
@@ -1024,7 +1097,9 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
     if target == "":
         # Nobody to pay any more: it stays in the source wallet, and its
         # stored invoice (to the gone wallet) is made unpayable.
-        if await abandon_invoice(part.payment_hash):
+        if await abandon_invoice(
+            part.payment_hash, settlement.wallet_id, part.amount_sats
+        ):
             await set_commission_status(part.id, "confirmed")
         else:
             await set_commission_status(
@@ -1325,7 +1400,12 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
                 raise ProcessingError("conflict.payout_changed")
             await add_audit("payout", payout.id, "voided", actor, {"reason": reason})
             return await get_payment(payout.id) or payout
-        if await abandon_invoice(payout.payment_hash):
+        paid_by = await get_settlement(payout.settlement_id)
+        if await abandon_invoice(
+            payout.payment_hash,
+            paid_by.wallet_id if paid_by else None,
+            payout.amount_sats,
+        ):
             await set_payout_status(payout.id, PayoutStatus.confirmed)
             raise ProcessingError("conflict.payout_paid_after_all")
         if payout.transaction_type == "orphan":
