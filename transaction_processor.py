@@ -793,15 +793,23 @@ async def _create_internal_invoice(
 
 async def _pay_stored_invoice(
     source_wallet_id: str, bolt11: str, memo: str, extra: dict[str, Any]
-) -> str | None:
+) -> Message | str | None:
     """Pay an invoice whose hash is already stored (committed) on our row, on
     one LNbits connection instead of the dozen or so `pay_invoice` opens by
     itself. Returns None when paid, else the error. The connection is held for
     this one payment only, so other users of LNbits' database wait for one
-    payment at most."""
+    payment at most.
+
+    Paid means paid internally: LNbits' payer row `internal_<hash>`, success.
+    An invoice LNbits failed before this payment (its pending check, a wallet
+    page or anyone's GET /api/v1/payments/<hash> asked the funding source,
+    which never knew an internal invoice) is no longer internal to LNbits:
+    pay_invoice tries the funding source and, on a "pending" answer, returns
+    without raising (even the target's own unpaid invoice). That is no
+    payment; the retry pays a new invoice."""
     try:
         async with core_db.connect() as conn:
-            await pay_invoice(
+            payment = await pay_invoice(
                 wallet_id=source_wallet_id,
                 payment_request=bolt11,
                 extra=extra,
@@ -810,7 +818,9 @@ async def _pay_stored_invoice(
             )
     except Exception as exc:
         return str(exc) or exc.__class__.__name__
-    return None
+    if payment.checking_id.startswith("internal_") and payment.success:
+        return None
+    return Message("transfer.not_paid_internally", {"status": str(payment.status)})
 
 
 def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:

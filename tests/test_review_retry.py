@@ -277,3 +277,76 @@ async def test_a_stored_hash_of_the_sources_other_payment_is_not_the_payout(
     received = [await env.balance(w.id) for _, w in s.clients]
     assert sorted(received) == [0, 1_000, 1_000], received
 
+
+async def test_an_invoice_failed_before_its_payment_is_never_taken_as_paid(
+    env, monkeypatch
+):
+    """Between storing a payout's invoice and paying it, LNbits fails it (its
+    pending check, the client's wallet page rechecking pending payments, or
+    anyone's GET /api/v1/payments/<hash>: the funding source never knew an
+    internal invoice). pay_invoice then finds no pending internal invoice and
+    tries the funding source, which looks the (failed) invoice up again; a
+    node that answers "pending" this time makes pay_invoice return the
+    client's own unpaid invoice without raising. That is no payment: the
+    payout must not be confirmed while the client received nothing."""
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from lnbits.core.models import PaymentState
+    from lnbits.wallets import get_funding_source
+    from lnbits.wallets.base import PaymentPendingStatus
+    from satmachineadmin import crud, transaction_processor
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    source, commission, payer, clients = await _setup(env, ["10"] * 3)
+    await env.fund(payer.id, 10_000)
+    real_pay = transaction_processor._pay_stored_invoice
+    failed_first: list[str] = []
+    funding_source = get_funding_source()
+
+    async def answers_pending(checking_id: str):
+        return PaymentPendingStatus()
+
+    async def failed_by_lnbits_then_paid(source_wallet_id, bolt11, memo, extra):
+        from bolt11 import decode
+
+        if not failed_first and extra.get("payout_id"):
+            invoice = await get_standalone_payment(
+                decode(bolt11).payment_hash, incoming=True
+            )
+            assert invoice and invoice.pending
+            invoice.status = PaymentState.FAILED  # LNbits' check: "failed"
+            await update_payment(invoice)
+            failed_first.append(extra["payout_id"])
+            with monkeypatch.context() as m:  # then the node answers "pending"
+                m.setattr(funding_source, "get_invoice_status", answers_pending)
+                return await real_pay(source_wallet_id, bolt11, memo, extra)
+        return await real_pay(source_wallet_id, bolt11, memo, extra)
+
+    monkeypatch.setattr(
+        transaction_processor, "_pay_stored_invoice", failed_by_lnbits_then_paid
+    )
+    payment_hash = await env.pay(
+        payer.id, source.id, 3_150, extra=_extra("failed-before-paid", 3_000, 150)
+    )
+    await env.settle()
+    monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)
+    assert failed_first
+    payout = await crud.get_payment(failed_first[0])
+    assert payout
+    received = {
+        client["id"]: await env.balance(wallet.id) for client, wallet in clients
+    }
+    assert payout.status != "confirmed" or received[payout.client_id] == 1_000, (
+        payout.status,
+        received,
+    )
+
+    await run_recovery()  # the retry pays it with a new invoice
+    received = {
+        client["id"]: await env.balance(wallet.id) for client, wallet in clients
+    }
+    assert sorted(received.values()) == [1_000, 1_000, 1_000], received
+    assert await env.balance(source.id) == 0
+    assert await env.balance(commission.id) == 150
+    detail = await _detail(env, payment_hash)
+    assert detail["status"] == "completed", detail["status_detail"]
