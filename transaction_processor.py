@@ -720,6 +720,7 @@ async def transfer(
         # moments after it exists (repair_half_paid_invoices mends the rest).
         if await abandon_invoice(stored_hash, source_wallet_id, sats):
             return TransferResult(True, payment_hash=stored_hash)
+        crash_point(f"{kind}_invoice_abandoned")
         # LNbits would still credit a deleted wallet, out of the client's reach.
         target = await get_wallet(target_wallet_id, deleted=None)
         if target and target.deleted:
