@@ -634,12 +634,17 @@ async def repair_half_paid_invoices() -> int:
     paid before it got there, is written back `failed` (FakeWallet forgets its
     invoices on a restart; a funding source never knew one made with
     `internal=True`) while the payer's debit stands: the source wallet paid,
-    the client received nothing. Such an invoice is set paid again (only if
-    still `failed`, only for payments from a source wallet or a wallet a
-    settlement arrived in (the configuration may have moved on since), only
-    with the
-    payer's row of the same amount): that completes LNbits' own payment, whose
-    debit is already there; nothing is minted. Returns how many."""
+    the client received nothing. Other LNbits writes of a row read earlier
+    do the same with the status they read, `pending` (a wallet's label update
+    of its incoming invoice), which a funding source that answers "pending"
+    for an invoice it never knew leaves so. Such an invoice is set paid again
+    (only if still `failed` or `pending`, only for payments from a source
+    wallet or a wallet a settlement arrived in (the configuration may have
+    moved on since), only with the payer's row of the same amount): that
+    completes LNbits' own payment, whose debit is already there (LNbits
+    writes the payer's row and the paid invoice in one transaction, so a
+    committed payer's row beside a pending invoice is never a payment in
+    progress); nothing is minted. Returns how many."""
     sources = sorted(
         await source_wallet_ids(await get_config()) | await settlement_wallet_ids()
     )
@@ -649,11 +654,12 @@ async def repair_half_paid_invoices() -> int:
     since = int((utc_now() - HALF_PAID_LOOKBACK).timestamp())
     rows = await core_db.fetchall(
         "SELECT invoice.checking_id AS checking_id, invoice.wallet_id AS wallet_id, "
-        "invoice.amount AS amount FROM apipayments AS payer "
+        "invoice.amount AS amount, invoice.status AS status "
+        "FROM apipayments AS payer "
         "JOIN apipayments AS invoice ON invoice.payment_hash = payer.payment_hash "
         "AND payer.checking_id = 'internal_' || invoice.checking_id "
         f"WHERE payer.wallet_id IN ({', '.join(':' + n for n in names)}) "
-        "AND payer.status = 'success' AND invoice.status = 'failed' "
+        "AND payer.status = 'success' AND invoice.status IN ('failed', 'pending') "
         "AND invoice.amount > 0 AND invoice.amount = -payer.amount "
         f"AND payer.time > {core_db.timestamp_placeholder('since')}",
         {**names, "since": since},
@@ -663,15 +669,16 @@ async def repair_half_paid_invoices() -> int:
         async with core_db.connect() as conn:
             result = await conn.execute(
                 "UPDATE apipayments SET status = 'success' "
-                "WHERE checking_id = :checking_id AND status = 'failed'",
-                {"checking_id": row["checking_id"]},
+                "WHERE checking_id = :checking_id AND status = :status",
+                {"checking_id": row["checking_id"], "status": row["status"]},
             )
         if result.rowcount == 1:
             repaired += 1
             logger.warning(
                 f"satmachineadmin: invoice {row['checking_id']} into wallet "
                 f"{row['wallet_id']} was paid by a source wallet but written back "
-                f"as failed by LNbits' pending check; set paid again "
+                f"as {row['status']} by LNbits (a row it read earlier); set paid "
+                f"again "
                 f"({row['amount'] // 1000} sats)"
             )
     return repaired

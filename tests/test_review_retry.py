@@ -350,3 +350,55 @@ async def test_an_invoice_failed_before_its_payment_is_never_taken_as_paid(
     assert await env.balance(commission.id) == 150
     detail = await _detail(env, payment_hash)
     assert detail["status"] == "completed", detail["status_detail"]
+
+
+async def test_a_credit_written_back_pending_is_restored(env, monkeypatch):
+    """Another LNbits write of a row read earlier: the client's wallet (its
+    admin key) updates the labels of its incoming payout invoice; LNbits reads
+    the row (pending), the payout pays it, LNbits writes the row back with its
+    labels and its old status, pending. The source's debit stands, the client
+    holds nothing, and a funding source that answers "pending" for an invoice
+    it never knew keeps it so: the recovery pass must set it paid."""
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from satmachineadmin import transaction_processor
+    from satmachineadmin.tasks import run_recovery
+
+    await _deactivate_all_clients(env)
+    source, commission, payer, clients = await _setup(env, ["10"] * 3)
+    await env.fund(payer.id, 10_000)
+    real_pay = transaction_processor._pay_stored_invoice
+    undone: list[str] = []
+
+    async def pay_then_labels_written_back(source_wallet_id, bolt11, memo, extra):
+        from bolt11 import decode
+
+        payment_hash = decode(bolt11).payment_hash
+        read = await get_standalone_payment(payment_hash, incoming=True)
+        error = await real_pay(source_wallet_id, bolt11, memo, extra)
+        if not undone and read and read.pending and extra.get("payout_id"):
+            read.labels = ["dca"]  # PUT /api/v1/payments/<hash>/labels
+            await update_payment(read)
+            undone.append(payment_hash)
+        return error
+
+    monkeypatch.setattr(
+        transaction_processor, "_pay_stored_invoice", pay_then_labels_written_back
+    )
+    await env.pay(
+        payer.id, source.id, 3_150, extra=_extra("labels-write-back", 3_000, 150)
+    )
+    await env.settle()
+    monkeypatch.setattr(transaction_processor, "_pay_stored_invoice", real_pay)
+    assert len(undone) == 1
+    invoice = await get_standalone_payment(undone[0], incoming=True)
+    assert invoice and invoice.pending
+
+    for _ in range(2):
+        await run_recovery()
+    received = [await env.balance(w.id) for _, w in clients]
+    assert received == [1_000, 1_000, 1_000], received
+    assert await env.balance(source.id) == 0
+    assert await env.balance(commission.id) == 150
+    assert await env.balance(payer.id) == 10_000 - 3_150
+    invoice = await get_standalone_payment(undone[0], incoming=True)
+    assert invoice and invoice.success
