@@ -106,7 +106,10 @@ async def resolve_reconciliation(
             action, settlement, rec, wallet_id, client_id
         )
         if await abandon_invoice(
-            rec.payment_hash, settlement.wallet_id, rec.orphan_sats
+            rec.payment_hash,
+            settlement.wallet_id,
+            rec.orphan_sats,
+            {"reconciliation_id": rec.id},
         ):
             # An earlier transfer did go through after all: that is the
             # resolution that happened.
@@ -284,7 +287,10 @@ async def _send(rec: Reconciliation, settlement: Settlement) -> None:
     # Failed: the invoice (if one was stored) is made unpayable first, then the
     # orphan reopens for the operator, only if it is still this attempt.
     if await abandon_invoice(
-        result.payment_hash, settlement.wallet_id, rec.orphan_sats
+        result.payment_hash,
+        settlement.wallet_id,
+        rec.orphan_sats,
+        {"reconciliation_id": rec.id},
     ):
         await compare_and_set(
             TABLE,

@@ -532,15 +532,16 @@ async def abandon_invoice(
     payment_hash: str | None,
     source_wallet_id: str | None = None,
     sats: int | None = None,
+    of: dict[str, str] | None = None,
 ) -> bool:
     """Make an invoice this extension stored unpayable (its pending incoming
     payment set failed), so an invoice that is not to be paid (an earlier
     attempt's, an old target's, one nobody stored) never is. Returns True if
     it was already paid: then it is the transfer that happened, and nothing
     was abandoned. With `source_wallet_id` and `sats` (every caller that knows
-    them), "paid" means paid by that wallet, that amount (`_paid_from`): a hash
-    other software wrote on our row, of a payment the source never made, is
-    not the transfer.
+    them), "paid" means paid by that wallet, that amount, for that row (`of`,
+    see `_paid_from`): a hash other software wrote on our row, of a payment
+    the source never made for it, is not the transfer.
 
     Only an invoice this extension made (its tag) is touched: a hash on our
     row naming another wallet's or extension's pending invoice leaves it
@@ -554,7 +555,7 @@ async def abandon_invoice(
 
     async def paid() -> bool:
         if source_wallet_id is not None and sats is not None:
-            return await _paid_from(payment_hash, source_wallet_id, sats)
+            return await _paid_from(payment_hash, source_wallet_id, sats, of)
         return await _already_paid(payment_hash)
 
     if await paid():
@@ -598,14 +599,29 @@ async def _already_paid(payment_hash: str) -> bool:
     return bool(outgoing and outgoing.success)
 
 
-async def _paid_from(payment_hash: str, source_wallet_id: str, sats: int) -> bool:
+# The keys of an invoice's extra that name the row it pays.
+ROW_KEYS = ("payout_id", "commission_payout_id", "reconciliation_id")
+
+
+def _row_of(extra: dict[str, Any]) -> dict[str, str]:
+    return {key: extra[key] for key in ROW_KEYS if extra.get(key)}
+
+
+async def _paid_from(
+    payment_hash: str,
+    source_wallet_id: str,
+    sats: int,
+    of: dict[str, str] | None = None,
+) -> bool:
     """The source wallet paid this invoice, `sats`: LNbits' payer row
     (`internal_<hash>`, success) from that wallet, of that amount. Whatever
     the invoice's own row says afterwards (a credit LNbits' pending check
     undid is repaired by repair_half_paid_invoices): the payment happened,
-    if the invoice is one this extension made. Any other paid payment under
-    that hash (another wallet's, the settlement's own, the source wallet's
-    payment of someone else's invoice) is not ours."""
+    if the invoice is one this extension made, for this row (`of`: its
+    payout_id, commission_payout_id or reconciliation_id; an invoice that
+    names none is taken as it is). Any other paid payment under that hash
+    (another wallet's, the settlement's own, the source wallet's payment of
+    someone else's invoice, another payout's invoice) is not this one."""
     outgoing = await get_standalone_payment(f"internal_{payment_hash}")
     if not (
         outgoing
@@ -616,7 +632,11 @@ async def _paid_from(payment_hash: str, source_wallet_id: str, sats: int) -> boo
     ):
         return False
     invoice = await get_standalone_payment(payment_hash, incoming=True)
-    return bool(invoice and invoice.checking_id == payment_hash and _is_ours(invoice))
+    if not (invoice and invoice.checking_id == payment_hash and _is_ours(invoice)):
+        return False
+    return all(
+        invoice.extra.get(key) in (None, value) for key, value in (of or {}).items()
+    )
 
 
 # How far back repair_half_paid_invoices looks: LNbits' pending check reads
@@ -725,7 +745,7 @@ async def transfer(
         # payment while the payer's debit stands. A stored invoice waits for a
         # retry, so it is the one most likely listed; a fresh one is paid
         # moments after it exists (repair_half_paid_invoices mends the rest).
-        if await abandon_invoice(stored_hash, source_wallet_id, sats):
+        if await abandon_invoice(stored_hash, source_wallet_id, sats, _row_of(extra)):
             return TransferResult(True, payment_hash=stored_hash)
         crash_point(f"{kind}_invoice_abandoned")
         # LNbits would still credit a deleted wallet, out of the client's reach.
@@ -772,7 +792,7 @@ async def transfer(
     bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
     if error is not None:
-        if await _paid_from(payment_hash, source_wallet_id, sats):
+        if await _paid_from(payment_hash, source_wallet_id, sats, _row_of(extra)):
             return TransferResult(True, payment_hash=payment_hash)
         return TransferResult(False, error, payment_hash)
     crash_point(f"{kind}_paid")
@@ -950,7 +970,10 @@ async def _pay_fresh_payouts(
         if payout.id not in stored_ids:
             # Ours is never stored, so it must never be payable either.
             await abandon_invoice(
-                invoice.payment_hash, settlement.wallet_id, payout.amount_sats
+                invoice.payment_hash,
+                settlement.wallet_id,
+                payout.amount_sats,
+                {"payout_id": payout.id},
             )
             continue
         crash_point("payout_invoice_stored")
@@ -961,7 +984,10 @@ async def _pay_fresh_payouts(
             settlement.wallet_id, invoice.bolt11, memo, extra
         )
         if error is not None and await _paid_from(
-            invoice.payment_hash, settlement.wallet_id, payout.amount_sats
+            invoice.payment_hash,
+            settlement.wallet_id,
+            payout.amount_sats,
+            {"payout_id": payout.id},
         ):
             error = None
         if error is None:
@@ -1053,7 +1079,10 @@ async def _refuse_source_target(
     cancels it into the orphan. An invoice stored for an earlier wallet is
     made unpayable first, unless it was paid: then that is the payout."""
     if await abandon_invoice(
-        payout.payment_hash, settlement.wallet_id, payout.amount_sats
+        payout.payment_hash,
+        settlement.wallet_id,
+        payout.amount_sats,
+        {"payout_id": payout.id},
     ):
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
         crash_point("payout_confirmed")
@@ -1116,7 +1145,10 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
         # Nobody to pay any more: it stays in the source wallet, and its
         # stored invoice (to the gone wallet) is made unpayable.
         if await abandon_invoice(
-            part.payment_hash, settlement.wallet_id, part.amount_sats
+            part.payment_hash,
+            settlement.wallet_id,
+            part.amount_sats,
+            {"commission_payout_id": part.id},
         ):
             await set_commission_status(part.id, "confirmed")
         else:
@@ -1423,6 +1455,7 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
             payout.payment_hash,
             paid_by.wallet_id if paid_by else None,
             payout.amount_sats,
+            {"payout_id": payout.id},
         ):
             await set_payout_status(payout.id, PayoutStatus.confirmed)
             raise ProcessingError("conflict.payout_paid_after_all")

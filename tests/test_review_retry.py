@@ -402,3 +402,32 @@ async def test_a_credit_written_back_pending_is_restored(env, monkeypatch):
     assert await env.balance(payer.id) == 10_000 - 3_150
     invoice = await get_standalone_payment(undone[0], incoming=True)
     assert invoice and invoice.success
+
+
+async def test_another_payouts_hash_on_a_failed_payout_is_not_its_payment(
+    env, monkeypatch
+):
+    """Other software copies a paid payout's hash onto a failed payout of the
+    same settlement and amount: paid by the settlement's wallet, that amount,
+    an invoice of this extension, but the other payout's. The failed payout
+    must still be paid (each client once)."""
+    from satmachineadmin import crud
+    from satmachineadmin.tasks import run_recovery
+
+    s = await _one_failed_payout(env, monkeypatch, "copied-hash")
+    settlement = await crud.get_settlement_by_hash(s.settlement_hash)
+    assert settlement
+    paid = next(
+        p
+        for p in await crud.get_settlement_payouts(settlement.id)
+        if p.status == "confirmed" and p.amount_sats == s.failed.amount_sats
+    )
+    await _store_hash(s.failed.id, paid.payment_hash, paid.bolt11)
+    await run_recovery()
+
+    received = [await env.balance(w.id) for _, w in s.clients]
+    assert received == [1_000, 1_000, 1_000], received
+    assert await env.balance(s.source.id) == 0
+    payout = await crud.get_payment(s.failed.id)
+    assert payout and payout.status == "confirmed"
+    assert payout.payment_hash != paid.payment_hash
