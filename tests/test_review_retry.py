@@ -8,8 +8,29 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from test_batched_payouts import _detail, _extra
 from test_settlement_flow import _deactivate_all_clients, _setup
+
+
+def _extra(txid: str, principal: int, fee: int) -> dict:
+    """bitSpire metadata at 100 sats per GTQ."""
+    return {
+        "source": "bitspire",
+        "principal_sats": principal,
+        "fee_sats": fee,
+        "exchange_rate": "1000000",
+        "currency": "GTQ",
+        "txid": txid,
+    }
+
+
+async def _detail(env, payment_hash: str) -> dict:
+    from satmachineadmin import crud
+
+    settlement = await crud.get_settlement_by_hash(payment_hash)
+    assert settlement
+    response = await env.api("GET", f"/settlements/{settlement.id}")
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 async def _one_failed_payout(env, monkeypatch, txid: str):
