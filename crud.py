@@ -952,12 +952,17 @@ async def get_settlement_payouts(settlement_id: str) -> list[PayoutView]:
     )
 
 
+# A row with no invoice hash yet (NULL, or empty from other software): what
+# remember() stores over when `replacing` is None.
+NO_INVOICE_HASH = "COALESCE(payment_hash, '') = ''"
+
+
 async def set_payout_invoice(
     payout_id: str, bolt11: str, payment_hash: str, replacing: str | None = None
 ) -> bool:
     """Remember the invoice before paying it: only over no invoice, or over the
     dead invoice `replacing` (compare-and-set, so two runs cannot both win)."""
-    guard = "payment_hash = :old" if replacing else "bolt11 IS NULL"
+    guard = "payment_hash = :old" if replacing else NO_INVOICE_HASH
     return (
         await _execute_rowcount(
             f"UPDATE {S}.dca_payments SET bolt11 = :bolt11, payment_hash = :hash, "
@@ -989,7 +994,7 @@ async def set_payout_invoices(
             result = await tx.execute(
                 f"UPDATE {S}.dca_payments SET bolt11 = :bolt11, "
                 f"payment_hash = :hash, updated_at = {ts('now')} "
-                "WHERE id = :id AND bolt11 IS NULL",
+                f"WHERE id = :id AND {NO_INVOICE_HASH} AND COALESCE(bolt11, '') = ''",
                 {"id": payout_id, "bolt11": bolt11, "hash": payment_hash, "now": now},
             )
             if result.rowcount == 1:
@@ -1081,6 +1086,13 @@ async def get_settlement_by_hash(payment_hash: str) -> Settlement | None:
         {"hash": payment_hash},
         Settlement,
     )
+
+
+async def settlement_wallet_ids() -> set[str]:
+    """Every wallet a settlement arrived in (and was paid out from), whether
+    or not the configuration still names it a source."""
+    rows = await db.fetchall(f"SELECT DISTINCT wallet_id AS w FROM {S}.settlements")
+    return {row["w"] for row in rows if row["w"]}
 
 
 async def get_known_payment_hashes(payment_hashes: Sequence[str]) -> set[str]:

@@ -32,6 +32,7 @@ from .commission_split import (
     split_commission,
 )
 from .crud import (
+    NO_INVOICE_HASH,
     S,
     _execute_rowcount,
     compare_and_set,
@@ -474,7 +475,7 @@ async def set_commission_invoice(
     payout_id: str, bolt11: str, payment_hash: str, replacing: str | None
 ) -> bool:
     """Remember the invoice before paying it (compare-and-set, as for clients)."""
-    guard = "payment_hash = :old" if replacing else "payment_hash IS NULL"
+    guard = "payment_hash = :old" if replacing else NO_INVOICE_HASH
     return (
         await _execute_rowcount(
             f"UPDATE {S}.commission_payouts SET bolt11 = :bolt11, "

@@ -1019,6 +1019,10 @@ _SETTLEMENTS: dict[str, dict[str, str]] = {
         "en": "invoice failed: {error}",
         "es": "la factura falló: {error}",
     },
+    "transfer.not_paid_internally": {
+        "en": "LNbits did not pay the invoice internally (status {status}); retry",
+        "es": "LNbits no pagó la factura internamente (estado {status}); reintente",
+    },
     "transfer.contended": {
         "en": "another run holds this payout; retry",
         "es": "otra ejecución tiene este pago; reintente",

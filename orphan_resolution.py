@@ -105,7 +105,12 @@ async def resolve_reconciliation(
         target_wallet, target_client = await _target(
             action, settlement, rec, wallet_id, client_id
         )
-        if await abandon_invoice(rec.payment_hash):
+        if await abandon_invoice(
+            rec.payment_hash,
+            settlement.wallet_id,
+            rec.orphan_sats,
+            {"reconciliation_id": rec.id},
+        ):
             # An earlier transfer did go through after all: that is the
             # resolution that happened.
             await compare_and_set(
@@ -240,16 +245,20 @@ async def _send(rec: Reconciliation, settlement: Settlement) -> None:
     assert rec.target_wallet_id
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
-        return await compare_and_set(
-            TABLE,
-            rec.id,
-            {
-                "status": RESOLVING,
-                "target_wallet_id": rec.target_wallet_id,
-                "payment_hash": replacing,
-            },
-            {"bolt11": bolt11, "payment_hash": payment_hash},
-        )
+        # None: no invoice hash yet, NULL (or empty, from other software).
+        for old in (replacing,) if replacing else (None, ""):
+            if await compare_and_set(
+                TABLE,
+                rec.id,
+                {
+                    "status": RESOLVING,
+                    "target_wallet_id": rec.target_wallet_id,
+                    "payment_hash": old,
+                },
+                {"bolt11": bolt11, "payment_hash": payment_hash},
+            ):
+                return True
+        return False
 
     result = await transfer(
         source_wallet_id=settlement.wallet_id,
@@ -277,7 +286,12 @@ async def _send(rec: Reconciliation, settlement: Settlement) -> None:
         return
     # Failed: the invoice (if one was stored) is made unpayable first, then the
     # orphan reopens for the operator, only if it is still this attempt.
-    if await abandon_invoice(result.payment_hash):
+    if await abandon_invoice(
+        result.payment_hash,
+        settlement.wallet_id,
+        rec.orphan_sats,
+        {"reconciliation_id": rec.id},
+    ):
         await compare_and_set(
             TABLE,
             rec.id,

@@ -34,8 +34,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from bolt11 import decode as decode_bolt11
 from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.crud.payments import (
+    check_internal,
     is_internal_status_success,
 )
 from lnbits.core.db import db as core_db
@@ -89,6 +91,7 @@ from .crud import (
     set_payout_invoices,
     set_payout_status,
     set_payout_statuses,
+    settlement_wallet_ids,
     transaction,
     update_settlement,
 )
@@ -519,33 +522,68 @@ class TransferResult:
     contended: bool = False
 
 
-async def abandon_invoice(payment_hash: str | None) -> bool:
+async def abandon_invoice(
+    payment_hash: str | None,
+    source_wallet_id: str | None = None,
+    sats: int | None = None,
+    of: dict[str, str] | None = None,
+) -> bool:
     """Make an invoice this extension stored unpayable (its pending incoming
     payment set failed), so an invoice that is not to be paid (an earlier
     attempt's, an old target's, one nobody stored) never is. Returns True if
     it was already paid: then it is the transfer that happened, and nothing
-    was abandoned.
+    was abandoned. With `source_wallet_id` and `sats` (every caller that knows
+    them), "paid" means paid by that wallet, that amount, for that row (`of`,
+    see `_paid_from`): a hash other software wrote on our row, of a payment
+    the source never made for it, is not the transfer.
+
+    Only an invoice this extension made (its tag) is touched: a hash on our
+    row naming another wallet's or extension's pending invoice leaves it
+    payable by whoever it is for.
 
     A compare-and-set on `pending`, never a write of a row read earlier: LNbits
     marks an invoice paid by writing its row, and a row written back from an
     earlier read would undo that payment while the payer's debit stands."""
     if not payment_hash:
         return False
-    if await _already_paid(payment_hash):
+
+    async def paid() -> bool:
+        if source_wallet_id is not None and sats is not None:
+            return await _paid_from(payment_hash, source_wallet_id, sats, of)
+        return await _already_paid(payment_hash)
+
+    if await paid():
         return True
-    async with core_db.connect() as conn:
-        await conn.execute(
-            "UPDATE apipayments SET status = :failed "
-            "WHERE payment_hash = :hash AND status = :pending AND amount > 0",
-            {
-                "failed": PaymentState.FAILED.value,
-                "pending": PaymentState.PENDING.value,
-                "hash": payment_hash,
-            },
-        )
+    pending = await check_internal(payment_hash)
+    if pending and _is_ours(pending):
+        async with core_db.connect() as conn:
+            await conn.execute(
+                "UPDATE apipayments SET status = :failed "
+                "WHERE checking_id = :checking_id AND status = :pending "
+                "AND amount > 0",
+                {
+                    "failed": PaymentState.FAILED.value,
+                    "pending": PaymentState.PENDING.value,
+                    "checking_id": pending.checking_id,
+                },
+            )
     # Paid between the first look and the update: the update found nothing
     # pending, and the payment is the transfer.
-    return await _already_paid(payment_hash)
+    return await paid()
+
+
+def _is_ours(invoice: Payment) -> bool:
+    """An invoice this extension made (every one carries its tag)."""
+    return invoice.tag == EXTENSION_TAG or invoice.extra.get("tag") == EXTENSION_TAG
+
+
+def _invoice_hash(bolt11: str | None) -> str | None:
+    if not bolt11:
+        return None
+    try:
+        return decode_bolt11(bolt11).payment_hash
+    except Exception:
+        return None
 
 
 async def _already_paid(payment_hash: str) -> bool:
@@ -553,6 +591,46 @@ async def _already_paid(payment_hash: str) -> bool:
         return True
     outgoing = await get_standalone_payment(f"internal_{payment_hash}")
     return bool(outgoing and outgoing.success)
+
+
+# The keys of an invoice's extra that name the row it pays.
+ROW_KEYS = ("payout_id", "commission_payout_id", "reconciliation_id")
+
+
+def _row_of(extra: dict[str, Any]) -> dict[str, str]:
+    return {key: extra[key] for key in ROW_KEYS if extra.get(key)}
+
+
+async def _paid_from(
+    payment_hash: str,
+    source_wallet_id: str,
+    sats: int,
+    of: dict[str, str] | None = None,
+) -> bool:
+    """The source wallet paid this invoice, `sats`: LNbits' payer row
+    (`internal_<hash>`, success) from that wallet, of that amount. Whatever
+    the invoice's own row says afterwards (a credit LNbits' pending check
+    undid is repaired by repair_half_paid_invoices): the payment happened,
+    if the invoice is one this extension made, for this row (`of`: its
+    payout_id, commission_payout_id or reconciliation_id; an invoice that
+    names none is taken as it is). Any other paid payment under that hash
+    (another wallet's, the settlement's own, the source wallet's payment of
+    someone else's invoice, another payout's invoice) is not this one."""
+    outgoing = await get_standalone_payment(f"internal_{payment_hash}")
+    if not (
+        outgoing
+        and outgoing.success
+        and outgoing.checking_id == f"internal_{payment_hash}"
+        and outgoing.wallet_id == source_wallet_id
+        and outgoing.amount == -sats * 1000
+    ):
+        return False
+    invoice = await get_standalone_payment(payment_hash, incoming=True)
+    if not (invoice and invoice.checking_id == payment_hash and _is_ours(invoice)):
+        return False
+    return all(
+        invoice.extra.get(key) in (None, value) for key, value in (of or {}).items()
+    )
 
 
 # How far back repair_half_paid_invoices looks: LNbits' pending check reads
@@ -570,22 +648,32 @@ async def repair_half_paid_invoices() -> int:
     paid before it got there, is written back `failed` (FakeWallet forgets its
     invoices on a restart; a funding source never knew one made with
     `internal=True`) while the payer's debit stands: the source wallet paid,
-    the client received nothing. Such an invoice is set paid again (only if
-    still `failed`, only for payments from a source wallet, only with the
-    payer's row of the same amount): that completes LNbits' own payment, whose
-    debit is already there; nothing is minted. Returns how many."""
-    sources = sorted(await source_wallet_ids(await get_config()))
+    the client received nothing. Other LNbits writes of a row read earlier
+    do the same with the status they read, `pending` (a wallet's label update
+    of its incoming invoice), which a funding source that answers "pending"
+    for an invoice it never knew leaves so. Such an invoice is set paid again
+    (only if still `failed` or `pending`, only for payments from a source
+    wallet or a wallet a settlement arrived in (the configuration may have
+    moved on since), only with the payer's row of the same amount): that
+    completes LNbits' own payment, whose debit is already there (LNbits
+    writes the payer's row and the paid invoice in one transaction, so a
+    committed payer's row beside a pending invoice is never a payment in
+    progress); nothing is minted. Returns how many."""
+    sources = sorted(
+        await source_wallet_ids(await get_config()) | await settlement_wallet_ids()
+    )
     if not sources:
         return 0
     names = {f"source_{i}": wallet for i, wallet in enumerate(sources)}
     since = int((utc_now() - HALF_PAID_LOOKBACK).timestamp())
     rows = await core_db.fetchall(
         "SELECT invoice.checking_id AS checking_id, invoice.wallet_id AS wallet_id, "
-        "invoice.amount AS amount FROM apipayments AS payer "
+        "invoice.amount AS amount, invoice.status AS status "
+        "FROM apipayments AS payer "
         "JOIN apipayments AS invoice ON invoice.payment_hash = payer.payment_hash "
         "AND payer.checking_id = 'internal_' || invoice.checking_id "
         f"WHERE payer.wallet_id IN ({', '.join(':' + n for n in names)}) "
-        "AND payer.status = 'success' AND invoice.status = 'failed' "
+        "AND payer.status = 'success' AND invoice.status IN ('failed', 'pending') "
         "AND invoice.amount > 0 AND invoice.amount = -payer.amount "
         f"AND payer.time > {core_db.timestamp_placeholder('since')}",
         {**names, "since": since},
@@ -595,15 +683,16 @@ async def repair_half_paid_invoices() -> int:
         async with core_db.connect() as conn:
             result = await conn.execute(
                 "UPDATE apipayments SET status = 'success' "
-                "WHERE checking_id = :checking_id AND status = 'failed'",
-                {"checking_id": row["checking_id"]},
+                "WHERE checking_id = :checking_id AND status = :status",
+                {"checking_id": row["checking_id"], "status": row["status"]},
             )
         if result.rowcount == 1:
             repaired += 1
             logger.warning(
                 f"satmachineadmin: invoice {row['checking_id']} into wallet "
                 f"{row['wallet_id']} was paid by a source wallet but written back "
-                f"as failed by LNbits' pending check; set paid again "
+                f"as {row['status']} by LNbits (a row it read earlier); set paid "
+                f"again "
                 f"({row['amount'] // 1000} sats)"
             )
     return repaired
@@ -633,7 +722,11 @@ async def transfer(
         # with no sat moving, and the payout would debit a balance for nothing.
         return TransferResult(False, Message("transfer.target_is_source"))
     extra = {"tag": EXTENSION_TAG, **extra}
-    replacing = None
+    # What the row holds (None: no invoice hash, NULL or empty); remember()
+    # stores over exactly that. A bolt11 without its hash (other software's
+    # row) is the invoice of the hash it carries.
+    replacing = stored_hash or None
+    stored_hash = stored_hash or _invoice_hash(stored_bolt11)
     if stored_hash:
         # An invoice an earlier attempt stored and did not pay (a crash, a
         # failed payment, a target changed since) is never paid later: it is
@@ -646,9 +739,9 @@ async def transfer(
         # payment while the payer's debit stands. A stored invoice waits for a
         # retry, so it is the one most likely listed; a fresh one is paid
         # moments after it exists (repair_half_paid_invoices mends the rest).
-        if await abandon_invoice(stored_hash):
+        if await abandon_invoice(stored_hash, source_wallet_id, sats, _row_of(extra)):
             return TransferResult(True, payment_hash=stored_hash)
-        replacing = stored_hash
+        crash_point(f"{kind}_invoice_abandoned")
         # LNbits would still credit a deleted wallet, out of the client's reach.
         target = await get_wallet(target_wallet_id, deleted=None)
         if target and target.deleted:
@@ -676,7 +769,7 @@ async def transfer(
         # The target is LNbits' share of the source wallet (or of another
         # refused wallet): the invoice was created on that wallet itself,
         # so paying it would move nothing (or park the sats there).
-        await abandon_invoice(invoice.payment_hash)
+        await abandon_invoice(invoice.payment_hash, source_wallet_id, sats)
         return TransferResult(
             False,
             Message(
@@ -687,13 +780,13 @@ async def transfer(
     crash_point(f"{kind}_invoice_created")
     if not await remember(invoice.bolt11, invoice.payment_hash, replacing):
         # Ours is never stored, so it must never be payable either.
-        await abandon_invoice(invoice.payment_hash)
+        await abandon_invoice(invoice.payment_hash, source_wallet_id, sats)
         return TransferResult(False, Message("transfer.contended"), contended=True)
     crash_point(f"{kind}_invoice_stored")
     bolt11, payment_hash = invoice.bolt11, invoice.payment_hash
     error = await _pay_stored_invoice(source_wallet_id, bolt11, memo, extra)
     if error is not None:
-        if await _already_paid(payment_hash):
+        if await _paid_from(payment_hash, source_wallet_id, sats, _row_of(extra)):
             return TransferResult(True, payment_hash=payment_hash)
         return TransferResult(False, error, payment_hash)
     crash_point(f"{kind}_paid")
@@ -722,15 +815,23 @@ async def _create_internal_invoice(
 
 async def _pay_stored_invoice(
     source_wallet_id: str, bolt11: str, memo: str, extra: dict[str, Any]
-) -> str | None:
+) -> Message | str | None:
     """Pay an invoice whose hash is already stored (committed) on our row, on
     one LNbits connection instead of the dozen or so `pay_invoice` opens by
     itself. Returns None when paid, else the error. The connection is held for
     this one payment only, so other users of LNbits' database wait for one
-    payment at most."""
+    payment at most.
+
+    Paid means paid internally: LNbits' payer row `internal_<hash>`, success.
+    An invoice LNbits failed before this payment (its pending check, a wallet
+    page or anyone's GET /api/v1/payments/<hash> asked the funding source,
+    which never knew an internal invoice) is no longer internal to LNbits:
+    pay_invoice tries the funding source and, on a "pending" answer, returns
+    without raising (even the target's own unpaid invoice). That is no
+    payment; the retry pays a new invoice."""
     try:
         async with core_db.connect() as conn:
-            await pay_invoice(
+            payment = await pay_invoice(
                 wallet_id=source_wallet_id,
                 payment_request=bolt11,
                 extra=extra,
@@ -739,7 +840,9 @@ async def _pay_stored_invoice(
             )
     except Exception as exc:
         return str(exc) or exc.__class__.__name__
-    return None
+    if payment.checking_id.startswith("internal_") and payment.success:
+        return None
+    return Message("transfer.not_paid_internally", {"status": str(payment.status)})
 
 
 def _memo(sats: int, fiat: Decimal, code: str, rate: float | None) -> str:
@@ -927,7 +1030,12 @@ async def _pay_fresh_payouts(
     for payout, client, invoice, memo, extra in created:
         if payout.id not in stored_ids:
             # Ours is never stored, so it must never be payable either.
-            await abandon_invoice(invoice.payment_hash)
+            await abandon_invoice(
+                invoice.payment_hash,
+                settlement.wallet_id,
+                payout.amount_sats,
+                {"payout_id": payout.id},
+            )
             continue
         crash_point("payout_invoice_stored")
         to_pay.append((payout, client, invoice, memo, extra))
@@ -936,7 +1044,12 @@ async def _pay_fresh_payouts(
         error = await _pay_stored_invoice(
             settlement.wallet_id, invoice.bolt11, memo, extra
         )
-        if error is not None and await _already_paid(invoice.payment_hash):
+        if error is not None and await _paid_from(
+            invoice.payment_hash,
+            settlement.wallet_id,
+            payout.amount_sats,
+            {"payout_id": payout.id},
+        ):
             error = None
         if error is None:
             crash_point("payout_paid")
@@ -973,7 +1086,7 @@ async def _pay_payout(
     if sources is None:
         sources = await source_wallet_ids(await get_config())
     if _is_source_target(client, settlement, sources):
-        return await _refuse_source_target(payout, client)
+        return await _refuse_source_target(settlement, payout, client)
 
     async def remember(bolt11: str, payment_hash: str, replacing: str | None) -> bool:
         return await set_payout_invoice(payout.id, bolt11, payment_hash, replacing)
@@ -1016,7 +1129,9 @@ async def _pay_payout(
     return False
 
 
-async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
+async def _refuse_source_target(
+    settlement: Settlement, payout: DcaPayment, client: DcaClient
+) -> bool:
     """A client row naming a source wallet (this settlement's or another
     machine's; other software wrote it, or it changed after the split) is
     never paid: the sats would only move between the operator's wallets while
@@ -1024,7 +1139,12 @@ async def _refuse_source_target(payout: DcaPayment, client: DcaClient) -> bool:
     until the client has a wallet of its own (then retry) or the operator
     cancels it into the orphan. An invoice stored for an earlier wallet is
     made unpayable first, unless it was paid: then that is the payout."""
-    if await abandon_invoice(payout.payment_hash):
+    if await abandon_invoice(
+        payout.payment_hash,
+        settlement.wallet_id,
+        payout.amount_sats,
+        {"payout_id": payout.id},
+    ):
         await set_payout_status(payout.id, PayoutStatus.confirmed, count_attempt=True)
         crash_point("payout_confirmed")
         return True
@@ -1085,7 +1205,12 @@ async def _pay_commission_part(settlement: Settlement, part: CommissionPayout) -
     if target == "":
         # Nobody to pay any more: it stays in the source wallet, and its
         # stored invoice (to the gone wallet) is made unpayable.
-        if await abandon_invoice(part.payment_hash):
+        if await abandon_invoice(
+            part.payment_hash,
+            settlement.wallet_id,
+            part.amount_sats,
+            {"commission_payout_id": part.id},
+        ):
             await set_commission_status(part.id, "confirmed")
         else:
             await set_commission_status(
@@ -1386,7 +1511,13 @@ async def cancel_payout(payout_id: str, reason: str, actor: str | None) -> DcaPa
                 raise ProcessingError("conflict.payout_changed")
             await add_audit("payout", payout.id, "voided", actor, {"reason": reason})
             return await get_payment(payout.id) or payout
-        if await abandon_invoice(payout.payment_hash):
+        paid_by = await get_settlement(payout.settlement_id)
+        if await abandon_invoice(
+            payout.payment_hash,
+            paid_by.wallet_id if paid_by else None,
+            payout.amount_sats,
+            {"payout_id": payout.id},
+        ):
             await set_payout_status(payout.id, PayoutStatus.confirmed)
             raise ProcessingError("conflict.payout_paid_after_all")
         if payout.transaction_type == "orphan":
