@@ -895,7 +895,12 @@ async def _hold_uncovered(
         if payout.amount_fiat <= balance:
             left[key] = balance - payout.amount_fiat
             continue
-        if await abandon_invoice(payout.payment_hash):
+        if await abandon_invoice(
+            payout.payment_hash,
+            settlement.wallet_id,
+            payout.amount_sats,
+            {"payout_id": payout.id},
+        ):
             # Paid after all (a crash after paying): that is the payout.
             await set_payout_status(
                 payout.id, PayoutStatus.confirmed, count_attempt=True
