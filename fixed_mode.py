@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
-
-from .models import as_utc
 
 try:  # messages.py is pure too; tests load this module on its own
     from .messages import text
@@ -69,6 +67,15 @@ def _zone_or_none(name: str | None) -> ZoneInfo | None:
 
 def zone_of(name: str | None) -> ZoneInfo:
     return _zone_or_none(name) or _zone_or_none(server_time_zone()) or UTC_ZONE
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A moment in UTC. SQLite hands back naive datetimes (written in UTC).
+    Here, not in models.py, so this module stays importable on its own (pure:
+    the unit tests import it without the package); models re-exports it."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def day_bounds(moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Extra, Field, validator
 
 from .allocation import to_fiat
+from .fixed_mode import as_utc
 from .messages import CATALOG, Message, MessageError, current_language, localized
 
 # ISO 4217 codes are three upper-case letters; the deployment uses GTQ.
@@ -28,13 +29,6 @@ DEFAULT_CLIENT_LIMIT = Decimal("2000")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A moment in UTC. SQLite hands back naive datetimes (written in UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 def moment_utc(value: Any) -> datetime | None:
