@@ -12,6 +12,8 @@ every client paid exactly once and not a sat created or lost.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -44,10 +46,12 @@ CRASH_POINTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def world():
+@contextmanager
+def crash_world(name: str) -> Iterator[tuple]:
+    """A live LNbits with a source, commission and payer wallet, the
+    configuration and CLIENTS clients (shared by test_review_retry_crash)."""
     # The market agrees with the ATM's price (rate_check.py).
-    with live_world("crash", GTQ=1_000_000, USD=1_000_000) as live:
+    with live_world(name, GTQ=1_000_000, USD=1_000_000) as live:
         wallets = {
             "source": live.create_wallet("Source"),
             "commission": live.create_wallet("Commission"),
@@ -74,6 +78,12 @@ def world():
             assert response.status_code == 201, response.text
             clients.append((response.json(), wallet))
         yield live, wallets, clients
+
+
+@pytest.fixture(scope="module")
+def world():
+    with crash_world("crash") as built:
+        yield built
 
 
 def _deposit_for_everyone(live: LiveLNbits, clients) -> None:

@@ -10,8 +10,8 @@ client is paid exactly once, and not a sat is created or lost.
 from __future__ import annotations
 
 import pytest
-from crash_helpers import arm, die_at, live_world, power_back, wait_for_settlement
-from test_crash import CLIENTS, FEE, PRINCIPAL, _deposit_for_everyone
+from crash_helpers import arm, die_at, power_back, wait_for_settlement
+from test_crash import CLIENTS, FEE, PRINCIPAL, _deposit_for_everyone, crash_world
 
 RETRY_CRASHES = [
     "payout_invoice_abandoned:1",
@@ -25,33 +25,8 @@ RETRY_CRASHES = [
 
 @pytest.fixture(scope="module")
 def world():
-    with live_world("retrycrash", GTQ=1_000_000, USD=1_000_000) as live:
-        wallets = {
-            "source": live.create_wallet("Source"),
-            "commission": live.create_wallet("Commission"),
-            "payer": live.create_wallet("ATM payer"),
-        }
-        live.credit(wallets["payer"]["id"], 10_000_000)
-        response = live.api(
-            "POST",
-            "/config",
-            json={
-                "source_wallet_id": wallets["source"]["id"],
-                "commission_wallet_id": wallets["commission"]["id"],
-            },
-        )
-        assert response.status_code == 201, response.text
-        clients = []
-        for i in range(CLIENTS):
-            wallet = live.create_user_wallet(f"client{i:02d}")
-            response = live.api(
-                "POST",
-                "/clients",
-                json={"wallet_id": wallet["id"], "username": f"client{i:02d}"},
-            )
-            assert response.status_code == 201, response.text
-            clients.append((response.json(), wallet))
-        yield live, wallets, clients
+    with crash_world("retrycrash") as built:
+        yield built
 
 
 @pytest.mark.parametrize("crash_at", RETRY_CRASHES)
